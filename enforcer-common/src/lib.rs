@@ -1,0 +1,333 @@
+//! Types shared by the enforcer's eBPF programs and its userspace.
+//!
+//! Everything here is `#[repr(C)]`, has no `bool` and no implicit padding (explicit `_reserved`
+//! fields instead), and carries compile-time size and offset asserts: the kernel programs and the
+//! loader must agree on every byte. The maps are laid out so that both enforcement modes (BPF LSM
+//! hooks, and the fallback of Landlock plus syscall tracepoints) read the same entries.
+#![no_std]
+
+use core::mem::{offset_of, size_of};
+
+/// Bytes of a path kept in events (including the terminating NUL).
+pub const PATH_BYTES: usize = 256;
+/// Bytes of a path in a `FILE_RULES` key: LPM-trie keys hold at most 256 data bytes, 4 of
+/// which are the slot. Policy paths longer than this minus the NUL are rejected.
+pub const KEY_PATH_BYTES: usize = 252;
+/// Bytes of a task's `comm`.
+pub const COMM_BYTES: usize = 16;
+/// How many tasks one set of maps can hold at once (slots in the per-task arrays).
+pub const MAX_TASKS: u32 = 1024;
+/// Rules across all tasks in one rule map.
+pub const MAX_RULES: u32 = 65_536;
+
+/// Map names, shared so userspace never spells them differently from the kernel side.
+pub mod map_names {
+    pub const TASKS: &str = "TASKS";
+    pub const LIMITS: &str = "LIMITS";
+    pub const COUNTERS: &str = "COUNTERS";
+    pub const FILE_RULES: &str = "FILE_RULES";
+    pub const NET_RULES: &str = "NET_RULES";
+    pub const DENY_INODES: &str = "DENY_INODES";
+    pub const EVENTS: &str = "EVENTS";
+    pub const DROPS: &str = "DROPS";
+    pub const PENDING: &str = "PENDING";
+}
+
+/// Name of the read-only global holding kernel structure offsets.
+pub const KERNEL_OFFSETS_GLOBAL: &str = "KERNEL_OFFSETS";
+
+/// Access bits used in file rules and events.
+pub mod access {
+    pub const READ: u32 = 1;
+    pub const WRITE: u32 = 2;
+    pub const EXEC: u32 = 4;
+    pub const CONNECT: u32 = 8;
+}
+
+/// Bits of [`TaskEntry::flags`].
+pub mod task_flags {
+    /// Deny nothing; report what would have been denied.
+    pub const AUDIT: u32 = 1;
+    /// Check the identity (device, inode) of every file the task opens against `DENY_INODES`.
+    pub const DENY_INODES: u32 = 2;
+    /// Also check the file's ancestor directories (some deny rule names a directory).
+    pub const DENY_DIRS: u32 = 4;
+    /// Report every open and exec to userspace, which evaluates it (audit mode in fallback).
+    pub const OBSERVE_ALL: u32 = 8;
+}
+
+/// Value of `TASKS`, keyed by cgroup id (the inode number of the task's cgroup directory).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TaskEntry {
+    /// Index into the per-task arrays and part of every rule key.
+    pub slot: u32,
+    /// Policy generation that filled this task's rules.
+    pub generation: u32,
+    /// [`task_flags`] bits.
+    pub flags: u32,
+    pub _reserved: u32,
+}
+
+/// Value of `LIMITS`, an array indexed by slot. Zero means "no limit".
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TaskLimits {
+    /// `CLOCK_BOOTTIME` nanoseconds after which every operation is refused and the task killed.
+    pub deadline_ns: u64,
+    pub max_execs: u64,
+    pub max_connects: u64,
+    pub max_denials: u64,
+}
+
+/// Value of `COUNTERS`, an array indexed by slot; the kernel adds atomically.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TaskCounters {
+    pub execs: u64,
+    pub opens: u64,
+    pub connects: u64,
+    pub denials: u64,
+    /// Non-zero once a limit was hit; holds the [`limit_kind`] so the event is sent once.
+    pub limit_hit: u64,
+}
+
+/// Which limit was exceeded, in [`Event::limit_kind`] and [`TaskCounters::limit_hit`].
+pub mod limit_kind {
+    pub const TTL: u32 = 1;
+    pub const EXECS: u32 = 2;
+    pub const CONNECTS: u32 = 3;
+    pub const DENIALS: u32 = 4;
+}
+
+/// Data of a `FILE_RULES` LPM-trie key: the slot (big-endian, so it is matched as a prefix)
+/// followed by the path bytes. Directory rules end in `/`; exact-file rules include the NUL, so
+/// `/srv/repo` never matches `/srv/repository`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PathKey {
+    pub slot: [u8; 4],
+    pub path: [u8; KEY_PATH_BYTES],
+}
+
+/// Value of `FILE_RULES`: the access in force at this prefix (already merged with every
+/// shorter rule, so the longest match alone decides) and the policy entry that set it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PathRule {
+    /// [`access`] bits allowed at and below this prefix.
+    pub allow: u32,
+    /// Index of the deciding rule in the compiled policy's rule table.
+    pub rule_id: u32,
+}
+
+/// Data of a `NET_RULES` LPM-trie key. IPv4 addresses are stored IPv4-mapped
+/// (`::ffff:a.b.c.d`) so IPv4, IPv6 and mapped addresses hit the same entries. Port 0 in a key
+/// means "any port": the programs look up the exact port first, then port 0.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NetKey {
+    pub slot: [u8; 4],
+    /// Big-endian port.
+    pub port: [u8; 2],
+    pub addr: [u8; 16],
+}
+
+/// Bits of a `NET_RULES` key before the address: slot and port.
+pub const NET_KEY_FIXED_BITS: u32 = 48;
+/// Bits of a `FILE_RULES` key before the path: the slot.
+pub const PATH_KEY_FIXED_BITS: u32 = 32;
+
+/// Value of `NET_RULES`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NetRule {
+    pub rule_id: u32,
+    pub _reserved: u32,
+}
+
+/// Key of `DENY_INODES`: a file (or directory) a task must never open, by identity, so that
+/// symlinks, hard links, renames, relative paths and directory fds all reach the same entry.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct InodeKey {
+    pub slot: u32,
+    pub _reserved: u32,
+    /// The kernel's `dev_t` encoding (`major << 20 | minor`), as in `super_block::s_dev`.
+    pub dev: u64,
+    pub ino: u64,
+}
+
+/// Value of `PENDING`: what a syscall's enter tracepoint saw, for its exit tracepoint.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PendingOp {
+    /// User pointer to the path argument.
+    pub path_ptr: u64,
+    pub kind: u32,
+    pub dirfd: i32,
+    pub flags: u32,
+    pub _reserved: u32,
+}
+
+/// Offsets into kernel structures, resolved by userspace from the running kernel's BTF and
+/// handed to the programs as a read-only global (a small, explicit CO-RE).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct KernelOffsets {
+    pub task_files: u32,
+    pub files_fdt: u32,
+    pub fdt_fd: u32,
+    pub fdt_max_fds: u32,
+    pub file_inode: u32,
+    pub file_dentry: u32,
+    pub inode_ino: u32,
+    pub inode_sb: u32,
+    pub sb_dev: u32,
+    pub dentry_parent: u32,
+    pub dentry_inode: u32,
+    pub task_mm: u32,
+    pub mm_exe_file: u32,
+    /// Non-zero once userspace filled the offsets; the programs check nothing until then.
+    pub valid: u32,
+}
+
+/// [`Event::kind`].
+pub mod event_kind {
+    pub const EXEC: u32 = 1;
+    pub const OPEN: u32 = 2;
+    pub const CONNECT: u32 = 3;
+    pub const SENDMSG: u32 = 4;
+    pub const LIMIT: u32 = 5;
+}
+
+/// [`Event::decision`].
+pub mod decision {
+    pub const ALLOW: u32 = 1;
+    pub const DENY: u32 = 2;
+    pub const KILL: u32 = 3;
+    pub const AUDIT: u32 = 4;
+    /// Seen, not decided: userspace evaluates it against the policy (audit mode).
+    pub const OBSERVED: u32 = 5;
+}
+
+/// [`Event::enforced_by`].
+pub mod enforced_by {
+    pub const NONE: u32 = 0;
+    pub const LSM: u32 = 1;
+    pub const LANDLOCK: u32 = 2;
+    pub const CGROUP: u32 = 3;
+    pub const KILL: u32 = 4;
+}
+
+/// One record in the `EVENTS` ring buffer.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct Event {
+    /// `CLOCK_BOOTTIME` nanoseconds.
+    pub time_ns: u64,
+    pub cgroup_id: u64,
+    /// Identity of the file involved (inode-check kills), kernel `dev_t` encoding.
+    pub dev: u64,
+    pub ino: u64,
+    /// For limit events: the counter's value and the limit.
+    pub count: u64,
+    pub limit: u64,
+    pub kind: u32,
+    pub decision: u32,
+    pub enforced_by: u32,
+    pub limit_kind: u32,
+    pub slot: u32,
+    pub generation: u32,
+    /// Thread id and process id (tgid), as userspace knows them.
+    pub tid: u32,
+    pub pid: u32,
+    /// The syscall's return value, where there is one (e.g. -13 for EACCES).
+    pub ret: i32,
+    /// open flags, or `access` bits for network events.
+    pub flags: u32,
+    pub rule_id: u32,
+    pub dirfd: i32,
+    pub family: u16,
+    /// Host-order port.
+    pub port: u16,
+    pub _reserved: u32,
+    pub addr: [u8; 16],
+    pub comm: [u8; COMM_BYTES],
+    pub path: [u8; PATH_BYTES],
+}
+
+/// Bit of a `DENY_INODES` rule id: the identity only counts when executed (an ELF interpreter
+/// run directly, e.g. `ld.so /forbidden/binary`), not when opened.
+pub const RULE_EXEC_ONLY: u32 = 1 << 31;
+
+/// Rule id meaning "no rule matched: the envelope's default deny".
+pub const RULE_DEFAULT_DENY: u32 = u32::MAX;
+/// Rule id meaning "no task entry for this cgroup: fail closed".
+pub const RULE_NO_TASK: u32 = u32::MAX - 1;
+
+const _: () = {
+    assert!(size_of::<TaskEntry>() == 16);
+    assert!(size_of::<TaskLimits>() == 32);
+    assert!(size_of::<TaskCounters>() == 40);
+    assert!(size_of::<PathKey>() == 4 + KEY_PATH_BYTES);
+    // The kernel's LPM_DATA_SIZE_MAX.
+    assert!(size_of::<PathKey>() <= 256);
+    assert!(offset_of!(PathKey, path) == 4);
+    assert!(size_of::<PathRule>() == 8);
+    assert!(size_of::<NetKey>() == 22);
+    assert!(offset_of!(NetKey, port) == 4);
+    assert!(offset_of!(NetKey, addr) == 6);
+    assert!(size_of::<NetRule>() == 8);
+    assert!(size_of::<InodeKey>() == 24);
+    assert!(offset_of!(InodeKey, dev) == 8);
+    assert!(size_of::<PendingOp>() == 24);
+    assert!(size_of::<KernelOffsets>() == 56);
+    assert!(offset_of!(Event, kind) == 48);
+    assert!(offset_of!(Event, family) == 96);
+    assert!(offset_of!(Event, addr) == 104);
+    assert!(offset_of!(Event, comm) == 120);
+    assert!(offset_of!(Event, path) == 136);
+    assert!(size_of::<Event>() == 392);
+    assert!(size_of::<Event>() % 8 == 0);
+};
+
+#[cfg(feature = "user")]
+mod pod {
+    use super::*;
+    // SAFETY: all of these are #[repr(C)], Copy, made only of integers and byte arrays, with
+    // every byte covered by a field (checked by the size asserts above).
+    unsafe impl aya::Pod for TaskEntry {}
+    unsafe impl aya::Pod for TaskLimits {}
+    unsafe impl aya::Pod for TaskCounters {}
+    unsafe impl aya::Pod for PathKey {}
+    unsafe impl aya::Pod for PathRule {}
+    unsafe impl aya::Pod for NetKey {}
+    unsafe impl aya::Pod for NetRule {}
+    unsafe impl aya::Pod for InodeKey {}
+    unsafe impl aya::Pod for PendingOp {}
+    unsafe impl aya::Pod for KernelOffsets {}
+    unsafe impl aya::Pod for Event {}
+}
+
+impl PathKey {
+    /// A key for `slot` holding `path` (truncated to [`KEY_PATH_BYTES`]).
+    pub fn new(slot: u32, path: &[u8]) -> Self {
+        let mut key = Self {
+            slot: slot.to_be_bytes(),
+            path: [0; KEY_PATH_BYTES],
+        };
+        let n = if path.len() < KEY_PATH_BYTES {
+            path.len()
+        } else {
+            KEY_PATH_BYTES
+        };
+        key.path[..n].copy_from_slice(&path[..n]);
+        key
+    }
+}
+
+/// Converts a `st_dev` as userspace sees it (`new_encode_dev`) to the kernel's internal `dev_t`.
+pub const fn kernel_dev(major: u32, minor: u32) -> u64 {
+    ((major as u64) << 20) | (minor as u64 & 0xf_ffff)
+}

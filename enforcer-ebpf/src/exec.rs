@@ -1,0 +1,103 @@
+//! execve/execveat in fallback mode: Landlock decides; these programs count execs (max_execs),
+//! report denials, report each program a task runs, and kill a task that executed a file a deny
+//! rule names.
+use aya_ebpf::{
+    EbpfContext as _, helpers::bpf_probe_read_kernel_str_bytes, macros::tracepoint,
+    programs::TracePointContext,
+};
+use enforcer_common::{Event, PendingOp, decision, event_kind, task_flags};
+
+use crate::{
+    events,
+    files::{self, enter, is_denial, kill_current, report_denial, take_pending},
+    kernel,
+    task::{self, Counter, Task},
+};
+
+const AT_FDCWD: i32 = -100;
+
+#[inline(always)]
+fn arg<T: Copy>(ctx: &TracePointContext, offset: usize) -> T {
+    // SAFETY: see files::arg.
+    unsafe { *(ctx.as_ptr().add(offset) as *const T) }
+}
+
+#[inline(always)]
+fn count_exec(task: &Task) {
+    if let Some(hit) = task::count(task, Counter::Execs) {
+        task::record_limit(task, &hit);
+        if !task.has(task_flags::AUDIT) {
+            kill_current();
+        }
+    }
+}
+
+#[tracepoint]
+pub fn sys_enter_execve(ctx: TracePointContext) -> u32 {
+    if let Some(task) = task::current() {
+        count_exec(&task);
+    }
+    enter(event_kind::EXEC, AT_FDCWD, arg(&ctx, 16), 0)
+}
+
+#[tracepoint]
+pub fn sys_enter_execveat(ctx: TracePointContext) -> u32 {
+    if let Some(task) = task::current() {
+        count_exec(&task);
+    }
+    enter(
+        event_kind::EXEC,
+        arg::<i64>(&ctx, 16) as i32,
+        arg(&ctx, 24),
+        arg::<u64>(&ctx, 48) as u32,
+    )
+}
+
+/// Attached to sys_exit_execve and sys_exit_execveat. On success this runs in the new program,
+/// whose report comes from `sched_process_exec`; here only failures are reported.
+#[tracepoint]
+pub fn sys_exit_exec(ctx: TracePointContext) -> u32 {
+    let Some(task) = task::current() else {
+        return 0;
+    };
+    let Some(op) = take_pending() else {
+        return 0;
+    };
+    let ret: i64 = arg(&ctx, 16);
+    if is_denial(ret) {
+        report_denial(&task, event_kind::EXEC, &op, ret);
+    }
+    0
+}
+
+/// A task process started a new program: report it, and check its identity.
+#[tracepoint]
+pub fn sched_process_exec(ctx: TracePointContext) -> u32 {
+    let Some(task) = task::current() else {
+        return 0;
+    };
+    // __data_loc char[] filename: low 16 bits offset, high 16 bits length.
+    let loc: u32 = arg(&ctx, 8);
+    let filename = ctx.as_ptr() as u64 + u64::from(loc & 0xffff);
+    let fill_path = |ev: &mut Event| {
+        // SAFETY: the offset comes from the record itself and points inside it.
+        let _ = unsafe { bpf_probe_read_kernel_str_bytes(filename as *const u8, &mut ev.path) };
+    };
+    let op = PendingOp::default();
+    if task.has(task_flags::DENY_INODES)
+        && let Some(o) = kernel::resolved()
+        && let Some(file) = kernel::exe_file(&o)
+        && files::enforce_identity(&task, event_kind::EXEC, file, &op, fill_path)
+    {
+        return 0;
+    }
+    events::emit(&task, event_kind::EXEC, |ev| {
+        ev.decision = if task.has(task_flags::OBSERVE_ALL) {
+            decision::OBSERVED
+        } else {
+            decision::ALLOW
+        };
+        fill_path(ev);
+    });
+    0
+}

@@ -1,0 +1,231 @@
+//! File opens in fallback mode: syscall tracepoints observe every open of a task. Landlock has
+//! already decided; these programs report its denials, count them, and kill a task that opened
+//! a file a deny rule names (deny-under-allow, which Landlock cannot express).
+use aya_ebpf::{
+    EbpfContext as _,
+    helpers::{bpf_get_current_pid_tgid, bpf_probe_read_user, bpf_send_signal},
+    macros::tracepoint,
+    programs::TracePointContext,
+};
+use enforcer_common::{PendingOp, RULE_EXEC_ONLY, decision, enforced_by, event_kind, task_flags};
+
+use crate::{
+    events, kernel,
+    maps::PENDING,
+    task::{self, Counter, Task},
+};
+
+const AT_FDCWD: i32 = -100;
+const EACCES: i64 = 13;
+const EPERM: i64 = 1;
+const SIGKILL: u32 = 9;
+/// creat(2) is open(O_CREAT | O_WRONLY | O_TRUNC).
+const CREAT_FLAGS: u32 = 0o1101;
+
+#[inline(always)]
+fn arg<T: Copy>(ctx: &TracePointContext, offset: usize) -> T {
+    // SAFETY: syscall tracepoint records are at least as long as the offsets used here
+    // (checked against /sys/kernel/tracing/events/syscalls/*/format); direct context loads.
+    unsafe { *(ctx.as_ptr().add(offset) as *const T) }
+}
+
+/// Kills the current process for the rest of the operation; userspace kills the whole task.
+#[inline(always)]
+pub fn kill_current() {
+    // SAFETY: allowed from tracepoints; the signal is delivered before the return to user mode.
+    unsafe { bpf_send_signal(SIGKILL) };
+}
+
+/// Enforces the TTL on entry to any checked syscall.
+#[inline(always)]
+pub fn check_ttl(task: &Task) {
+    if let Some(hit) = task::expired(task) {
+        task::record_limit(task, &hit);
+        if !task.has(task_flags::AUDIT) {
+            kill_current();
+        }
+    }
+}
+
+/// Counts a denial and applies `max_denials`.
+#[inline(always)]
+pub fn count_denial(task: &Task) {
+    if let Some(hit) = task::count(task, Counter::Denials) {
+        task::record_limit(task, &hit);
+        if !task.has(task_flags::AUDIT) {
+            kill_current();
+        }
+    }
+}
+
+/// Remembers the syscall's arguments for its exit tracepoint.
+#[inline(always)]
+pub fn enter(kind: u32, dirfd: i32, path_ptr: u64, flags: u32) -> u32 {
+    let Some(task) = task::current() else {
+        return 0;
+    };
+    check_ttl(&task);
+    let op = PendingOp {
+        path_ptr,
+        kind,
+        dirfd,
+        flags,
+        _reserved: 0,
+    };
+    let _ = PENDING.insert(&bpf_get_current_pid_tgid(), &op, 0);
+    0
+}
+
+/// Takes what the enter tracepoint saved for this thread.
+#[inline(always)]
+pub fn take_pending() -> Option<PendingOp> {
+    let id = bpf_get_current_pid_tgid();
+    // SAFETY: copied out before removal.
+    let op = unsafe { PENDING.get(&id) }.copied()?;
+    let _ = PENDING.remove(&id);
+    Some(op)
+}
+
+/// Whether a syscall's return value is a permission denial.
+#[inline(always)]
+pub fn is_denial(ret: i64) -> bool {
+    ret == -EACCES || ret == -EPERM
+}
+
+/// Reports a denied open/exec (the kernel's answer, from Landlock in fallback mode).
+#[inline(always)]
+pub fn report_denial(task: &Task, kind: u32, op: &PendingOp, ret: i64) {
+    events::emit(task, kind, |ev| {
+        ev.decision = decision::DENY;
+        ev.enforced_by = enforced_by::LANDLOCK;
+        ev.ret = ret as i32;
+        ev.flags = op.flags;
+        ev.dirfd = op.dirfd;
+        events::read_user_path(ev, op.path_ptr);
+    });
+    count_denial(task);
+}
+
+/// Kills the task if the file it just opened (or, with `exec`, executed) is denied by
+/// identity; true if it did. `fill_path` writes the event's path.
+#[inline(always)]
+pub fn enforce_identity(
+    task: &Task,
+    kind: u32,
+    file: u64,
+    op: &PendingOp,
+    fill_path: impl FnOnce(&mut enforcer_common::Event),
+) -> bool {
+    let Some(o) = kernel::resolved() else {
+        return false;
+    };
+    let dirs = task.has(task_flags::DENY_DIRS);
+    let Some(hit) = kernel::denied_file(&o, task.entry.slot, file, dirs) else {
+        return false;
+    };
+    // Interpreters may be opened and mapped; only running one directly is refused.
+    if hit.rule_id & RULE_EXEC_ONLY != 0 && kind != event_kind::EXEC {
+        return false;
+    }
+    let audit = task.has(task_flags::AUDIT);
+    if !audit {
+        kill_current();
+    }
+    events::emit(task, kind, |ev| {
+        ev.decision = if audit {
+            decision::AUDIT
+        } else {
+            decision::KILL
+        };
+        ev.enforced_by = if audit {
+            enforced_by::NONE
+        } else {
+            enforced_by::KILL
+        };
+        ev.rule_id = hit.rule_id;
+        ev.dev = hit.dev;
+        ev.ino = hit.ino;
+        ev.flags = op.flags;
+        ev.dirfd = op.dirfd;
+        fill_path(ev);
+    });
+    count_denial(task);
+    true
+}
+
+#[tracepoint]
+pub fn sys_enter_openat(ctx: TracePointContext) -> u32 {
+    enter(
+        event_kind::OPEN,
+        arg::<i64>(&ctx, 16) as i32,
+        arg(&ctx, 24),
+        arg::<u64>(&ctx, 32) as u32,
+    )
+}
+
+#[tracepoint]
+pub fn sys_enter_openat2(ctx: TracePointContext) -> u32 {
+    let how: u64 = arg(&ctx, 32);
+    // struct open_how starts with `__u64 flags`.
+    let flags = unsafe { bpf_probe_read_user(how as *const u64) }.unwrap_or(0) as u32;
+    enter(
+        event_kind::OPEN,
+        arg::<i64>(&ctx, 16) as i32,
+        arg(&ctx, 24),
+        flags,
+    )
+}
+
+#[tracepoint]
+pub fn sys_enter_open(ctx: TracePointContext) -> u32 {
+    enter(
+        event_kind::OPEN,
+        AT_FDCWD,
+        arg(&ctx, 16),
+        arg::<u64>(&ctx, 24) as u32,
+    )
+}
+
+#[tracepoint]
+pub fn sys_enter_creat(ctx: TracePointContext) -> u32 {
+    enter(event_kind::OPEN, AT_FDCWD, arg(&ctx, 16), CREAT_FLAGS)
+}
+
+/// Attached to sys_exit_{openat,openat2,open,creat}.
+#[tracepoint]
+pub fn sys_exit_open(ctx: TracePointContext) -> u32 {
+    let Some(task) = task::current() else {
+        return 0;
+    };
+    let Some(op) = take_pending() else {
+        return 0;
+    };
+    let ret: i64 = arg(&ctx, 16);
+    let _ = task::count(&task, Counter::Opens);
+    if is_denial(ret) {
+        report_denial(&task, event_kind::OPEN, &op, ret);
+        return 0;
+    }
+    if ret < 0 {
+        return 0;
+    }
+    if task.has(task_flags::DENY_INODES)
+        && let Some(o) = kernel::resolved()
+        && let Some(file) = kernel::file_of_fd(&o, ret as u32)
+        && enforce_identity(&task, event_kind::OPEN, file, &op, |ev| {
+            events::read_user_path(ev, op.path_ptr)
+        })
+    {
+        return 0;
+    }
+    if task.has(task_flags::OBSERVE_ALL) {
+        events::emit(&task, event_kind::OPEN, |ev| {
+            ev.decision = decision::OBSERVED;
+            ev.ret = ret as i32;
+            ev.flags = op.flags;
+            ev.dirfd = op.dirfd;
+            events::read_user_path(ev, op.path_ptr);
+        });
+    }
+    0
+}

@@ -1,0 +1,130 @@
+//! Reading kernel structures through offsets userspace resolved from the running kernel's BTF.
+//!
+//! Used to learn the identity (device, inode) of a file a task just opened or executed, so
+//! that deny rules hold however the file was reached: symlinks, hard links, renames, relative
+//! paths, directory fds.
+use aya_ebpf::helpers::{bpf_get_current_task, bpf_probe_read_kernel};
+use enforcer_common::{InodeKey, KernelOffsets};
+
+use crate::maps::DENY_INODES;
+
+/// Filled by userspace before load (`EbpfLoader::override_global`); zero means "unknown".
+#[unsafe(no_mangle)]
+static KERNEL_OFFSETS: KernelOffsets = KernelOffsets {
+    task_files: 0,
+    files_fdt: 0,
+    fdt_fd: 0,
+    fdt_max_fds: 0,
+    file_inode: 0,
+    file_dentry: 0,
+    inode_ino: 0,
+    inode_sb: 0,
+    sb_dev: 0,
+    dentry_parent: 0,
+    dentry_inode: 0,
+    task_mm: 0,
+    mm_exe_file: 0,
+    valid: 0,
+};
+
+/// How many ancestor directories of an opened file are compared with deny rules.
+const MAX_DEPTH: u32 = 32;
+
+#[inline(always)]
+fn offsets() -> KernelOffsets {
+    // SAFETY: a read-only global; volatile so the loader's value is read, not the initializer.
+    unsafe { core::ptr::read_volatile(&KERNEL_OFFSETS) }
+}
+
+#[inline(always)]
+fn read<T>(base: u64, offset: u32) -> Option<T> {
+    if base == 0 {
+        return None;
+    }
+    // SAFETY: bpf_probe_read_kernel validates the address and fails cleanly.
+    unsafe { bpf_probe_read_kernel((base + u64::from(offset)) as *const T).ok() }
+}
+
+/// The `struct file *` behind `fd` in the current task's file table.
+#[inline(always)]
+pub fn file_of_fd(o: &KernelOffsets, fd: u32) -> Option<u64> {
+    let task = unsafe { bpf_get_current_task() };
+    let files: u64 = read(task, o.task_files)?;
+    let fdt: u64 = read(files, o.files_fdt)?;
+    let max_fds: u32 = read(fdt, o.fdt_max_fds)?;
+    if fd >= max_fds {
+        return None;
+    }
+    let fd_array: u64 = read(fdt, o.fdt_fd)?;
+    let file: u64 = read(fd_array, fd.checked_mul(8)?)?;
+    (file != 0).then_some(file)
+}
+
+/// The current task's executable (`current->mm->exe_file`).
+#[inline(always)]
+pub fn exe_file(o: &KernelOffsets) -> Option<u64> {
+    let task = unsafe { bpf_get_current_task() };
+    let mm: u64 = read(task, o.task_mm)?;
+    let file: u64 = read(mm, o.mm_exe_file)?;
+    (file != 0).then_some(file)
+}
+
+/// A deny rule matched by identity: which rule, and the file's (dev, ino).
+pub struct DenyHit {
+    pub rule_id: u32,
+    pub dev: u64,
+    pub ino: u64,
+}
+
+#[inline(always)]
+fn lookup(slot: u32, dev: u64, ino: u64) -> Option<u32> {
+    let key = InodeKey {
+        slot,
+        _reserved: 0,
+        dev,
+        ino,
+    };
+    // SAFETY: value copied out at once.
+    unsafe { DENY_INODES.get(&key) }.copied()
+}
+
+/// Whether `file` (a `struct file *`), or with `check_dirs` one of its ancestor directories,
+/// is denied to the task in `slot`.
+#[inline(always)]
+pub fn denied_file(o: &KernelOffsets, slot: u32, file: u64, check_dirs: bool) -> Option<DenyHit> {
+    let inode: u64 = read(file, o.file_inode)?;
+    let ino: u64 = read(inode, o.inode_ino)?;
+    let sb: u64 = read(inode, o.inode_sb)?;
+    let dev = u64::from(read::<u32>(sb, o.sb_dev)?);
+    if let Some(rule_id) = lookup(slot, dev, ino) {
+        return Some(DenyHit { rule_id, dev, ino });
+    }
+    if !check_dirs {
+        return None;
+    }
+    let mut dentry: u64 = read(file, o.file_dentry)?;
+    for _ in 0..MAX_DEPTH {
+        let parent: u64 = read(dentry, o.dentry_parent)?;
+        if parent == dentry || parent == 0 {
+            return None;
+        }
+        let dir_inode: u64 = read(parent, o.dentry_inode)?;
+        let dir_ino: u64 = read(dir_inode, o.inode_ino)?;
+        if let Some(rule_id) = lookup(slot, dev, dir_ino) {
+            return Some(DenyHit {
+                rule_id,
+                dev,
+                ino: dir_ino,
+            });
+        }
+        dentry = parent;
+    }
+    None
+}
+
+/// The offsets, if userspace could resolve them on this kernel.
+#[inline(always)]
+pub fn resolved() -> Option<KernelOffsets> {
+    let o = offsets();
+    (o.valid != 0).then_some(o)
+}

@@ -1,0 +1,211 @@
+//! connect(2) and UDP sendmsg(2) of a task: cgroup sock_addr programs attached to the task's
+//! cgroup decide synchronously (EPERM) from `NET_RULES`. IPv4 is looked up IPv4-mapped, so
+//! IPv4, IPv6 and `::ffff:a.b.c.d` destinations hit the same rules.
+use aya_ebpf::{macros::cgroup_sock_addr, maps::lpm_trie::Key, programs::SockAddrContext};
+use enforcer_common::{
+    NET_KEY_FIXED_BITS, NetKey, RULE_DEFAULT_DENY, RULE_NO_TASK, TaskEntry, access, decision,
+    enforced_by, event_kind, task_flags,
+};
+
+use crate::{
+    events,
+    maps::NET_RULES,
+    task::{self, Counter, Task},
+};
+
+const ALLOW: i32 = 1;
+const REJECT: i32 = 0;
+const AF_INET: u16 = 2;
+const AF_INET6: u16 = 10;
+
+#[cgroup_sock_addr(connect4)]
+pub fn connect4(ctx: SockAddrContext) -> i32 {
+    check(event_kind::CONNECT, AF_INET, v4(&ctx), port(&ctx))
+}
+
+#[cgroup_sock_addr(sendmsg4)]
+pub fn sendmsg4(ctx: SockAddrContext) -> i32 {
+    check(event_kind::SENDMSG, AF_INET, v4(&ctx), port(&ctx))
+}
+
+#[cgroup_sock_addr(connect6)]
+pub fn connect6(ctx: SockAddrContext) -> i32 {
+    check(event_kind::CONNECT, AF_INET6, v6(&ctx), port(&ctx))
+}
+
+#[cgroup_sock_addr(sendmsg6)]
+pub fn sendmsg6(ctx: SockAddrContext) -> i32 {
+    check(event_kind::SENDMSG, AF_INET6, v6(&ctx), port(&ctx))
+}
+
+#[inline(always)]
+fn port(ctx: &SockAddrContext) -> u16 {
+    // SAFETY: the kernel hands a valid bpf_sock_addr; user_port holds the port in network
+    // order in its low 16 bits.
+    let raw = unsafe { (*ctx.sock_addr).user_port };
+    u16::from_be(raw as u16)
+}
+
+#[inline(always)]
+fn v4(ctx: &SockAddrContext) -> [u8; 16] {
+    // SAFETY: as above; user_ip4 is in network order, so its in-memory bytes are the address.
+    let ip = unsafe { (*ctx.sock_addr).user_ip4 }.to_ne_bytes();
+    [
+        0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, ip[0], ip[1], ip[2], ip[3],
+    ]
+}
+
+#[inline(always)]
+fn v6(ctx: &SockAddrContext) -> [u8; 16] {
+    let mut out = [0u8; 16];
+    // SAFETY: as above; the verifier wants 4-byte loads of user_ip6.
+    let words = unsafe {
+        [
+            (*ctx.sock_addr).user_ip6[0],
+            (*ctx.sock_addr).user_ip6[1],
+            (*ctx.sock_addr).user_ip6[2],
+            (*ctx.sock_addr).user_ip6[3],
+        ]
+    };
+    let mut i = 0;
+    while i < 4 {
+        let b = words[i].to_ne_bytes();
+        out[i * 4] = b[0];
+        out[i * 4 + 1] = b[1];
+        out[i * 4 + 2] = b[2];
+        out[i * 4 + 3] = b[3];
+        i += 1;
+    }
+    out
+}
+
+#[inline(always)]
+fn rule_for(slot: u32, port: u16, addr: [u8; 16]) -> Option<u32> {
+    let exact = Key::new(
+        NET_KEY_FIXED_BITS + 128,
+        NetKey {
+            slot: slot.to_be_bytes(),
+            port: port.to_be_bytes(),
+            addr,
+        },
+    );
+    if let Some(rule) = NET_RULES.get(&exact) {
+        return Some(rule.rule_id);
+    }
+    let any_port = Key::new(
+        NET_KEY_FIXED_BITS + 128,
+        NetKey {
+            slot: slot.to_be_bytes(),
+            port: [0, 0],
+            addr,
+        },
+    );
+    NET_RULES.get(&any_port).map(|rule| rule.rule_id)
+}
+
+#[inline(always)]
+fn report(task: &Task, kind: u32, family: u16, addr: [u8; 16], port: u16, dec: u32, rule: u32) {
+    events::emit(task, kind, |ev| {
+        ev.decision = dec;
+        ev.enforced_by = if dec == decision::DENY {
+            enforced_by::CGROUP
+        } else {
+            enforced_by::NONE
+        };
+        ev.family = family;
+        ev.port = port;
+        ev.addr = addr;
+        ev.rule_id = rule;
+        ev.flags = access::CONNECT;
+        ev.ret = if dec == decision::DENY { -1 } else { 0 };
+    });
+}
+
+#[inline(always)]
+fn check(kind: u32, family: u16, addr: [u8; 16], port: u16) -> i32 {
+    let Some(task) = task::current() else {
+        // These programs are attached only to enforcer cgroups: a process there without a task
+        // entry is denied (fail closed).
+        let orphan = Task {
+            cgroup_id: unsafe { aya_ebpf::helpers::bpf_get_current_cgroup_id() },
+            entry: TaskEntry {
+                slot: u32::MAX,
+                ..TaskEntry::default()
+            },
+        };
+        report(
+            &orphan,
+            kind,
+            family,
+            addr,
+            port,
+            decision::DENY,
+            RULE_NO_TASK,
+        );
+        return REJECT;
+    };
+    let audit = task.has(task_flags::AUDIT);
+    if let Some(hit) = task::expired(&task) {
+        task::record_limit(&task, &hit);
+        if !audit {
+            report(
+                &task,
+                kind,
+                family,
+                addr,
+                port,
+                decision::DENY,
+                RULE_DEFAULT_DENY,
+            );
+            return REJECT;
+        }
+    }
+    if kind == event_kind::CONNECT
+        && let Some(hit) = task::count(&task, Counter::Connects)
+    {
+        task::record_limit(&task, &hit);
+        if !audit {
+            report(
+                &task,
+                kind,
+                family,
+                addr,
+                port,
+                decision::DENY,
+                RULE_DEFAULT_DENY,
+            );
+            return REJECT;
+        }
+    }
+    if let Some(rule) = rule_for(task.entry.slot, port, addr) {
+        if kind == event_kind::CONNECT {
+            report(&task, kind, family, addr, port, decision::ALLOW, rule);
+        }
+        return ALLOW;
+    }
+    if let Some(hit) = task::count(&task, Counter::Denials) {
+        task::record_limit(&task, &hit);
+    }
+    if audit {
+        report(
+            &task,
+            kind,
+            family,
+            addr,
+            port,
+            decision::AUDIT,
+            RULE_DEFAULT_DENY,
+        );
+        return ALLOW;
+    }
+    report(
+        &task,
+        kind,
+        family,
+        addr,
+        port,
+        decision::DENY,
+        RULE_DEFAULT_DENY,
+    );
+    REJECT
+}

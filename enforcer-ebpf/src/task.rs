@@ -1,0 +1,136 @@
+//! Which task the current process belongs to, and its counters and limits.
+use core::intrinsics::{AtomicOrdering, atomic_xadd};
+
+use aya_ebpf::helpers::{bpf_get_current_cgroup_id, bpf_ktime_get_boot_ns};
+use enforcer_common::{TaskCounters, TaskEntry, limit_kind};
+
+use crate::{
+    events,
+    maps::{COUNTERS, LIMITS, TASKS},
+};
+
+pub struct Task {
+    pub cgroup_id: u64,
+    pub entry: TaskEntry,
+}
+
+impl Task {
+    #[inline(always)]
+    pub fn has(&self, flag: u32) -> bool {
+        self.entry.flags & flag != 0
+    }
+}
+
+/// The task of the current process, or `None` for a process that is not in an envelope.
+#[inline(always)]
+pub fn current() -> Option<Task> {
+    let cgroup_id = unsafe { bpf_get_current_cgroup_id() };
+    // SAFETY: the value is copied out at once; userspace may replace it concurrently.
+    let entry = unsafe { TASKS.get(&cgroup_id) }?;
+    Some(Task {
+        cgroup_id,
+        entry: *entry,
+    })
+}
+
+/// A counter in [`TaskCounters`].
+#[derive(Clone, Copy)]
+pub enum Counter {
+    Execs,
+    Opens,
+    Connects,
+    Denials,
+}
+
+/// A limit the current operation exceeded.
+pub struct LimitHit {
+    pub kind: u32,
+    pub count: u64,
+    pub limit: u64,
+}
+
+#[inline(always)]
+fn counters(task: &Task) -> Option<*mut TaskCounters> {
+    COUNTERS.get_ptr_mut(task.entry.slot)
+}
+
+#[inline(always)]
+fn add_one(field: *mut u64) -> u64 {
+    // SAFETY: `field` points into a map value, which is 8-byte aligned and lives as long as the
+    // map. BPF atomics make the add safe against other CPUs.
+    // core::sync::atomic has no read-modify-write for the bpf target, and aya-build compiles
+    // for the generic CPU, whose atomic add returns nothing. So: an exact atomic add, then a
+    // read. Two CPUs passing a limit together may both see it exceeded; both act, which is
+    // what a limit wants, and userspace reports the limit once.
+    unsafe {
+        let _ = atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(field, 1);
+        core::ptr::read_volatile(field)
+    }
+}
+
+/// Adds one to `counter` and returns the limit it now exceeds, if any.
+#[inline(always)]
+pub fn count(task: &Task, counter: Counter) -> Option<LimitHit> {
+    let counters = counters(task)?;
+    let limits = LIMITS.get(task.entry.slot)?;
+    // SAFETY: `counters` is a valid map value pointer (checked non-null by get_ptr_mut).
+    let (field, limit, kind) = unsafe {
+        match counter {
+            Counter::Execs => (
+                &raw mut (*counters).execs,
+                limits.max_execs,
+                limit_kind::EXECS,
+            ),
+            Counter::Opens => (&raw mut (*counters).opens, 0, 0),
+            Counter::Connects => (
+                &raw mut (*counters).connects,
+                limits.max_connects,
+                limit_kind::CONNECTS,
+            ),
+            Counter::Denials => (
+                &raw mut (*counters).denials,
+                limits.max_denials,
+                limit_kind::DENIALS,
+            ),
+        }
+    };
+    let count = add_one(field);
+    (limit != 0 && count > limit).then_some(LimitHit { kind, count, limit })
+}
+
+/// The TTL hit, if the task's deadline has passed.
+#[inline(always)]
+pub fn expired(task: &Task) -> Option<LimitHit> {
+    let limits = LIMITS.get(task.entry.slot)?;
+    let deadline = limits.deadline_ns;
+    if deadline == 0 {
+        return None;
+    }
+    let now = unsafe { bpf_ktime_get_boot_ns() };
+    (now > deadline).then_some(LimitHit {
+        kind: limit_kind::TTL,
+        count: now,
+        limit: deadline,
+    })
+}
+
+/// Records that `hit` happened; the first hit of a task sends one `limit` event.
+#[inline(always)]
+pub fn record_limit(task: &Task, hit: &LimitHit) {
+    let Some(counters) = counters(task) else {
+        return;
+    };
+    // SAFETY: as in `add_one`. Not a compare-and-swap (see there): a race may send two limit
+    // events, which userspace folds into one.
+    let first = unsafe {
+        let flag = &raw mut (*counters).limit_hit;
+        let first = core::ptr::read_volatile(flag) == 0;
+        if first {
+            core::ptr::write_volatile(flag, u64::from(hit.kind));
+        }
+        first
+    };
+    if first {
+        events::limit(task, hit);
+    }
+}

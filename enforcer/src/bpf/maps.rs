@@ -1,0 +1,181 @@
+//! The kernel maps of one set of programs, and a task's entries in them.
+use aya::{
+    Ebpf,
+    maps::{
+        Array, HashMap, MapData, PerCpuArray, RingBuf,
+        lpm_trie::{Key, LpmTrie},
+    },
+};
+use enforcer_common::{
+    InodeKey, NetKey, NetRule, PathKey, PathRule, TaskCounters, TaskEntry, TaskLimits, map_names,
+};
+
+use super::BpfError;
+use crate::policy::compile::{FileEntry, NetEntry};
+
+/// Handles to every map userspace writes or reads.
+pub struct Maps {
+    pub tasks: HashMap<MapData, u64, TaskEntry>,
+    pub limits: Array<MapData, TaskLimits>,
+    pub counters: Array<MapData, TaskCounters>,
+    pub file_rules: LpmTrie<MapData, PathKey, PathRule>,
+    pub net_rules: LpmTrie<MapData, NetKey, NetRule>,
+    pub deny_inodes: HashMap<MapData, InodeKey, u32>,
+    pub drops: PerCpuArray<MapData, u64>,
+}
+
+fn take<T>(ebpf: &mut Ebpf, name: &'static str) -> Result<T, BpfError>
+where
+    T: TryFrom<aya::maps::Map, Error = aya::maps::MapError>,
+{
+    let map = ebpf.take_map(name).ok_or(BpfError::MissingMap(name))?;
+    T::try_from(map).map_err(|source| BpfError::Map { name, source })
+}
+
+/// Everything the kernel needs to enforce one task.
+pub struct TaskEntries<'a> {
+    pub slot: u32,
+    pub cgroup_id: u64,
+    pub entry: TaskEntry,
+    pub limits: TaskLimits,
+    pub files: &'a [FileEntry],
+    pub net: &'a [NetEntry],
+    pub inodes: &'a [(InodeKey, u32)],
+}
+
+/// How many entries of a slot are left in each map (all zero after [`Maps::remove_task`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Leftovers {
+    pub tasks: usize,
+    pub file_rules: usize,
+    pub net_rules: usize,
+    pub deny_inodes: usize,
+}
+
+impl Leftovers {
+    pub fn total(&self) -> usize {
+        self.tasks + self.file_rules + self.net_rules + self.deny_inodes
+    }
+}
+
+impl Maps {
+    /// Takes the maps out of `ebpf` (returns the ring buffer separately, for the reader).
+    pub fn take(ebpf: &mut Ebpf) -> Result<(Self, RingBuf<MapData>), BpfError> {
+        let maps = Self {
+            tasks: take(ebpf, map_names::TASKS)?,
+            limits: take(ebpf, map_names::LIMITS)?,
+            counters: take(ebpf, map_names::COUNTERS)?,
+            file_rules: take(ebpf, map_names::FILE_RULES)?,
+            net_rules: take(ebpf, map_names::NET_RULES)?,
+            deny_inodes: take(ebpf, map_names::DENY_INODES)?,
+            drops: take(ebpf, map_names::DROPS)?,
+        };
+        let ring = take(ebpf, map_names::EVENTS)?;
+        Ok((maps, ring))
+    }
+
+    /// Writes a task's rules, limits and zeroed counters, and tags its cgroup last: the
+    /// programs see the task only once everything it needs is in place.
+    pub fn install_task(&mut self, t: &TaskEntries<'_>) -> Result<(), BpfError> {
+        let err = |name| move |source| BpfError::Map { name, source };
+        for f in t.files {
+            self.file_rules
+                .insert(&Key::new(f.prefix_bits, f.key(t.slot)), f.value, 0)
+                .map_err(err(map_names::FILE_RULES))?;
+        }
+        for n in t.net {
+            self.net_rules
+                .insert(&Key::new(n.prefix_bits(), n.key(t.slot)), n.value(), 0)
+                .map_err(err(map_names::NET_RULES))?;
+        }
+        for (key, rule) in t.inodes {
+            self.deny_inodes
+                .insert(key, rule, 0)
+                .map_err(err(map_names::DENY_INODES))?;
+        }
+        self.limits
+            .set(t.slot, t.limits, 0)
+            .map_err(err(map_names::LIMITS))?;
+        self.counters
+            .set(t.slot, TaskCounters::default(), 0)
+            .map_err(err(map_names::COUNTERS))?;
+        self.tasks
+            .insert(t.cgroup_id, t.entry, 0)
+            .map_err(err(map_names::TASKS))?;
+        Ok(())
+    }
+
+    pub fn counters(&self, slot: u32) -> TaskCounters {
+        self.counters.get(&slot, 0).unwrap_or_default()
+    }
+
+    /// Events the kernel could not put in the ring buffer, summed over CPUs.
+    pub fn drops(&self) -> u64 {
+        self.drops
+            .get(&0, 0)
+            .map(|per_cpu| per_cpu.iter().sum())
+            .unwrap_or(0)
+    }
+
+    /// Removes every entry of a task: the tag first (from then on its processes are strangers),
+    /// then its rules.
+    pub fn remove_task(&mut self, slot: u32, cgroup_id: u64) -> Leftovers {
+        let _ = self.tasks.remove(&cgroup_id);
+        let slot_bytes = slot.to_be_bytes();
+        let files: Vec<_> = self
+            .file_rules
+            .keys()
+            .filter_map(Result::ok)
+            .filter(|k| k.data().slot == slot_bytes)
+            .collect();
+        for k in files {
+            let _ = self.file_rules.remove(&k);
+        }
+        let nets: Vec<_> = self
+            .net_rules
+            .keys()
+            .filter_map(Result::ok)
+            .filter(|k| k.data().slot == slot_bytes)
+            .collect();
+        for k in nets {
+            let _ = self.net_rules.remove(&k);
+        }
+        let inodes: Vec<_> = self
+            .deny_inodes
+            .keys()
+            .filter_map(Result::ok)
+            .filter(|k| k.slot == slot)
+            .collect();
+        for k in inodes {
+            let _ = self.deny_inodes.remove(&k);
+        }
+        let _ = self.limits.set(slot, TaskLimits::default(), 0);
+        self.leftovers(slot, cgroup_id)
+    }
+
+    /// Entries of a task still present.
+    pub fn leftovers(&self, slot: u32, cgroup_id: u64) -> Leftovers {
+        let slot_bytes = slot.to_be_bytes();
+        Leftovers {
+            tasks: usize::from(self.tasks.get(&cgroup_id, 0).is_ok()),
+            file_rules: self
+                .file_rules
+                .keys()
+                .filter_map(Result::ok)
+                .filter(|k| k.data().slot == slot_bytes)
+                .count(),
+            net_rules: self
+                .net_rules
+                .keys()
+                .filter_map(Result::ok)
+                .filter(|k| k.data().slot == slot_bytes)
+                .count(),
+            deny_inodes: self
+                .deny_inodes
+                .keys()
+                .filter_map(Result::ok)
+                .filter(|k| k.slot == slot)
+                .count(),
+        }
+    }
+}

@@ -1,0 +1,303 @@
+//! A task envelope, standalone: load the programs, create the task's cgroup, fill the maps,
+//! start the command inside it already confined, watch it, and tear everything down.
+pub mod identity;
+mod monitor;
+pub mod resolve;
+mod setup;
+
+use std::{
+    ffi::OsString,
+    path::PathBuf,
+    time::{Duration, Instant},
+};
+
+use enforcer_common::{TaskEntry, TaskLimits, task_flags};
+use serde_json::json;
+use tokio::io::{Interest, unix::AsyncFd};
+
+use crate::{
+    bpf::{self, maps::TaskEntries},
+    events::{
+        record::{PolicyRef, Record, TaskContext},
+        time,
+        writer::{Target, Writer},
+    },
+    kernel::{cgroup::TaskCgroup, confine, probe},
+    policy::{Mode, Vars},
+};
+
+/// Everything `enforcer run` was asked.
+#[derive(Debug)]
+pub struct RunRequest {
+    pub policy: PathBuf,
+    pub task: String,
+    pub vars: Vars,
+    pub ttl: Option<Duration>,
+    pub intent: Option<String>,
+    pub events: Target,
+    pub user: Option<String>,
+    pub command: Vec<OsString>,
+}
+
+/// Why a task could not be started.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The enforcer failed before the command started (exit 125).
+    #[error("{0}")]
+    Setup(String),
+    /// The command does not exist (exit 127).
+    #[error("{0}")]
+    CommandNotFound(String),
+}
+
+impl RunError {
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Self::Setup(_) => 125,
+            Self::CommandNotFound(_) => 127,
+        }
+    }
+}
+
+fn setup_err(context: &str) -> impl FnOnce(String) -> RunError + '_ {
+    move |e| RunError::Setup(format!("{context}: {e}"))
+}
+
+/// Runs a task; returns the process exit status to use.
+pub async fn run(req: RunRequest) -> i32 {
+    match run_task(req).await {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("enforcer: {e}");
+            e.exit_code()
+        }
+    }
+}
+
+/// Removes the cgroup if setup fails half way.
+struct CgroupGuard(Option<TaskCgroup>);
+
+impl Drop for CgroupGuard {
+    fn drop(&mut self) {
+        if let Some(cg) = self.0.take()
+            && let Err(e) = cg.remove()
+        {
+            eprintln!("enforcer: cleanup: {e}");
+        }
+    }
+}
+
+async fn run_task(req: RunRequest) -> Result<i32, RunError> {
+    if !probe::is_root() {
+        return Err(RunError::Setup(
+            "enforcer run needs root: it loads eBPF programs and creates cgroups (try sudo)".into(),
+        ));
+    }
+    let plan = setup::prepare(&req)?;
+    let policy = &plan.policy;
+
+    let mut ebpf = bpf::load(plan.offsets).map_err(|e| setup_err("eBPF")(e.to_string()))?;
+    bpf::attach_tracepoints(&mut ebpf).map_err(|e| setup_err("eBPF")(e.to_string()))?;
+    bpf::load_cgroup_programs(&mut ebpf).map_err(|e| setup_err("eBPF")(e.to_string()))?;
+    let (mut maps, ring) =
+        bpf::maps::Maps::take(&mut ebpf).map_err(|e| setup_err("eBPF")(e.to_string()))?;
+
+    let cgroup_name = format!("{}-{}", req.task, std::process::id());
+    let cgroup = TaskCgroup::create(&plan.cgroup2, &cgroup_name)
+        .map_err(|e| setup_err("cgroup")(e.to_string()))?;
+    let mut guard = CgroupGuard(Some(cgroup));
+    let cgroup = guard
+        .0
+        .as_ref()
+        .ok_or_else(|| RunError::Setup("cgroup vanished".into()))?;
+    let dir = cgroup
+        .dir()
+        .map_err(|e| setup_err("cgroup")(e.to_string()))?;
+    bpf::attach_cgroup(&mut ebpf, &dir).map_err(|e| setup_err("eBPF")(e.to_string()))?;
+
+    const SLOT: u32 = 0;
+    let mut identities = identity::deny_identities(policy, SLOT);
+    identities.entries.extend(identity::interpreter_identities(
+        policy,
+        &plan.interpreters,
+        SLOT,
+    ));
+    let mut flags = 0;
+    if !identities.entries.is_empty() && plan.offsets.is_some() {
+        flags |= task_flags::DENY_INODES;
+    }
+    if identities.has_dirs {
+        flags |= task_flags::DENY_DIRS;
+    }
+    if policy.mode == Mode::Audit {
+        flags |= task_flags::AUDIT | task_flags::OBSERVE_ALL;
+    }
+    let mut unenforced = plan.unenforced.clone();
+    unenforced.extend(identities.missing.iter().cloned());
+    for line in &unenforced {
+        eprintln!("enforcer: warning: {line}");
+    }
+
+    let ttl = req.ttl.or(policy.limits.ttl);
+    let started = Instant::now();
+    let limits = TaskLimits {
+        deadline_ns: ttl.map_or(0, |t| time::boot_ns() + t.as_nanos() as u64),
+        max_execs: policy.limits.max_execs.unwrap_or(0),
+        max_connects: policy.limits.max_connects.unwrap_or(0),
+        max_denials: policy.limits.max_denials.unwrap_or(0),
+    };
+    let generation = 1;
+    maps.install_task(&TaskEntries {
+        slot: SLOT,
+        cgroup_id: cgroup.id,
+        entry: TaskEntry {
+            slot: SLOT,
+            generation,
+            flags,
+            _reserved: 0,
+        },
+        limits,
+        files: &plan.files,
+        net: &plan.net,
+        inodes: &identities.entries,
+    })
+    .map_err(|e| setup_err("maps")(e.to_string()))?;
+
+    let ctx = TaskContext {
+        task: req.task.clone(),
+        task_id: cgroup_name.clone(),
+        intent: req.intent.clone(),
+        policy: PolicyRef {
+            name: policy.name.clone(),
+            version: policy.version,
+            sha256: policy.sha256.clone(),
+            generation,
+        },
+        mode: plan.explanation.mode,
+        unenforced,
+        boot_to_unix_ns: time::boot_to_unix_offset(),
+    };
+    let mut writer = Writer::open(req.events.clone())
+        .map_err(|e| setup_err("events")(format!("{:?}: {e}", req.events)))?;
+
+    let confinement = confine::Plan {
+        cgroup_procs_fd: -1,
+        ruleset_fd: plan.ruleset.as_ref().map(|r| r.raw_fd()),
+        seccomp: (!policy.allow_io_uring).then(crate::kernel::seccomp::io_uring_filter),
+        user: plan.user.clone(),
+        last_cap: confine::last_cap(),
+    };
+    let procs = cgroup
+        .procs_writer()
+        .map_err(|e| setup_err("cgroup")(e.to_string()))?;
+    let start_record = Record::lifecycle(
+        &ctx,
+        "task_start",
+        std::process::id(),
+        setup::start_details(&req, &plan, cgroup, ttl, flags),
+    );
+    writer.write(start_record.to_line());
+
+    let spawned = setup::spawn(&plan.command_path, &req.command, confinement, procs);
+    // SAFETY: the ring buffer owns its map fd, which stays open until the AsyncFd is dropped.
+    let mut ring = unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }
+        .map_err(|e| setup_err("ring buffer")(e.to_string()))?;
+    let (status_code, exit_detail, monitor_end, drops) = match spawned {
+        Ok(mut child) => {
+            let pid = child.id().unwrap_or(0);
+            let deadline = ttl.map(|t| started + t);
+            let mut monitor = monitor::Monitor::new(&ctx, policy, &mut writer, cgroup, &maps, pid);
+            let status = monitor.run(&mut child, &mut ring, deadline).await;
+            // The command is gone: nothing else of the task may outlive it.
+            if cgroup.populated() {
+                let _ = cgroup.kill();
+            }
+            cgroup.wait_empty(Duration::from_secs(5));
+            monitor.drain(ring.get_mut());
+            let ended = monitor.ended_by.clone();
+            let drops = monitor.drops();
+            match status {
+                Ok(s) => {
+                    use std::os::unix::process::ExitStatusExt as _;
+                    let code = s.code().unwrap_or_else(|| 128 + s.signal().unwrap_or(0));
+                    let detail = json!({ "exit_code": s.code(), "signal": s.signal() });
+                    (code, detail, ended, drops)
+                }
+                Err(e) => (125, json!({ "error": e.to_string() }), ended, drops),
+            }
+        }
+        Err(e) => {
+            // Let the tracepoints' report of the refused exec arrive first.
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            let mut monitor = monitor::Monitor::new(&ctx, policy, &mut writer, cgroup, &maps, 0);
+            monitor.drain(ring.get_mut());
+            let drops = monitor.drops();
+            let code = match e.kind() {
+                std::io::ErrorKind::PermissionDenied => {
+                    eprintln!(
+                        "enforcer: the policy does not allow executing {} ({e})",
+                        plan.command_path.display()
+                    );
+                    126
+                }
+                std::io::ErrorKind::NotFound => 127,
+                _ => {
+                    eprintln!(
+                        "enforcer: cannot start {}: {e}",
+                        plan.command_path.display()
+                    );
+                    126
+                }
+            };
+            (
+                code,
+                json!({ "exit_code": code, "error": e.to_string() }),
+                Some("exec refused".into()),
+                drops,
+            )
+        }
+    };
+
+    let counters = maps.counters(SLOT);
+    let leftovers = maps.remove_task(SLOT, cgroup.id);
+    let cgroup_path = cgroup.path.display().to_string();
+    let removed = guard.0.take().map(|cg| cg.remove());
+    let cgroup_removed = matches!(removed, Some(Ok(())));
+    if let Some(Err(e)) = removed {
+        eprintln!("enforcer: cleanup: {e}");
+    }
+    let mut details = exit_detail;
+    if let Some(obj) = details.as_object_mut() {
+        obj.insert(
+            "reason".into(),
+            json!(monitor_end.unwrap_or_else(|| "exited".into())),
+        );
+        obj.insert(
+            "counters".into(),
+            json!({
+                "execs": counters.execs,
+                "opens": counters.opens,
+                "connects": counters.connects,
+                "denials": counters.denials,
+            }),
+        );
+        obj.insert("events_dropped".into(), json!(drops));
+        obj.insert(
+            "duration_ms".into(),
+            json!(started.elapsed().as_millis() as u64),
+        );
+        obj.insert(
+            "cleanup".into(),
+            json!({
+                "cgroup": cgroup_path,
+                "cgroup_removed": cgroup_removed,
+                "map_entries_left": leftovers.total(),
+            }),
+        );
+    }
+    let end = Record::lifecycle(&ctx, "task_end", std::process::id(), details);
+    writer.write(end.to_line());
+    writer.finish();
+    drop(ebpf);
+    Ok(status_code)
+}

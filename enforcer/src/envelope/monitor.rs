@@ -1,0 +1,186 @@
+//! While the task runs: read the kernel's events, attribute and write them, end the task on a
+//! limit or a kill-on-violation, enforce the TTL, forward signals, report ring-buffer drops.
+use std::{
+    io,
+    process::ExitStatus,
+    time::{Duration, Instant},
+};
+
+use aya::maps::{MapData, RingBuf};
+use enforcer_common::{decision, event_kind};
+use serde_json::json;
+use tokio::{
+    io::unix::AsyncFd,
+    process::Child,
+    signal::unix::{SignalKind, signal},
+};
+
+use crate::{
+    bpf::maps::Maps,
+    events::{
+        decode,
+        record::{Record, TaskContext, from_kernel},
+        writer::Writer,
+    },
+    kernel::cgroup::TaskCgroup,
+    policy::Policy,
+};
+
+pub struct Monitor<'a> {
+    pub ctx: &'a TaskContext,
+    pub policy: &'a Policy,
+    pub writer: &'a mut Writer,
+    pub cgroup: &'a TaskCgroup,
+    pub maps: &'a Maps,
+    pub child_pid: u32,
+    /// Why the task was ended early, if it was.
+    pub ended_by: Option<String>,
+    drops_seen: u64,
+}
+
+enum Wake {
+    Exited(io::Result<ExitStatus>),
+    Ring,
+    Tick,
+    Ttl,
+    Signal(i32),
+}
+
+impl<'a> Monitor<'a> {
+    pub fn new(
+        ctx: &'a TaskContext,
+        policy: &'a Policy,
+        writer: &'a mut Writer,
+        cgroup: &'a TaskCgroup,
+        maps: &'a Maps,
+        child_pid: u32,
+    ) -> Self {
+        Self {
+            ctx,
+            policy,
+            writer,
+            cgroup,
+            maps,
+            child_pid,
+            ended_by: None,
+            drops_seen: 0,
+        }
+    }
+
+    fn end_task(&mut self, why: String) {
+        if self.ended_by.is_none() {
+            self.ended_by = Some(why);
+        }
+        if let Err(e) = self.cgroup.kill() {
+            eprintln!("enforcer: cannot kill the task: {e}");
+        }
+    }
+
+    /// Writes whatever the kernel has produced.
+    pub fn drain(&mut self, ring: &mut RingBuf<MapData>) {
+        while let Some(item) = ring.next() {
+            let Some(ev) = decode(&item) else { continue };
+            drop(item);
+            if ev.kind == event_kind::LIMIT {
+                // Two CPUs may both report the same limit; the task ends once.
+                if self.ended_by.is_some() {
+                    continue;
+                }
+                let record = from_kernel(&ev, self.ctx, self.policy);
+                let name = record
+                    .as_ref()
+                    .map_or("limit".to_owned(), |r| r.target.clone());
+                if let Some(r) = record {
+                    self.writer.write(r.to_line());
+                }
+                self.end_task(format!("limit {name} exceeded"));
+                continue;
+            }
+            if let Some(record) = from_kernel(&ev, self.ctx, self.policy) {
+                self.writer.write(record.to_line());
+            }
+            if ev.decision == decision::KILL {
+                self.end_task("kill-on-violation".into());
+            }
+        }
+        self.check_drops();
+    }
+
+    /// A lost event is never silent: every increase of the kernel's drop counter is reported.
+    fn check_drops(&mut self) {
+        let total = self.maps.drops();
+        if total > self.drops_seen {
+            let record = Record::lifecycle(
+                self.ctx,
+                "events_dropped",
+                self.child_pid,
+                json!({ "dropped": total - self.drops_seen, "dropped_total": total }),
+            );
+            self.writer.write(record.to_line());
+            self.drops_seen = total;
+        }
+    }
+
+    pub fn drops(&self) -> u64 {
+        self.drops_seen
+    }
+
+    /// Runs until the command exits. The TTL, if any, ends the task at `deadline`.
+    pub async fn run(
+        &mut self,
+        child: &mut Child,
+        ring: &mut AsyncFd<RingBuf<MapData>>,
+        deadline: Option<Instant>,
+    ) -> io::Result<ExitStatus> {
+        let mut tick = tokio::time::interval(Duration::from_millis(100));
+        let mut sigint = signal(SignalKind::interrupt())?;
+        let mut sigterm = signal(SignalKind::terminate())?;
+        let mut sighup = signal(SignalKind::hangup())?;
+        let ttl = async {
+            match deadline {
+                Some(d) => tokio::time::sleep_until(d.into()).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::pin!(ttl);
+        let mut ttl_fired = false;
+        loop {
+            let wake = tokio::select! {
+                status = child.wait() => Wake::Exited(status),
+                guard = ring.readable_mut() => match guard {
+                    Ok(mut g) => { g.clear_ready(); Wake::Ring }
+                    Err(_) => Wake::Tick,
+                },
+                _ = tick.tick() => Wake::Tick,
+                _ = &mut ttl, if !ttl_fired => Wake::Ttl,
+                _ = sigint.recv() => Wake::Signal(libc::SIGINT),
+                _ = sigterm.recv() => Wake::Signal(libc::SIGTERM),
+                _ = sighup.recv() => Wake::Signal(libc::SIGHUP),
+            };
+            match wake {
+                Wake::Exited(status) => return status,
+                Wake::Ring | Wake::Tick => self.drain(ring.get_mut()),
+                Wake::Ttl => {
+                    ttl_fired = true;
+                    self.drain(ring.get_mut());
+                    if self.ended_by.is_none() {
+                        let record = Record {
+                            op: "limit",
+                            target: "ttl".into(),
+                            decision: "kill",
+                            enforced_by: "kill",
+                            rule: "limits.ttl".into(),
+                            ..Record::lifecycle(self.ctx, "limit", self.child_pid, json!({}))
+                        };
+                        self.writer.write(record.to_line());
+                        self.end_task("limit ttl exceeded".into());
+                    }
+                }
+                Wake::Signal(sig) => {
+                    // SAFETY: plain kill(2) of our own child.
+                    unsafe { libc::kill(self.child_pid as i32, sig) };
+                }
+            }
+        }
+    }
+}

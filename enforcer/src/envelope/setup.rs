@@ -1,0 +1,276 @@
+//! Everything decided before the task starts: the policy, the kernel's abilities, what each
+//! rule compiles to, the Landlock ruleset, and how the command is started.
+use std::{
+    ffi::OsString,
+    io,
+    os::fd::{AsRawFd as _, OwnedFd},
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use enforcer_common::KernelOffsets;
+use serde_json::{Value, json};
+
+use super::{RunError, RunRequest, identity, resolve};
+use crate::{
+    kernel::{
+        cgroup::TaskCgroup,
+        confine::{self, UserIds},
+        landlock::Ruleset,
+        probe::{self, Probe},
+    },
+    policy::{
+        self, Mode, Policy,
+        compile::{FileEntry, NetEntry, file_entries, landlock_grants, net_entries},
+        explain::{Explanation, explain},
+    },
+};
+
+/// The outcome of preparation.
+pub struct Prepared {
+    pub policy: Policy,
+    pub explanation: Explanation,
+    pub probe: Probe,
+    pub offsets: Option<KernelOffsets>,
+    pub cgroup2: PathBuf,
+    pub command_path: PathBuf,
+    pub user: Option<UserIds>,
+    pub interpreters: Vec<String>,
+    pub files: Vec<FileEntry>,
+    pub net: Vec<NetEntry>,
+    pub ruleset: Option<Ruleset>,
+    /// Rules that cannot be enforced as written, as report lines.
+    pub unenforced: Vec<String>,
+}
+
+/// Task names become cgroup directory names and appear in every event.
+pub fn check_task_name(name: &str) -> Result<(), RunError> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        && !name.starts_with('.');
+    if ok {
+        Ok(())
+    } else {
+        Err(RunError::Setup(format!(
+            "bad task name \"{name}\": use 1-64 letters, digits, '-', '_' or '.'"
+        )))
+    }
+}
+
+/// Finds the command like a shell does: a path as given, or the first match on PATH.
+pub fn resolve_command(command: &OsString) -> Result<PathBuf, RunError> {
+    let given = Path::new(command);
+    if given.as_os_str().is_empty() {
+        return Err(RunError::CommandNotFound("empty command".into()));
+    }
+    if given.components().count() > 1 || given.is_absolute() {
+        return if given.exists() {
+            Ok(given.to_path_buf())
+        } else {
+            Err(RunError::CommandNotFound(format!(
+                "{}: no such file",
+                given.display()
+            )))
+        };
+    }
+    let path = std::env::var_os("PATH").unwrap_or_else(|| "/usr/bin:/bin".into());
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(given))
+        .find(|p| p.is_file())
+        .ok_or_else(|| RunError::CommandNotFound(format!("{}: command not found", given.display())))
+}
+
+pub fn prepare(req: &RunRequest) -> Result<Prepared, RunError> {
+    let policy = policy::load(&req.policy, &req.vars)
+        .map_err(|e| RunError::Setup(format!("invalid policy:\n{e}")))?;
+    check_task_name(&req.task)?;
+    let command = req
+        .command
+        .first()
+        .ok_or_else(|| RunError::CommandNotFound("no command given after --".into()))?;
+    let command_path = resolve_command(command)?;
+    let user = req
+        .user
+        .as_deref()
+        .map(confine::lookup_user)
+        .transpose()
+        .map_err(|e| RunError::Setup(format!("--user: {e}")))?;
+
+    probe::ensure_tracefs().map_err(RunError::Setup)?;
+    let probe = Probe::run();
+    let cgroup2 = probe
+        .cgroup2
+        .clone()
+        .map_err(|e| RunError::Setup(format!("{e}; the envelope needs cgroup v2")))?;
+    let support = probe.support();
+    let explanation = explain(&policy, &support);
+    let problems = explanation.problems();
+    if !problems.is_empty() && policy.mode == Mode::Enforce {
+        return Err(RunError::Setup(format!(
+            "this kernel cannot enforce the policy as written (use mode = \"audit\" to run \
+             anyway):\n  {}",
+            problems.join("\n  ")
+        )));
+    }
+    let mut unenforced = problems;
+
+    let (resolved, unresolved) = resolve::resolve_hosts(&policy);
+    unenforced.extend(unresolved);
+    let interpreters = identity::interpreters(&policy, &command_path);
+    let files = file_entries(&policy);
+    let net = net_entries(&policy, &resolved);
+
+    let ruleset = if policy.mode == Mode::Enforce {
+        let (ruleset, skipped) =
+            Ruleset::build(probe.landlock_abi, &landlock_grants(&policy), &interpreters)
+                .map_err(|e| RunError::Setup(e.to_string()))?;
+        for s in skipped {
+            let labels: Vec<String> = s
+                .rules
+                .iter()
+                .map(|id| policy.rules[*id as usize].label())
+                .collect();
+            unenforced.push(format!(
+                "{} \"{}\": {}",
+                labels.join(", "),
+                s.path,
+                s.reason
+            ));
+        }
+        Some(ruleset)
+    } else {
+        None
+    };
+
+    Ok(Prepared {
+        offsets: probe.offsets.clone().ok(),
+        policy,
+        explanation,
+        probe,
+        cgroup2,
+        command_path,
+        user,
+        interpreters,
+        files,
+        net,
+        ruleset,
+        unenforced,
+    })
+}
+
+/// What `task_start` says: the command, the envelope, and how each rule is enforced here.
+pub fn start_details(
+    req: &RunRequest,
+    plan: &Prepared,
+    cgroup: &TaskCgroup,
+    ttl: Option<Duration>,
+    flags: u32,
+) -> Value {
+    let rules: Vec<Value> = plan
+        .explanation
+        .rules
+        .iter()
+        .map(|r| json!({ "rule": r.label, "text": r.text, "enforced_by": r.enforced_by, "how": r.how }))
+        .collect();
+    let l = &plan.policy.limits;
+    json!({
+        "command": req.command.iter().map(|a| a.to_string_lossy().into_owned()).collect::<Vec<_>>(),
+        "executable": plan.command_path.display().to_string(),
+        "user": plan.user.as_ref().map_or_else(
+            || json!({ "uid": unsafe { libc::getuid() }, "as": "invoking user" }),
+            |u| json!({ "uid": u.uid, "gid": u.gid, "name": u.name }),
+        ),
+        "cgroup": cgroup.path.display().to_string(),
+        "cgroup_id": cgroup.id,
+        "policy_file": plan.policy.file.display().to_string(),
+        "policy_mode": plan.policy.mode.as_str(),
+        "limits": {
+            "ttl_s": ttl.map(|t| t.as_secs_f64()),
+            "max_execs": l.max_execs,
+            "max_connects": l.max_connects,
+            "max_denials": l.max_denials,
+        },
+        "rules": rules,
+        "limit_enforcement": plan.explanation.limits,
+        "notes": plan.explanation.notes,
+        "implicit_grants": plan.interpreters.iter().map(|i| format!(
+            "execute {i}: the ELF interpreter of the allowed binaries; running it directly kills the task"
+        )).collect::<Vec<_>>(),
+        "kernel": {
+            "release": plan.probe.kernel_release,
+            "landlock_abi": plan.probe.landlock_abi,
+            "bpf_lsm_listed": plan.probe.bpf_lsm_listed,
+            "identity_checks": plan.offsets.is_some(),
+            "task_flags": flags,
+        },
+    })
+}
+
+/// Writes "enforcer: <what> failed: errno N" to stderr without allocating (after fork).
+fn child_fail(what: &[u8], err: &io::Error) -> ! {
+    let mut buf = [0u8; 160];
+    let mut n = 0;
+    for part in [
+        b"enforcer: ".as_slice(),
+        what,
+        b" failed before exec: errno ".as_slice(),
+    ] {
+        let take = part.len().min(buf.len() - n);
+        buf[n..n + take].copy_from_slice(&part[..take]);
+        n += take;
+    }
+    let mut code = err.raw_os_error().unwrap_or(0).unsigned_abs();
+    let mut digits = [0u8; 10];
+    let mut d = 0;
+    loop {
+        digits[d] = b'0' + (code % 10) as u8;
+        d += 1;
+        code /= 10;
+        if code == 0 || d == digits.len() {
+            break;
+        }
+    }
+    while d > 0 && n < buf.len() - 1 {
+        d -= 1;
+        buf[n] = digits[d];
+        n += 1;
+    }
+    buf[n] = b'\n';
+    // SAFETY: write(2) and _exit(2) are async-signal-safe.
+    unsafe {
+        libc::write(2, buf.as_ptr().cast(), n + 1);
+        libc::_exit(125)
+    }
+}
+
+/// Starts the command: after fork the child confines itself (cgroup first, so the kernel
+/// programs see it from then on) and execs. A confinement failure exits 125 with a message; an
+/// exec refused by the policy comes back as the spawn error (PermissionDenied).
+pub fn spawn(
+    path: &Path,
+    command: &[OsString],
+    mut plan: confine::Plan,
+    procs: OwnedFd,
+) -> io::Result<tokio::process::Child> {
+    let mut cmd = tokio::process::Command::new(path);
+    cmd.args(command.iter().skip(1));
+    if let Some(arg0) = command.first() {
+        std::os::unix::process::CommandExt::arg0(cmd.as_std_mut(), arg0);
+    }
+    plan.cgroup_procs_fd = procs.as_raw_fd();
+    // SAFETY: the closure only makes raw syscalls (see confine::apply) and never allocates.
+    unsafe {
+        cmd.pre_exec(move || {
+            let _keep_open = &procs;
+            if let Err(e) = confine::apply(&plan) {
+                child_fail(b"confining the command", &e);
+            }
+            Ok(())
+        });
+    }
+    cmd.kill_on_drop(true);
+    cmd.spawn()
+}

@@ -1,0 +1,361 @@
+//! The JSON event: one object per line, with intent, decision and side effect together.
+use std::{
+    net::{IpAddr, Ipv6Addr},
+    path::{Component, Path, PathBuf},
+};
+
+use enforcer_common::{
+    Event, RULE_DEFAULT_DENY, RULE_NO_TASK, access, decision, enforced_by, event_kind, limit_kind,
+};
+use serde::Serialize;
+use serde_json::{Map, Value, json};
+
+use super::{c_str, time};
+use crate::policy::{Policy, decide::decide_file};
+
+pub use enforcer_common::RULE_EXEC_ONLY as EXEC_ONLY;
+
+/// The policy as every event names it.
+#[derive(Clone, Debug, Serialize)]
+pub struct PolicyRef {
+    pub name: String,
+    pub version: u64,
+    pub sha256: String,
+    pub generation: u32,
+}
+
+/// What stays the same for every event of one task.
+#[derive(Clone, Debug)]
+pub struct TaskContext {
+    pub task: String,
+    pub task_id: String,
+    pub intent: Option<String>,
+    pub policy: PolicyRef,
+    /// `fallback` or `lsm`.
+    pub mode: &'static str,
+    /// Rules that cannot be enforced as written here; repeated in every event.
+    pub unenforced: Vec<String>,
+    pub boot_to_unix_ns: i128,
+}
+
+/// One event as written.
+#[derive(Clone, Debug, Serialize)]
+pub struct Record {
+    pub time: String,
+    pub task: String,
+    pub task_id: String,
+    pub policy: PolicyRef,
+    pub pid: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tid: Option<u32>,
+    pub comm: String,
+    pub op: &'static str,
+    pub target: String,
+    pub access: &'static str,
+    pub decision: &'static str,
+    pub rule: String,
+    pub enforced_by: &'static str,
+    pub mode: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub errno: Option<&'static str>,
+    pub intent: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub unenforced: Vec<String>,
+    #[serde(flatten)]
+    pub details: Map<String, Value>,
+}
+
+impl Record {
+    /// A record that does not come from the kernel (task_start, task_end, a userspace limit).
+    pub fn lifecycle(ctx: &TaskContext, op: &'static str, pid: u32, details: Value) -> Self {
+        Self {
+            time: time::rfc3339(time::now_unix_ns()),
+            task: ctx.task.clone(),
+            task_id: ctx.task_id.clone(),
+            policy: ctx.policy.clone(),
+            pid,
+            tid: None,
+            comm: String::new(),
+            op,
+            target: ctx.task.clone(),
+            access: "none",
+            decision: "allow",
+            rule: String::new(),
+            enforced_by: "none",
+            mode: ctx.mode,
+            errno: None,
+            intent: ctx.intent.clone(),
+            unenforced: ctx.unenforced.clone(),
+            details: match details {
+                Value::Object(m) => m,
+                _ => Map::new(),
+            },
+        }
+    }
+
+    pub fn to_line(&self) -> String {
+        serde_json::to_string(self).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
+    }
+}
+
+fn errno_name(ret: i32) -> Option<&'static str> {
+    match ret {
+        -1 => Some("EPERM"),
+        -13 => Some("EACCES"),
+        _ => None,
+    }
+}
+
+fn limit_name(kind: u32) -> &'static str {
+    match kind {
+        limit_kind::TTL => "ttl",
+        limit_kind::EXECS => "max_execs",
+        limit_kind::CONNECTS => "max_connects",
+        limit_kind::DENIALS => "max_denials",
+        _ => "unknown",
+    }
+}
+
+/// `/a/./b/../c` -> `/a/c` (lexically; symlinks are the kernel's business).
+pub fn normalize(path: &Path) -> PathBuf {
+    let mut out = PathBuf::from("/");
+    for c in path.components() {
+        match c {
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::Normal(n) => out.push(n),
+            _ => {}
+        }
+    }
+    out
+}
+
+/// Makes a relative path absolute from the process's cwd or directory fd, if it still exists.
+fn absolute(path: &str, pid: u32, dirfd: i32) -> (String, Option<&'static str>) {
+    if path.starts_with('/') || path.is_empty() {
+        return (path.to_owned(), None);
+    }
+    let (link, how) = if dirfd == libc::AT_FDCWD {
+        (format!("/proc/{pid}/cwd"), "cwd")
+    } else {
+        (format!("/proc/{pid}/fd/{dirfd}"), "dirfd")
+    };
+    match std::fs::read_link(link) {
+        Ok(base) => (normalize(&base.join(path)).display().to_string(), Some(how)),
+        Err(_) => (path.to_owned(), Some("unresolved")),
+    }
+}
+
+fn open_access(flags: u32) -> (&'static str, u32) {
+    let acc = flags & libc::O_ACCMODE as u32;
+    let writes =
+        acc != libc::O_RDONLY as u32 || flags & (libc::O_CREAT | libc::O_TRUNC) as u32 != 0;
+    if writes {
+        ("write", access::WRITE)
+    } else {
+        ("read", access::READ)
+    }
+}
+
+fn endpoint(ev: &Event) -> String {
+    let v6 = Ipv6Addr::from(ev.addr);
+    match v6.to_ipv4_mapped() {
+        Some(v4) => format!("{}:{}", IpAddr::V4(v4), ev.port),
+        None => format!("[{v6}]:{}", ev.port),
+    }
+}
+
+fn rule_label(policy: &Policy, id: u32) -> String {
+    match id {
+        RULE_DEFAULT_DENY => "default deny (no rule allows it)".into(),
+        RULE_NO_TASK => "fail closed (process in an enforcer cgroup without a task)".into(),
+        id if id & EXEC_ONLY != 0 => "ELF interpreter run directly (allowed only as the loader \
+                                      of an allowed binary)"
+            .into(),
+        id => policy.rules.get(id as usize).map_or_else(
+            || format!("rule #{id}"),
+            |r| format!("{} \"{}\"", r.label(), r.text),
+        ),
+    }
+}
+
+/// Turns a kernel event into a record; `None` for an observation that needs no report.
+pub fn from_kernel(ev: &Event, ctx: &TaskContext, policy: &Policy) -> Option<Record> {
+    let mut details = Map::new();
+    let raw_path = c_str(&ev.path);
+    let mut record = Record {
+        time: time::rfc3339(i128::from(ev.time_ns) + ctx.boot_to_unix_ns),
+        task: ctx.task.clone(),
+        task_id: ctx.task_id.clone(),
+        policy: PolicyRef {
+            generation: ev.generation.max(ctx.policy.generation),
+            ..ctx.policy.clone()
+        },
+        pid: ev.pid,
+        tid: (ev.tid != ev.pid).then_some(ev.tid),
+        comm: c_str(&ev.comm),
+        op: "open",
+        target: raw_path.clone(),
+        access: "read",
+        decision: "deny",
+        rule: String::new(),
+        enforced_by: "none",
+        mode: ctx.mode,
+        errno: errno_name(ev.ret),
+        intent: ctx.intent.clone(),
+        unenforced: ctx.unenforced.clone(),
+        details: Map::new(),
+    };
+    match ev.kind {
+        event_kind::OPEN | event_kind::EXEC => {
+            let (target, resolved_from) = absolute(&raw_path, ev.pid, ev.dirfd);
+            if let Some(how) = resolved_from {
+                details.insert("path_as_given".into(), json!(raw_path));
+                details.insert("resolved_from".into(), json!(how));
+            }
+            let (access_name, bit) = if ev.kind == event_kind::EXEC {
+                ("exec", access::EXEC)
+            } else {
+                open_access(ev.flags)
+            };
+            record.op = if ev.kind == event_kind::EXEC {
+                "exec"
+            } else {
+                "open"
+            };
+            record.access = access_name;
+            record.target = target.clone();
+            let verdict = decide_file(
+                policy,
+                &normalize(Path::new(&target)).to_string_lossy(),
+                bit,
+            );
+            let by_rule = |d: crate::policy::decide::FileDecision| match d.rule {
+                Some(id) => rule_label(policy, id),
+                None => rule_label(policy, RULE_DEFAULT_DENY),
+            };
+            match ev.decision {
+                decision::ALLOW => {
+                    record.decision = "allow";
+                    record.rule = by_rule(verdict);
+                }
+                decision::DENY if verdict.allowed => {
+                    // The kernel refused something this policy allows: not our decision.
+                    record.rule = format!(
+                        "not this policy ({} allows it): refused by the kernel's own checks, \
+                         e.g. file permissions",
+                        by_rule(verdict)
+                    );
+                    record.enforced_by = "kernel";
+                }
+                decision::DENY => {
+                    record.rule = by_rule(verdict);
+                    record.enforced_by = "landlock";
+                }
+                decision::KILL | decision::AUDIT => {
+                    record.decision = if ev.decision == decision::KILL {
+                        "kill"
+                    } else {
+                        "audit"
+                    };
+                    record.enforced_by = if ev.decision == decision::KILL {
+                        "kill"
+                    } else {
+                        "none"
+                    };
+                    record.rule = rule_label(policy, ev.rule_id);
+                    details.insert(
+                        "dev".into(),
+                        json!(format!("{}:{}", ev.dev >> 20, ev.dev & 0xf_ffff)),
+                    );
+                    details.insert("ino".into(), json!(ev.ino));
+                    details.insert("matched_by".into(), json!("identity (device, inode)"));
+                }
+                decision::OBSERVED => {
+                    if verdict.allowed {
+                        if ev.kind != event_kind::EXEC {
+                            return None;
+                        }
+                        record.decision = "allow";
+                    } else {
+                        record.decision = "audit";
+                    }
+                    record.rule = by_rule(verdict);
+                }
+                _ => return None,
+            }
+        }
+        event_kind::CONNECT | event_kind::SENDMSG => {
+            record.op = if ev.kind == event_kind::CONNECT {
+                "connect"
+            } else {
+                "sendmsg"
+            };
+            record.access = "connect";
+            record.target = endpoint(ev);
+            record.rule = rule_label(policy, ev.rule_id);
+            record.decision = match ev.decision {
+                decision::ALLOW => "allow",
+                decision::AUDIT => "audit",
+                _ => "deny",
+            };
+            if record.decision == "deny" {
+                record.enforced_by = "cgroup";
+                record.errno = Some("EPERM");
+            } else {
+                record.errno = None;
+            }
+            details.insert(
+                "family".into(),
+                json!(if ev.family == 10 { "inet6" } else { "inet" }),
+            );
+        }
+        event_kind::LIMIT => {
+            record.op = "limit";
+            record.access = "none";
+            record.target = limit_name(ev.limit_kind).into();
+            record.decision = "kill";
+            record.enforced_by = "kill";
+            record.rule = format!("limits.{}", limit_name(ev.limit_kind));
+            record.errno = None;
+            if ev.limit_kind == limit_kind::TTL {
+                details.insert(
+                    "deadline".into(),
+                    json!(time::rfc3339(i128::from(ev.limit) + ctx.boot_to_unix_ns)),
+                );
+            } else {
+                details.insert("count".into(), json!(ev.count));
+                details.insert("limit".into(), json!(ev.limit));
+            }
+        }
+        _ => return None,
+    }
+    if ev.enforced_by == enforced_by::KILL && record.enforced_by == "none" {
+        record.enforced_by = "kill";
+    }
+    record.details = details;
+    Some(record)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normalizes_paths_lexically() {
+        assert_eq!(normalize(Path::new("/a/./b/../c")), PathBuf::from("/a/c"));
+        assert_eq!(normalize(Path::new("/../x")), PathBuf::from("/x"));
+    }
+
+    #[test]
+    fn open_flags_map_to_read_or_write() {
+        assert_eq!(open_access(libc::O_RDONLY as u32).0, "read");
+        assert_eq!(open_access(libc::O_WRONLY as u32).0, "write");
+        assert_eq!(open_access(libc::O_RDWR as u32).0, "write");
+        assert_eq!(
+            open_access((libc::O_RDONLY | libc::O_CREAT) as u32).0,
+            "write"
+        );
+    }
+}

@@ -1,0 +1,172 @@
+//! The task's cgroup v2 directory: where the envelope lives. Its id tags every process of the
+//! task in the kernel maps; `cgroup.kill` ends them all at once.
+use std::{
+    fs,
+    io::{self, Write as _},
+    os::{fd::OwnedFd, unix::fs::MetadataExt as _},
+    path::{Path, PathBuf},
+    time::{Duration, Instant},
+};
+
+/// Name of the directory the enforcer owns under the cgroup2 mount.
+pub const ROOT_NAME: &str = "enforcer";
+
+#[derive(Debug, thiserror::Error)]
+pub enum CgroupError {
+    #[error("cgroup v2 is not mounted (no cgroup2 entry in /proc/self/mountinfo)")]
+    NotMounted,
+    #[error("{}: {source}", path.display())]
+    Io { path: PathBuf, source: io::Error },
+}
+
+fn io_err(path: &Path) -> impl FnOnce(io::Error) -> CgroupError + '_ {
+    move |source| CgroupError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// Where cgroup2 is mounted (read from mountinfo; never assumed).
+pub fn cgroup2_mount() -> Result<PathBuf, CgroupError> {
+    let info = fs::read_to_string("/proc/self/mountinfo")
+        .map_err(io_err(Path::new("/proc/self/mountinfo")))?;
+    mount_of(&info, "cgroup2").ok_or(CgroupError::NotMounted)
+}
+
+/// The mount point of the first mount of type `fstype` in mountinfo text.
+pub fn mount_of(mountinfo: &str, fstype: &str) -> Option<PathBuf> {
+    mountinfo.lines().find_map(|line| {
+        let (left, right) = line.split_once(" - ")?;
+        let kind = right.split_whitespace().next()?;
+        if kind != fstype {
+            return None;
+        }
+        Some(PathBuf::from(
+            left.split_whitespace().nth(4)?.replace("\\040", " "),
+        ))
+    })
+}
+
+/// A task's cgroup.
+#[derive(Debug)]
+pub struct TaskCgroup {
+    pub path: PathBuf,
+    /// The cgroup id: the directory's inode number, what `bpf_get_current_cgroup_id` returns.
+    pub id: u64,
+}
+
+impl TaskCgroup {
+    /// Creates `<cgroup2>/enforcer/<name>`.
+    pub fn create(mount: &Path, name: &str) -> Result<Self, CgroupError> {
+        let root = mount.join(ROOT_NAME);
+        match fs::create_dir(&root) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(io_err(&root)(e)),
+        }
+        let path = root.join(name);
+        fs::create_dir(&path).map_err(io_err(&path))?;
+        let id = fs::metadata(&path).map_err(io_err(&path))?.ino();
+        Ok(Self { path, id })
+    }
+
+    /// An fd of the directory, to attach cgroup programs to.
+    pub fn dir(&self) -> Result<fs::File, CgroupError> {
+        fs::File::open(&self.path).map_err(io_err(&self.path))
+    }
+
+    /// An fd of `cgroup.procs` opened for writing: the child writes "0" to it to move itself in
+    /// before it execs.
+    pub fn procs_writer(&self) -> Result<OwnedFd, CgroupError> {
+        let p = self.path.join("cgroup.procs");
+        let f = fs::OpenOptions::new()
+            .write(true)
+            .open(&p)
+            .map_err(io_err(&p))?;
+        Ok(f.into())
+    }
+
+    /// The pids in the cgroup.
+    pub fn pids(&self) -> Vec<u32> {
+        fs::read_to_string(self.path.join("cgroup.procs"))
+            .map(|s| s.lines().filter_map(|l| l.trim().parse().ok()).collect())
+            .unwrap_or_default()
+    }
+
+    pub fn populated(&self) -> bool {
+        fs::read_to_string(self.path.join("cgroup.events"))
+            .map(|s| s.lines().any(|l| l == "populated 1"))
+            .unwrap_or(false)
+    }
+
+    /// Kills every process of the task (cgroup.kill; SIGKILL to each pid on older kernels).
+    pub fn kill(&self) -> Result<(), CgroupError> {
+        let p = self.path.join("cgroup.kill");
+        match fs::OpenOptions::new().write(true).open(&p) {
+            Ok(mut f) => f.write_all(b"1").map_err(io_err(&p)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                for pid in self.pids() {
+                    // SAFETY: plain kill(2).
+                    unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+                }
+                Ok(())
+            }
+            Err(e) => Err(io_err(&p)(e)),
+        }
+    }
+
+    /// Waits until no process is left, up to `timeout`.
+    pub fn wait_empty(&self, timeout: Duration) -> bool {
+        let start = Instant::now();
+        while self.populated() {
+            if start.elapsed() > timeout {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        true
+    }
+
+    /// Kills what is left and removes the directory.
+    pub fn remove(&self) -> Result<(), CgroupError> {
+        if self.populated() {
+            self.kill()?;
+            self.wait_empty(Duration::from_secs(5));
+        }
+        let mut last = None;
+        for _ in 0..200 {
+            match fs::remove_dir(&self.path) {
+                Ok(()) => return Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+                // EBUSY while the last exiting process is still being reaped.
+                Err(e) => last = Some(e),
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Err(io_err(&self.path)(
+            last.unwrap_or_else(|| io::ErrorKind::Other.into()),
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_the_cgroup2_mount_wherever_it_is() {
+        let info = "31 23 0:28 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755\n\
+                    41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw\n";
+        assert_eq!(
+            mount_of(info, "cgroup2"),
+            Some(PathBuf::from("/sys/fs/cgroup/unified"))
+        );
+        let info =
+            "35 24 0:30 / /sys/fs/cgroup rw,nosuid shared:9 - cgroup2 cgroup2 rw,nsdelegate\n";
+        assert_eq!(
+            mount_of(info, "cgroup2"),
+            Some(PathBuf::from("/sys/fs/cgroup"))
+        );
+        assert_eq!(mount_of("", "cgroup2"), None);
+    }
+}

@@ -1,0 +1,12 @@
+//! enforcer: per-task envelopes for AI-agent processes, checked in the kernel.
+//!
+//! - [`policy`]: TOML policies, parsed, validated and compiled into kernel map entries (pure).
+//! - [`bpf`]: loading the eBPF programs and the maps they share.
+//! - [`kernel`]: Landlock, seccomp, cgroups, credentials, BTF and feature probes.
+//! - [`envelope`]: one task, standalone: setup, confinement, monitoring, teardown.
+//! - [`events`]: kernel records to attributed JSON lines.
+pub mod bpf;
+pub mod envelope;
+pub mod events;
+pub mod kernel;
+pub mod policy;

@@ -1,0 +1,29 @@
+//! The `enforcer` binary: argument parsing and exit codes; the work is in the library.
+mod cli;
+
+use clap::Parser as _;
+
+use crate::cli::{Cli, Command, PolicyCommand};
+
+fn main() {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            let code = match e.kind() {
+                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => 0,
+                // `enforcer run` promises 125 for its own failures before the command starts.
+                _ if std::env::args().nth(1).as_deref() == Some("run") => 125,
+                _ => 2,
+            };
+            std::process::exit(code);
+        }
+    };
+    let code = match cli.command {
+        Command::Run(args) => cli::run::run(args),
+        Command::Policy {
+            command: PolicyCommand::Check(args),
+        } => cli::policy::check(args),
+    };
+    std::process::exit(code);
+}

@@ -1,0 +1,279 @@
+//! For each rule: how it is enforced on this kernel, or why it cannot be. Pure: the kernel's
+//! abilities come in as [`Support`].
+use super::{Host, Mode, Policy, Section, Target, compile::deny_plans};
+
+/// What the running kernel offers, as probed at start.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Support {
+    /// BPF LSM programs load and attach (the `lsm` mode).
+    pub bpf_lsm: bool,
+    /// Landlock ABI version; 0 when Landlock is unavailable.
+    pub landlock_abi: u32,
+    /// Kernel structure offsets were resolved from BTF: identity checks work.
+    pub identity_checks: bool,
+}
+
+impl Support {
+    /// The enforcement mode for files and exec.
+    pub fn mode_name(&self) -> &'static str {
+        if self.bpf_lsm { "lsm" } else { "fallback" }
+    }
+}
+
+/// How one rule is enforced.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RuleExplanation {
+    pub rule_id: u32,
+    pub label: String,
+    pub text: String,
+    /// `lsm`, `landlock`, `cgroup`, `kill` (kill-on-violation), or `audit`.
+    pub enforced_by: Vec<&'static str>,
+    pub how: String,
+    /// Set when the rule cannot be enforced as written on this kernel.
+    pub problem: Option<String>,
+}
+
+/// The whole explanation of a policy on a kernel.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Explanation {
+    pub mode: &'static str,
+    pub rules: Vec<RuleExplanation>,
+    pub limits: Vec<String>,
+    pub notes: Vec<String>,
+}
+
+impl Explanation {
+    /// Rules that cannot be enforced as written: `label text: reason`.
+    pub fn problems(&self) -> Vec<String> {
+        self.rules
+            .iter()
+            .filter_map(|r| {
+                r.problem
+                    .as_ref()
+                    .map(|p| format!("{} \"{}\": {p}", r.label, r.text))
+            })
+            .collect()
+    }
+}
+
+pub fn explain(policy: &Policy, support: &Support) -> Explanation {
+    let audit = policy.mode == Mode::Audit;
+    let plans = deny_plans(policy);
+    let no_landlock = (support.landlock_abi == 0 && !support.bpf_lsm)
+        .then(|| "Landlock is not available on this kernel and BPF LSM is not active".to_owned());
+    let mut rules = Vec::new();
+    for (id, rule) in policy.rules.iter().enumerate() {
+        let id = id as u32;
+        let (enforced_by, how, problem): (Vec<&'static str>, String, Option<String>) =
+            match (rule.section, support.bpf_lsm) {
+                (Section::NetworkConnect, _) => {
+                    let mut how = "cgroup connect4/connect6/sendmsg4/sendmsg6 programs on the \
+                                   task's cgroup: anything not allowed gets EPERM"
+                        .to_owned();
+                    if let Target::Endpoint(e) = &rule.target
+                        && let Host::Name(name) = &e.host
+                    {
+                        how.push_str(&format!(
+                            "; \"{name}\" is resolved when the envelope starts and the addresses \
+                             pinned (later DNS changes are not followed)"
+                        ));
+                    }
+                    (vec!["cgroup"], how, None)
+                }
+                (Section::FilesDeny, true)
+                | (Section::ExecAllow | Section::FilesRead | Section::FilesWrite, true) => (
+                    vec!["lsm"],
+                    "BPF LSM hooks check the resolved path in the kernel: -EPERM".to_owned(),
+                    None,
+                ),
+                (Section::FilesDeny, false) => {
+                    let plan = plans.iter().find(|p| p.rule_id == id);
+                    let inside = plan.map(|p| p.inside.clone()).unwrap_or_default();
+                    if inside.is_empty() {
+                        (
+                            vec!["landlock", "kill"],
+                            "no allow rule grants it, so Landlock refuses it (EACCES); its \
+                             identity (device, inode) is also checked at every open, so a hard \
+                             link to it inside an allowed tree kills the task"
+                                .to_owned(),
+                            no_landlock.clone(),
+                        )
+                    } else {
+                        let within: Vec<String> = inside
+                            .iter()
+                            .map(|i| policy.rules[*i as usize].label())
+                            .collect();
+                        let problem = no_landlock.clone().or_else(|| {
+                            (!support.identity_checks).then(|| {
+                                "inside an allowed tree, and the kernel structure offsets needed \
+                                 for identity checks could not be resolved from BTF"
+                                    .to_owned()
+                            })
+                        });
+                        (
+                            vec!["kill"],
+                            format!(
+                                "inside {} which Landlock allows, and Landlock cannot carve out \
+                                 an exception: the identity (device, inode) of every file the \
+                                 task opens or executes is checked when the syscall returns, and \
+                                 a match kills the task before it runs another instruction \
+                                 (symlinks, hard links, renames, relative paths and directory fds \
+                                 all reach the same identity)",
+                                within.join(", ")
+                            ),
+                            problem,
+                        )
+                    }
+                }
+                (section, false) => {
+                    let what = match section {
+                        Section::ExecAllow => "execute (and read, which exec needs)",
+                        Section::FilesRead => "read",
+                        _ => "write, create, remove, rename within",
+                    };
+                    (
+                        vec!["landlock"],
+                        format!(
+                            "Landlock grants {what} beneath this path; anything else is refused \
+                             (EACCES), and the syscall tracepoints report each refusal"
+                        ),
+                        no_landlock.clone(),
+                    )
+                }
+            };
+        let (enforced_by, how) = if audit {
+            (
+                vec!["audit"],
+                format!("audit mode: nothing is denied; would-be denials are reported ({how})"),
+            )
+        } else {
+            (enforced_by, how)
+        };
+        rules.push(RuleExplanation {
+            rule_id: id,
+            label: rule.label(),
+            text: rule.text.clone(),
+            enforced_by,
+            how,
+            problem,
+        });
+    }
+
+    let mut limits = Vec::new();
+    let l = &policy.limits;
+    if let Some(ttl) = l.ttl {
+        limits.push(format!(
+            "ttl {}s: in-kernel deadline (operations after it are refused) and cgroup.kill of \
+             the whole task",
+            ttl.as_secs_f64()
+        ));
+    }
+    for (name, v) in [
+        ("max_execs", l.max_execs),
+        ("max_connects", l.max_connects),
+        ("max_denials", l.max_denials),
+    ] {
+        if let Some(v) = v {
+            limits.push(format!(
+                "{name} {v}: counted in the kernel per task; on excess the task is killed \
+                 (cgroup.kill)"
+            ));
+        }
+    }
+
+    let mut notes = Vec::new();
+    if !support.bpf_lsm {
+        notes.push(
+            "no usable BPF LSM: files and exec use the fallback mode (Landlock applied by the \
+             launcher, syscall tracepoints observe and report)"
+                .to_owned(),
+        );
+        if policy.allow_io_uring {
+            notes.push(
+                "io_uring is allowed by the policy: Landlock still checks its opens, but the \
+                 tracepoints do not see them (no events, no identity checks for io_uring opens)"
+                    .to_owned(),
+            );
+        } else {
+            notes.push(
+                "io_uring is refused to the task (seccomp, EPERM): the syscall tracepoints \
+                 cannot see its operations"
+                    .to_owned(),
+            );
+        }
+    }
+    notes.push(
+        "the task runs with no capabilities (bounding and ambient sets cleared) and \
+         no_new_privs; it cannot leave its cgroup or unload the programs"
+            .to_owned(),
+    );
+    Explanation {
+        mode: support.mode_name(),
+        rules,
+        limits,
+        notes,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::policy::{Vars, parse};
+
+    fn policy(body: &str) -> Policy {
+        let text = format!("[policy]\nname = \"t\"\nversion = 1\n{body}");
+        parse(Path::new("t.toml"), &text, &Vars::new()).unwrap()
+    }
+
+    const FALLBACK: Support = Support {
+        bpf_lsm: false,
+        landlock_abi: 7,
+        identity_checks: true,
+    };
+
+    #[test]
+    fn fallback_names_the_mechanism_of_every_rule() {
+        let p = policy(
+            "[files]\nread = [\"/w/\"]\ndeny = [\"/w/.env\", \"/root/.ssh/\"]\n[network]\nconnect = [\"h.example:443\"]\n",
+        );
+        let e = explain(&p, &FALLBACK);
+        assert_eq!(e.mode, "fallback");
+        assert_eq!(e.rules[0].enforced_by, vec!["landlock"]);
+        assert_eq!(e.rules[1].enforced_by, vec!["kill"]);
+        assert!(e.rules[1].how.contains("files.read[0]"));
+        assert_eq!(e.rules[2].enforced_by, vec!["landlock", "kill"]);
+        assert_eq!(e.rules[3].enforced_by, vec!["cgroup"]);
+        assert!(e.rules[3].how.contains("resolved when the envelope starts"));
+        assert!(e.problems().is_empty());
+    }
+
+    #[test]
+    fn missing_kernel_features_are_problems_not_silence() {
+        let p = policy("[files]\nread = [\"/w/\"]\ndeny = [\"/w/.env\"]\n");
+        let e = explain(
+            &p,
+            &Support {
+                identity_checks: false,
+                ..FALLBACK
+            },
+        );
+        assert_eq!(e.problems().len(), 1);
+        assert!(e.problems()[0].starts_with("files.deny[0] \"/w/.env\""));
+        let e = explain(&p, &Support::default());
+        assert_eq!(e.problems().len(), 2);
+    }
+
+    #[test]
+    fn audit_mode_says_so() {
+        let p = parse(
+            Path::new("t.toml"),
+            "[policy]\nname = \"t\"\nversion = 1\nmode = \"audit\"\n[files]\nread = [\"/w/\"]\n",
+            &Vars::new(),
+        )
+        .unwrap();
+        let e = explain(&p, &FALLBACK);
+        assert_eq!(e.rules[0].enforced_by, vec!["audit"]);
+    }
+}

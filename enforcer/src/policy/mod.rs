@@ -1,0 +1,136 @@
+//! Task policies: TOML in, validated rules out, compiled into exact kernel map entries.
+//!
+//! parse (file:line:column errors) -> [`Policy`] -> [`compile`] (map entries, Landlock grants)
+//! and [`decide`] (the same decision in userspace, for attributing events to rules). All pure.
+pub mod compile;
+pub mod decide;
+pub mod explain;
+mod parse;
+pub mod source;
+pub mod values;
+
+use std::{path::PathBuf, time::Duration};
+
+pub use parse::{LoadError, Vars, load, parse};
+pub use source::{Location, PolicyError, PolicyErrors};
+pub use values::{Endpoint, Host, PathPattern};
+
+/// What the envelope does with an operation the policy does not allow.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Deny it.
+    Enforce,
+    /// Allow it and report it with decision `audit`.
+    Audit,
+}
+
+impl Mode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Enforce => "enforce",
+            Self::Audit => "audit",
+        }
+    }
+}
+
+/// The budget of a task.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Limits {
+    pub ttl: Option<Duration>,
+    pub max_execs: Option<u64>,
+    pub max_connects: Option<u64>,
+    pub max_denials: Option<u64>,
+}
+
+/// Which list of the policy a rule comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Section {
+    ExecAllow,
+    FilesRead,
+    FilesWrite,
+    FilesDeny,
+    NetworkConnect,
+}
+
+impl Section {
+    pub fn key(self) -> &'static str {
+        match self {
+            Self::ExecAllow => "exec.allow",
+            Self::FilesRead => "files.read",
+            Self::FilesWrite => "files.write",
+            Self::FilesDeny => "files.deny",
+            Self::NetworkConnect => "network.connect",
+        }
+    }
+
+    /// The access this section grants (deny grants none).
+    pub fn access(self) -> u32 {
+        use enforcer_common::access;
+        match self {
+            Self::ExecAllow => access::EXEC,
+            Self::FilesRead => access::READ,
+            Self::FilesWrite => access::WRITE,
+            Self::FilesDeny => 0,
+            Self::NetworkConnect => access::CONNECT,
+        }
+    }
+}
+
+/// What a rule names.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Target {
+    Path(PathPattern),
+    Endpoint(Endpoint),
+}
+
+/// One entry of one list in the policy. Its id is its index in [`Policy::rules`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rule {
+    pub section: Section,
+    /// Index within its list.
+    pub index: usize,
+    /// The entry as written, after `${var}` substitution.
+    pub text: String,
+    pub location: Location,
+    pub target: Target,
+}
+
+impl Rule {
+    /// `files.deny[0]`: how events and explanations name the rule.
+    pub fn label(&self) -> String {
+        format!("{}[{}]", self.section.key(), self.index)
+    }
+
+    pub fn path(&self) -> Option<&PathPattern> {
+        match &self.target {
+            Target::Path(p) => Some(p),
+            Target::Endpoint(_) => None,
+        }
+    }
+}
+
+/// A validated policy.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Policy {
+    pub file: PathBuf,
+    /// Hex SHA-256 of the file's bytes, so an auditor can match events to a file.
+    pub sha256: String,
+    pub name: String,
+    pub version: u64,
+    pub description: Option<String>,
+    pub mode: Mode,
+    /// io_uring is refused to the task (seccomp) unless this is set.
+    pub allow_io_uring: bool,
+    pub limits: Limits,
+    pub rules: Vec<Rule>,
+}
+
+impl Policy {
+    pub fn rules_in(&self, section: Section) -> impl Iterator<Item = (u32, &Rule)> {
+        self.rules
+            .iter()
+            .enumerate()
+            .filter(move |(_, r)| r.section == section)
+            .map(|(i, r)| (i as u32, r))
+    }
+}
