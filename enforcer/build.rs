@@ -7,7 +7,7 @@ use std::{env, fs, path::PathBuf};
 use anyhow::{Context as _, anyhow};
 
 const EBPF_PACKAGE: &str = "enforcer-ebpf";
-const EBPF_BIN: &str = "enforcer";
+const EBPF_BIN: &str = "enforcer-programs";
 
 fn main() -> anyhow::Result<()> {
     let out_dir = PathBuf::from(env::var_os("OUT_DIR").ok_or_else(|| anyhow!("OUT_DIR not set"))?);

@@ -199,6 +199,8 @@ pub mod event_kind {
     pub const CONNECT: u32 = 3;
     pub const SENDMSG: u32 = 4;
     pub const LIMIT: u32 = 5;
+    /// io_uring_setup refused by the seccomp filter.
+    pub const IO_URING: u32 = 6;
 }
 
 /// [`Event::decision`].
@@ -218,6 +220,7 @@ pub mod enforced_by {
     pub const LANDLOCK: u32 = 2;
     pub const CGROUP: u32 = 3;
     pub const KILL: u32 = 4;
+    pub const SECCOMP: u32 = 5;
 }
 
 /// One record in the `EVENTS` ring buffer.

@@ -229,3 +229,21 @@ pub fn sys_exit_open(ctx: TracePointContext) -> u32 {
     }
     0
 }
+
+/// io_uring is refused by seccomp in fallback mode; report each refusal.
+#[tracepoint]
+pub fn sys_exit_io_uring_setup(ctx: TracePointContext) -> u32 {
+    let Some(task) = task::current() else {
+        return 0;
+    };
+    let ret: i64 = arg(&ctx, 16);
+    if ret == -EPERM {
+        events::emit(&task, event_kind::IO_URING, |ev| {
+            ev.decision = decision::DENY;
+            ev.enforced_by = enforced_by::SECCOMP;
+            ev.ret = ret as i32;
+        });
+        count_denial(&task);
+    }
+    0
+}

@@ -10,7 +10,7 @@ use aya::{
 use enforcer_common::{KERNEL_OFFSETS_GLOBAL, KernelOffsets};
 
 /// The eBPF object built by build.rs.
-static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/enforcer"));
+static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/enforcer-programs"));
 
 #[derive(Debug, thiserror::Error)]
 pub enum BpfError {
@@ -64,6 +64,11 @@ pub const TRACEPOINTS: &[(&str, &str, &str)] = &[
     ("sys_exit_exec", "syscalls", "sys_exit_execve"),
     ("sys_exit_exec", "syscalls", "sys_exit_execveat"),
     ("sched_process_exec", "sched", "sched_process_exec"),
+    (
+        "sys_exit_io_uring_setup",
+        "syscalls",
+        "sys_exit_io_uring_setup",
+    ),
 ];
 
 /// The cgroup programs, attached to each task's cgroup.

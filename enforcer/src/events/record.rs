@@ -311,6 +311,14 @@ pub fn from_kernel(ev: &Event, ctx: &TaskContext, policy: &Policy) -> Option<Rec
                 json!(if ev.family == 10 { "inet6" } else { "inet" }),
             );
         }
+        event_kind::IO_URING => {
+            record.op = "io_uring";
+            record.access = "none";
+            record.target = "io_uring_setup".into();
+            record.rule =
+                "io_uring refused in fallback mode (policy.allow_io_uring is false)".into();
+            record.enforced_by = "seccomp";
+        }
         event_kind::LIMIT => {
             record.op = "limit";
             record.access = "none";

@@ -389,7 +389,7 @@ connect = ["10.0.0.1/8:443", "host:http"]
             "p.toml:6:7: limits.ttl: bad duration",
             "p.toml:7:13: limits.on_exceed: unknown action \"warn\"",
             "p.toml:9:9: files.read[0]: relative path",
-            "p.toml:9:35: variable ${nope} is not defined; pass --var nope=VALUE",
+            "p.toml:9:34: variable ${nope} is not defined; pass --var nope=VALUE",
             "p.toml:11:12: network.connect[0]: \"10.0.0.1/8:443\": address has bits set",
             "p.toml:11:30: network.connect[1]: \"host:http\": bad port",
         ];

@@ -1,0 +1,219 @@
+//! The agent stand-in of the integration tests. Each subcommand performs one operation and
+//! prints `ok` or `err NAME (errno)`; the exit status is 0 on success and 1 on error.
+use std::{
+    ffi::CString,
+    io::{self, Read as _, Write as _},
+    net::{SocketAddr, TcpStream, UdpSocket},
+    os::unix::{ffi::OsStrExt as _, process::CommandExt as _},
+    process::Command,
+    time::Duration,
+};
+
+fn errno_name(e: i32) -> &'static str {
+    match e {
+        libc::EPERM => "EPERM",
+        libc::EACCES => "EACCES",
+        libc::ENOENT => "ENOENT",
+        libc::ECONNREFUSED => "ECONNREFUSED",
+        libc::EXDEV => "EXDEV",
+        libc::ENOSYS => "ENOSYS",
+        _ => "OTHER",
+    }
+}
+
+fn report(r: io::Result<()>) -> ! {
+    match r {
+        Ok(()) => {
+            println!("ok");
+            std::process::exit(0)
+        }
+        Err(e) => {
+            let n = e.raw_os_error().unwrap_or(0);
+            println!("err {} ({n})", errno_name(n));
+            std::process::exit(1)
+        }
+    }
+}
+
+fn cstr(s: &str) -> CString {
+    CString::new(s).unwrap_or_default()
+}
+
+fn open(path: &str, flags: i32) -> io::Result<()> {
+    // SAFETY: plain open(2).
+    let fd = unsafe { libc::open(cstr(path).as_ptr(), flags | libc::O_CLOEXEC, 0o644) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let mut f = unsafe { <std::fs::File as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+    if flags & libc::O_ACCMODE == libc::O_RDONLY {
+        let mut buf = Vec::new();
+        let _ = f.read_to_end(&mut buf);
+    } else {
+        f.write_all(b"probe\n")?;
+    }
+    Ok(())
+}
+
+fn openat(dir: &str, rel: &str) -> io::Result<()> {
+    // SAFETY: plain open/openat.
+    let dfd = unsafe { libc::open(cstr(dir).as_ptr(), libc::O_RDONLY | libc::O_DIRECTORY) };
+    if dfd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let fd = unsafe { libc::openat(dfd, cstr(rel).as_ptr(), libc::O_RDONLY) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+fn sendto(addr: &str) -> io::Result<()> {
+    let addr: SocketAddr = addr
+        .parse()
+        .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    let bind = if addr.is_ipv4() {
+        "0.0.0.0:0"
+    } else {
+        "[::]:0"
+    };
+    let sock = UdpSocket::bind(bind)?;
+    sock.send_to(b"probe", addr).map(|_| ())
+}
+
+/// Connects from an AF_INET6 socket to an IPv4-mapped address.
+fn connect_mapped(addr: &str) -> io::Result<()> {
+    let addr: SocketAddr = addr
+        .parse()
+        .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    let SocketAddr::V4(v4) = addr else {
+        return Err(io::Error::from_raw_os_error(libc::EINVAL));
+    };
+    // SAFETY: plain socket/connect with a correctly sized sockaddr_in6.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET6, libc::SOCK_STREAM, 0);
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let mut sa: libc::sockaddr_in6 = std::mem::zeroed();
+        sa.sin6_family = libc::AF_INET6 as u16;
+        sa.sin6_port = v4.port().to_be();
+        sa.sin6_addr.s6_addr = v4.ip().to_ipv6_mapped().octets();
+        let rc = libc::connect(
+            fd,
+            (&sa as *const libc::sockaddr_in6).cast(),
+            size_of::<libc::sockaddr_in6>() as u32,
+        );
+        if rc < 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+fn io_uring() -> io::Result<()> {
+    let mut params = [0u8; 120];
+    // SAFETY: io_uring_setup(2) with a zeroed params struct.
+    let fd = unsafe { libc::syscall(libc::SYS_io_uring_setup, 4u32, params.as_mut_ptr()) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let arg = |i: usize| args.get(i).map(String::as_str).unwrap_or("");
+    match arg(1) {
+        "read" => report(open(arg(2), libc::O_RDONLY)),
+        "write" => report(open(arg(2), libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC)),
+        "openat" => report(openat(arg(2), arg(3))),
+        "chdir-read" => {
+            report(std::env::set_current_dir(arg(2)).and_then(|()| open(arg(3), libc::O_RDONLY)))
+        }
+        "link" => report(std::fs::hard_link(arg(2), arg(3))),
+        // Both steps inside the task: the second name is reached after the envelope started.
+        "rename-read" => {
+            report(std::fs::rename(arg(2), arg(3)).and_then(|()| open(arg(3), libc::O_RDONLY)))
+        }
+        "link-read" => {
+            report(std::fs::hard_link(arg(2), arg(3)).and_then(|()| open(arg(3), libc::O_RDONLY)))
+        }
+        // uid, capabilities and no_new_privs, from /proc/self/status.
+        "whoami" => {
+            let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+            for line in status.lines() {
+                if [
+                    "Uid:",
+                    "CapEff:",
+                    "CapPrm:",
+                    "CapBnd:",
+                    "CapAmb:",
+                    "NoNewPrivs:",
+                ]
+                .iter()
+                .any(|k| line.starts_with(k))
+                {
+                    println!("{line}");
+                }
+            }
+            std::process::exit(0)
+        }
+        "symlink" => report(std::os::unix::fs::symlink(arg(2), arg(3))),
+        "rename" => report(std::fs::rename(arg(2), arg(3))),
+        "connect" => report(
+            arg(2)
+                .parse::<SocketAddr>()
+                .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))
+                .and_then(|a| TcpStream::connect_timeout(&a, Duration::from_secs(2)))
+                .map(|_| ()),
+        ),
+        "connect-mapped" => report(connect_mapped(arg(2))),
+        "sendto" => report(sendto(arg(2))),
+        "io-uring" => report(io_uring()),
+        // Replace this process with another program.
+        "exec" => {
+            let err = Command::new(arg(2)).args(&args[3..]).exec();
+            report(Err(err))
+        }
+        // Run a child probe and exit with its status (children, grandchildren...).
+        "spawn" => {
+            let status = Command::new(&args[2]).args(&args[3..]).status();
+            match status {
+                Ok(s) => std::process::exit(s.code().unwrap_or(128)),
+                Err(e) => report(Err(e)),
+            }
+        }
+        // Run the same probe command N times in sequence (for count limits).
+        "repeat" => {
+            let n: usize = arg(2).parse().unwrap_or(1);
+            for _ in 0..n {
+                let _ = Command::new(&args[3]).args(&args[4..]).status();
+            }
+            report(Ok(()))
+        }
+        "sleep" => {
+            std::thread::sleep(Duration::from_secs_f64(arg(2).parse().unwrap_or(1.0)));
+            report(Ok(()))
+        }
+        "exists" => {
+            let c = cstr(arg(2));
+            // SAFETY: access(2).
+            let rc = unsafe { libc::access(c.as_ptr(), libc::F_OK) };
+            report(if rc == 0 {
+                Ok(())
+            } else {
+                Err(io::Error::last_os_error())
+            })
+        }
+        "argv0" => {
+            let me = std::env::args_os().next().unwrap_or_default();
+            println!("{}", String::from_utf8_lossy(me.as_bytes()));
+            report(Ok(()))
+        }
+        other => {
+            eprintln!("probe: unknown subcommand {other:?}");
+            std::process::exit(2)
+        }
+    }
+}
