@@ -7,7 +7,6 @@ LLVM_MAJOR=22
 APT_PACKAGES=(
     "llvm-${LLVM_MAJOR}-dev"      # bpf-linker links against libLLVM
     "libpolly-${LLVM_MAJOR}-dev"  # required by llvm-22-dev's cmake/link config
-    pkg-config
 )
 
 say() { printf 'setup: %s\n' "$*" >&2; }

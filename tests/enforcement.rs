@@ -430,3 +430,34 @@ fn audit_mode_denies_nothing_and_reports_what_it_would_have() {
     let mut buf = Vec::new();
     let _ = conn.read_to_end(&mut buf);
 }
+
+/// After a kill-on-violation the whole task is condemned: whatever any of its processes tries
+/// next dies at once, before userspace's cgroup.kill even lands.
+#[test]
+fn after_a_violation_the_rest_of_the_task_can_do_nothing_more() {
+    if !require_root("after_a_violation_the_rest_of_the_task_can_do_nothing_more") {
+        return;
+    }
+    let s = Scratch::new("condemned");
+    let secret = s.path("ws/.env");
+    fs::write(&secret, "API_KEY=hunter2\n").expect("secret");
+    let mut p = policy(&s);
+    p.deny.push(secret.clone());
+    p.exec.push("/bin/sh".into());
+    let pr = probe();
+    let script = format!("{pr} read {secret}; {pr} write {}", s.path("ws/out/after"));
+    let out = run(&s, &p, &[], &["/bin/sh", "-c", &script]);
+    assert_eq!(out.code, Some(137), "{}", out.stderr);
+    out.event("open", "kill", &secret);
+    assert!(
+        !std::path::Path::new(&s.path("ws/out/after")).exists(),
+        "the sibling wrote after the kill"
+    );
+    assert_eq!(
+        out.probe_said(),
+        "",
+        "no probe got to report: {:?}",
+        out.stdout
+    );
+    assert_eq!(out.lifecycle("task_end")["reason"], "kill-on-violation");
+}

@@ -213,3 +213,80 @@ fn without_root_it_says_so_and_exits_125() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("needs root"), "{stderr}");
 }
+
+#[test]
+fn a_full_disk_for_events_loses_nothing() {
+    if !require_root("a_full_disk_for_events_loses_nothing") {
+        return;
+    }
+    let s = Scratch::new("full-disk");
+    let mnt = s.dir.join("full");
+    std::fs::create_dir_all(&mnt).expect("mountpoint");
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=16k", "tmpfs"])
+        .arg(&mnt)
+        .status()
+        .expect("mount");
+    assert!(mounted.success(), "mount tmpfs");
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg(&self.0).status();
+        }
+    }
+    let _unmount = Unmount(mnt.clone());
+    // Fill the filesystem, leaving an empty events file.
+    let events = mnt.join("events.jsonl");
+    std::fs::write(&events, "").expect("events file");
+    let mut filler = std::fs::File::create(mnt.join("filler")).expect("filler");
+    while std::io::Write::write_all(&mut filler, &[0u8; 4096]).is_ok() {}
+    drop(filler);
+
+    let policy_path = s.dir.join("policy.toml");
+    std::fs::write(&policy_path, policy(&s).toml()).expect("policy");
+    let target = s.path("outside/secret.txt");
+    let out = Command::new(enforcer())
+        .args([
+            "run",
+            "--task",
+            "it",
+            "--intent",
+            "integration test",
+            "--policy",
+        ])
+        .arg(&policy_path)
+        .arg("--events")
+        .arg(&events)
+        .args(["--", &probe(), "read", &target])
+        .output()
+        .expect("enforcer");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    // The command ran and was enforced as usual.
+    assert_eq!(stdout.trim(), "err EACCES (13)");
+    assert_eq!(out.status.code(), Some(1));
+    // The failure is said, and every event reaches stderr instead.
+    assert!(stderr.contains("cannot write events to"), "{stderr}");
+    assert!(stderr.contains("No space left on device"), "{stderr}");
+    let recovered: Vec<serde_json::Value> = stderr
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let ops: Vec<&str> = recovered.iter().filter_map(|e| e["op"].as_str()).collect();
+    assert!(
+        ops.contains(&"task_start") && ops.contains(&"task_end"),
+        "{ops:?}"
+    );
+    assert!(
+        recovered.iter().any(|e| e["op"] == "open"
+            && e["decision"] == "deny"
+            && e["target"] == target.as_str()),
+        "the denial is not lost: {stderr}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&events).unwrap_or_default(),
+        "",
+        "no partial line left"
+    );
+}

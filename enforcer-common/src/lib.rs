@@ -88,11 +88,16 @@ pub struct TaskCounters {
     pub opens: u64,
     pub connects: u64,
     pub denials: u64,
-    /// Non-zero once a limit was hit; holds the [`limit_kind`] so the event is sent once.
-    pub limit_hit: u64,
+    /// Non-zero once the task is being ended: the [`limit_kind`] that was exceeded (so its
+    /// event is sent once), or [`ENDED_BY_KILL`] after a kill-on-violation. From then on every
+    /// checked operation of any process of the task is refused or kills its caller.
+    pub ended: u64,
 }
 
-/// Which limit was exceeded, in [`Event::limit_kind`] and [`TaskCounters::limit_hit`].
+/// [`TaskCounters::ended`] after a kill-on-violation.
+pub const ENDED_BY_KILL: u64 = 0x100;
+
+/// Which limit was exceeded, in [`Event::limit_kind`] and [`TaskCounters::ended`].
 pub mod limit_kind {
     pub const TTL: u32 = 1;
     pub const EXECS: u32 = 2;
@@ -268,6 +273,8 @@ pub const RULE_EXEC_ONLY: u32 = 1 << 31;
 pub const RULE_DEFAULT_DENY: u32 = u32::MAX;
 /// Rule id meaning "no task entry for this cgroup: fail closed".
 pub const RULE_NO_TASK: u32 = u32::MAX - 1;
+/// Rule id meaning "the task is being ended (a limit or a violation)".
+pub const RULE_TASK_ENDED: u32 = u32::MAX - 2;
 
 const _: () = {
     assert!(size_of::<TaskEntry>() == 16);
@@ -292,7 +299,7 @@ const _: () = {
     assert!(offset_of!(Event, comm) == 120);
     assert!(offset_of!(Event, path) == 136);
     assert!(size_of::<Event>() == 392);
-    assert!(size_of::<Event>() % 8 == 0);
+    assert!(size_of::<Event>().is_multiple_of(8));
 };
 
 #[cfg(feature = "user")]

@@ -65,6 +65,10 @@ pub fn enter(kind: u32, dirfd: i32, path_ptr: u64, flags: u32) -> u32 {
         return 0;
     };
     check_ttl(&task);
+    // Once the task is being ended, any process of it that tries anything dies at once.
+    if !task.has(task_flags::AUDIT) && task::ended(&task) {
+        kill_current();
+    }
     let op = PendingOp {
         path_ptr,
         kind,
@@ -72,7 +76,7 @@ pub fn enter(kind: u32, dirfd: i32, path_ptr: u64, flags: u32) -> u32 {
         flags,
         _reserved: 0,
     };
-    let _ = PENDING.insert(&bpf_get_current_pid_tgid(), &op, 0);
+    let _ = PENDING.insert(bpf_get_current_pid_tgid(), op, 0);
     0
 }
 
@@ -81,8 +85,8 @@ pub fn enter(kind: u32, dirfd: i32, path_ptr: u64, flags: u32) -> u32 {
 pub fn take_pending() -> Option<PendingOp> {
     let id = bpf_get_current_pid_tgid();
     // SAFETY: copied out before removal.
-    let op = unsafe { PENDING.get(&id) }.copied()?;
-    let _ = PENDING.remove(&id);
+    let op = unsafe { PENDING.get(id) }.copied()?;
+    let _ = PENDING.remove(id);
     Some(op)
 }
 
@@ -130,6 +134,7 @@ pub fn enforce_identity(
     let audit = task.has(task_flags::AUDIT);
     if !audit {
         kill_current();
+        task::end_after_kill(task);
     }
     events::emit(task, kind, |ev| {
         ev.decision = if audit {

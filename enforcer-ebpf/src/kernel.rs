@@ -85,7 +85,7 @@ fn lookup(slot: u32, dev: u64, ino: u64) -> Option<u32> {
         ino,
     };
     // SAFETY: value copied out at once.
-    unsafe { DENY_INODES.get(&key) }.copied()
+    unsafe { DENY_INODES.get(key) }.copied()
 }
 
 /// Whether `file` (a `struct file *`), or with `check_dirs` one of its ancestor directories,

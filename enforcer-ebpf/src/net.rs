@@ -3,8 +3,8 @@
 //! IPv4, IPv6 and `::ffff:a.b.c.d` destinations hit the same rules.
 use aya_ebpf::{macros::cgroup_sock_addr, maps::lpm_trie::Key, programs::SockAddrContext};
 use enforcer_common::{
-    NET_KEY_FIXED_BITS, NetKey, RULE_DEFAULT_DENY, RULE_NO_TASK, TaskEntry, access, decision,
-    enforced_by, event_kind, task_flags,
+    NET_KEY_FIXED_BITS, NetKey, RULE_DEFAULT_DENY, RULE_NO_TASK, RULE_TASK_ENDED, TaskEntry,
+    access, decision, enforced_by, event_kind, task_flags,
 };
 
 use crate::{
@@ -145,6 +145,18 @@ fn check(kind: u32, family: u16, addr: [u8; 16], port: u16) -> i32 {
         return REJECT;
     };
     let audit = task.has(task_flags::AUDIT);
+    if !audit && task::ended(&task) {
+        report(
+            &task,
+            kind,
+            family,
+            addr,
+            port,
+            decision::DENY,
+            RULE_TASK_ENDED,
+        );
+        return REJECT;
+    }
     if let Some(hit) = task::expired(&task) {
         task::record_limit(&task, &hit);
         if !audit {

@@ -2,7 +2,7 @@
 use core::intrinsics::{AtomicOrdering, atomic_xadd};
 
 use aya_ebpf::helpers::{bpf_get_current_cgroup_id, bpf_ktime_get_boot_ns};
-use enforcer_common::{TaskCounters, TaskEntry, limit_kind};
+use enforcer_common::{ENDED_BY_KILL, TaskCounters, TaskEntry, limit_kind};
 
 use crate::{
     events,
@@ -26,7 +26,7 @@ impl Task {
 pub fn current() -> Option<Task> {
     let cgroup_id = unsafe { bpf_get_current_cgroup_id() };
     // SAFETY: the value is copied out at once; userspace may replace it concurrently.
-    let entry = unsafe { TASKS.get(&cgroup_id) }?;
+    let entry = unsafe { TASKS.get(cgroup_id) }?;
     Some(Task {
         cgroup_id,
         entry: *entry,
@@ -114,6 +114,30 @@ pub fn expired(task: &Task) -> Option<LimitHit> {
     })
 }
 
+/// Whether the task is being ended: every further checked operation is refused.
+#[inline(always)]
+pub fn ended(task: &Task) -> bool {
+    match counters(task) {
+        // SAFETY: a valid map value pointer.
+        Some(c) => unsafe { core::ptr::read_volatile(&raw const (*c).ended) != 0 },
+        None => false,
+    }
+}
+
+/// Marks the task as being ended after a kill-on-violation (a limit marks it itself).
+#[inline(always)]
+pub fn end_after_kill(task: &Task) {
+    if let Some(c) = counters(task) {
+        // SAFETY: a valid map value pointer; a lost race leaves another non-zero value.
+        unsafe {
+            let flag = &raw mut (*c).ended;
+            if core::ptr::read_volatile(flag) == 0 {
+                core::ptr::write_volatile(flag, ENDED_BY_KILL);
+            }
+        }
+    }
+}
+
 /// Records that `hit` happened; the first hit of a task sends one `limit` event.
 #[inline(always)]
 pub fn record_limit(task: &Task, hit: &LimitHit) {
@@ -123,7 +147,7 @@ pub fn record_limit(task: &Task, hit: &LimitHit) {
     // SAFETY: as in `add_one`. Not a compare-and-swap (see there): a race may send two limit
     // events, which userspace folds into one.
     let first = unsafe {
-        let flag = &raw mut (*counters).limit_hit;
+        let flag = &raw mut (*counters).ended;
         let first = core::ptr::read_volatile(flag) == 0;
         if first {
             core::ptr::write_volatile(flag, u64::from(hit.kind));

@@ -1,1 +1,54 @@
-fn main() {}
+//! Developer tasks. `cargo xtask test` runs every check and test; `cargo xtask demo` runs the
+//! demo. Both expect scripts/setup.sh to have run (scripts/test.sh and scripts/demo.sh do it).
+mod demo;
+mod test;
+
+use std::process::{Command, ExitCode};
+
+use anyhow::{Context as _, bail};
+
+fn usage() -> ExitCode {
+    eprintln!("usage: cargo xtask <test|demo>");
+    ExitCode::from(2)
+}
+
+/// Runs a command, failing with its name if it fails.
+pub fn step(what: &str, cmd: &mut Command) -> anyhow::Result<()> {
+    eprintln!("\n==> {what}");
+    let status = cmd
+        .status()
+        .with_context(|| format!("{what}: cannot start {cmd:?}"))?;
+    if !status.success() {
+        bail!("{what} failed ({status})");
+    }
+    Ok(())
+}
+
+pub fn cargo() -> Command {
+    Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+}
+
+pub fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .map(|s| {
+            s.lines()
+                .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(2) == Some("0"))
+        })
+        .unwrap_or(false)
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("test") => test::run(),
+        Some("demo") => demo::run(),
+        _ => return usage(),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

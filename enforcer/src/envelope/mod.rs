@@ -219,8 +219,13 @@ async fn run_task(req: RunRequest) -> Result<i32, RunError> {
             match status {
                 Ok(s) => {
                     use std::os::unix::process::ExitStatusExt as _;
-                    let code = s.code().unwrap_or_else(|| 128 + s.signal().unwrap_or(0));
+                    let mut code = s.code().unwrap_or_else(|| 128 + s.signal().unwrap_or(0));
                     let detail = json!({ "exit_code": s.code(), "signal": s.signal() });
+                    // The enforcer killed the task: say so in the status even when the
+                    // command's own process happened to exit before the rest was killed.
+                    if ended.is_some() && s.code().is_some() {
+                        code = 128 + libc::SIGKILL;
+                    }
                     (code, detail, ended, drops)
                 }
                 Err(e) => (125, json!({ "error": e.to_string() }), ended, drops),

@@ -5,7 +5,8 @@ use std::{
 };
 
 use enforcer_common::{
-    Event, RULE_DEFAULT_DENY, RULE_NO_TASK, access, decision, enforced_by, event_kind, limit_kind,
+    Event, RULE_DEFAULT_DENY, RULE_NO_TASK, RULE_TASK_ENDED, access, decision, enforced_by,
+    event_kind, limit_kind,
 };
 use serde::Serialize;
 use serde_json::{Map, Value, json};
@@ -147,15 +148,29 @@ fn absolute(path: &str, pid: u32, dirfd: i32) -> (String, Option<&'static str>) 
     }
 }
 
+/// The access an open asks for: its name in events and the bits it needs.
 fn open_access(flags: u32) -> (&'static str, u32) {
     let acc = flags & libc::O_ACCMODE as u32;
-    let writes =
-        acc != libc::O_RDONLY as u32 || flags & (libc::O_CREAT | libc::O_TRUNC) as u32 != 0;
-    if writes {
+    let creates = flags & (libc::O_CREAT | libc::O_TRUNC) as u32 != 0;
+    if acc == libc::O_RDWR as u32 {
+        ("read+write", access::READ | access::WRITE)
+    } else if acc == libc::O_WRONLY as u32 || creates {
         ("write", access::WRITE)
     } else {
         ("read", access::READ)
     }
+}
+
+/// The path the kernel actually checked: symlinks resolved (the parent's, for a file that does
+/// not exist yet).
+fn resolved(path: &str) -> Option<String> {
+    let p = Path::new(path);
+    let real = std::fs::canonicalize(p).ok().or_else(|| {
+        let parent = std::fs::canonicalize(p.parent()?).ok()?;
+        Some(parent.join(p.file_name()?))
+    })?;
+    let real = real.display().to_string();
+    (real != path).then_some(real)
 }
 
 fn endpoint(ev: &Event) -> String {
@@ -170,6 +185,9 @@ fn rule_label(policy: &Policy, id: u32) -> String {
     match id {
         RULE_DEFAULT_DENY => "default deny (no rule allows it)".into(),
         RULE_NO_TASK => "fail closed (process in an enforcer cgroup without a task)".into(),
+        RULE_TASK_ENDED => {
+            "the task is being ended (a limit was exceeded or a violation killed it)".into()
+        }
         id if id & EXEC_ONLY != 0 => "ELF interpreter run directly (allowed only as the loader \
                                       of an allowed binary)"
             .into(),
@@ -226,9 +244,16 @@ pub fn from_kernel(ev: &Event, ctx: &TaskContext, policy: &Policy) -> Option<Rec
             };
             record.access = access_name;
             record.target = target.clone();
+            let checked = match resolved(&target) {
+                Some(real) => {
+                    details.insert("resolved_path".into(), json!(real));
+                    real
+                }
+                None => target.clone(),
+            };
             let verdict = decide_file(
                 policy,
-                &normalize(Path::new(&target)).to_string_lossy(),
+                &normalize(Path::new(&checked)).to_string_lossy(),
                 bit,
             );
             let by_rule = |d: crate::policy::decide::FileDecision| match d.rule {
@@ -360,7 +385,10 @@ mod tests {
     fn open_flags_map_to_read_or_write() {
         assert_eq!(open_access(libc::O_RDONLY as u32).0, "read");
         assert_eq!(open_access(libc::O_WRONLY as u32).0, "write");
-        assert_eq!(open_access(libc::O_RDWR as u32).0, "write");
+        assert_eq!(
+            open_access(libc::O_RDWR as u32),
+            ("read+write", access::READ | access::WRITE)
+        );
         assert_eq!(
             open_access((libc::O_RDONLY | libc::O_CREAT) as u32).0,
             "write"

@@ -34,10 +34,10 @@ impl Effective {
 }
 
 /// The file rules of `policy` that cover `matches`, ordered as they apply.
-fn applicable<'p>(
-    policy: &'p Policy,
+fn applicable(
+    policy: &Policy,
     matches: impl Fn(&PathPattern) -> bool,
-) -> Vec<(u32, Section, &'p PathPattern)> {
+) -> Vec<(u32, Section, &PathPattern)> {
     let mut rules: Vec<_> = policy
         .rules
         .iter()
