@@ -1,5 +1,12 @@
 //! The whole suite: formatting, lints (userspace and eBPF), unit tests, and the privileged
 //! integration tests, one test at a time (they share kernel state: cgroups, programs).
+use std::{
+    io::{BufRead as _, BufReader},
+    process::{Command, Stdio},
+};
+
+use anyhow::{Context as _, bail};
+
 use crate::{cargo, is_root, step};
 
 pub fn run() -> anyhow::Result<()> {
@@ -19,10 +26,13 @@ pub fn run() -> anyhow::Result<()> {
     )?;
     step(
         "clippy (eBPF programs, bpfel-unknown-none)",
-        cargo()
+        // Through rustup: $CARGO is the stable cargo binary itself, which knows no `+nightly`.
+        Command::new("rustup")
             .current_dir("enforcer-ebpf")
             .args([
-                "+nightly",
+                "run",
+                "nightly",
+                "cargo",
                 "clippy",
                 "--release",
                 "--target",
@@ -38,9 +48,52 @@ pub fn run() -> anyhow::Result<()> {
             .env_remove("RUSTC"),
     )?;
     step("build", cargo().args(["build", "--all-targets"]))?;
-    step(
-        "unit and integration tests (one at a time)",
-        cargo().args(["test", "--", "--test-threads=1"]),
-    )?;
+    tests()
+}
+
+/// Runs the tests one at a time, passing their output through, and closes with one line that
+/// counts them: skipped tests (which say `SKIP <name>: <why>`) are not counted as passed.
+fn tests() -> anyhow::Result<()> {
+    eprintln!("\n==> unit and integration tests (one at a time)");
+    let mut child = cargo()
+        .args(["test", "--", "--test-threads=1", "--show-output"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .context("cargo test")?;
+    let stdout = child.stdout.take().context("cargo test stdout")?;
+    let (mut passed, mut failed, mut skipped) = (0u64, 0u64, 0u64);
+    for line in BufReader::new(stdout).lines() {
+        let line = line?;
+        println!("{line}");
+        if let Some(result) = line.strip_prefix("test result: ") {
+            passed += count(result, "passed");
+            failed += count(result, "failed");
+        }
+        if line.starts_with("SKIP ") {
+            skipped += 1;
+        }
+    }
+    let status = child.wait()?;
+    println!(
+        "\nsummary: {} passed, {failed} failed, {skipped} skipped",
+        passed.saturating_sub(skipped)
+    );
+    if !status.success() || failed > 0 {
+        bail!("tests failed ({status})");
+    }
     Ok(())
+}
+
+/// `N word` in a libtest result line such as `ok. 3 passed; 0 failed; ...`.
+fn count(result: &str, word: &str) -> u64 {
+    result
+        .split(';')
+        .filter_map(|part| {
+            part.trim()
+                .trim_start_matches("ok. ")
+                .trim_start_matches("FAILED. ")
+                .strip_suffix(word)
+        })
+        .filter_map(|n| n.trim().parse::<u64>().ok())
+        .sum()
 }
