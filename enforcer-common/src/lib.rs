@@ -54,6 +54,9 @@ pub mod task_flags {
     pub const DENY_DIRS: u32 = 4;
     /// Report every open and exec to userspace, which evaluates it (audit mode in fallback).
     pub const OBSERVE_ALL: u32 = 8;
+    /// Check the identity of every executed program (exec-only entries: ELF interpreters run
+    /// directly). Opens are not checked unless `DENY_INODES` is set too.
+    pub const EXEC_IDENTITIES: u32 = 16;
 }
 
 /// Value of `TASKS`, keyed by cgroup id (the inode number of the task's cgroup directory).

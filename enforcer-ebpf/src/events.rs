@@ -1,4 +1,5 @@
 //! Writing events to the ring buffer; a full ring is counted in `DROPS`, never ignored.
+use aya_ebpf::bindings::{BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP};
 use aya_ebpf::helpers::{
     bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_ktime_get_boot_ns,
     bpf_probe_read_user_str_bytes,
@@ -18,9 +19,23 @@ fn count_drop() {
     }
 }
 
-/// Reserves an event, fills the common header, lets `fill` write the rest, and submits it.
+/// Reserves an event, fills the common header, lets `fill` write the rest, and submits it
+/// without waking the reader: userspace drains the ring on a short timer, so a burst of events
+/// costs no wake-up each (on a VM a wake-up costs microseconds). Kills and limits, which
+/// userspace must act on at once, use [`emit_urgent`].
 #[inline(always)]
 pub fn emit(task: &Task, kind: u32, fill: impl FnOnce(&mut Event)) {
+    emit_with(task, kind, BPF_RB_NO_WAKEUP as u64, fill);
+}
+
+/// Like [`emit`], but wakes the reader now.
+#[inline(always)]
+pub fn emit_urgent(task: &Task, kind: u32, fill: impl FnOnce(&mut Event)) {
+    emit_with(task, kind, BPF_RB_FORCE_WAKEUP as u64, fill);
+}
+
+#[inline(always)]
+fn emit_with(task: &Task, kind: u32, wakeup: u64, fill: impl FnOnce(&mut Event)) {
     let Some(mut entry) = EVENTS.reserve::<Event>(0) else {
         count_drop();
         return;
@@ -43,7 +58,7 @@ pub fn emit(task: &Task, kind: u32, fill: impl FnOnce(&mut Event)) {
         }
         fill(ev);
     }
-    entry.submit(0);
+    entry.submit(wakeup);
 }
 
 /// Copies a user-space path into the event (best effort: a bad pointer leaves it empty).
@@ -58,7 +73,7 @@ pub fn read_user_path(ev: &mut Event, ptr: u64) {
 /// The one `limit` event of a task.
 #[inline(always)]
 pub fn limit(task: &Task, hit: &LimitHit) {
-    emit(task, event_kind::LIMIT, |ev| {
+    emit_urgent(task, event_kind::LIMIT, |ev| {
         ev.decision = decision::KILL;
         ev.enforced_by = enforced_by::KILL;
         ev.limit_kind = hit.kind;

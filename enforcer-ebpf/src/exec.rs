@@ -84,7 +84,7 @@ pub fn sched_process_exec(ctx: TracePointContext) -> u32 {
         let _ = unsafe { bpf_probe_read_kernel_str_bytes(filename as *const u8, &mut ev.path) };
     };
     let op = PendingOp::default();
-    if task.has(task_flags::DENY_INODES)
+    if (task.has(task_flags::DENY_INODES) || task.has(task_flags::EXEC_IDENTITIES))
         && let Some(o) = kernel::resolved()
         && let Some(file) = kernel::exe_file(&o)
         && files::enforce_identity(&task, event_kind::EXEC, file, &op, fill_path)

@@ -136,7 +136,7 @@ pub fn enforce_identity(
         kill_current();
         task::end_after_kill(task);
     }
-    events::emit(task, kind, |ev| {
+    events::emit_urgent(task, kind, |ev| {
         ev.decision = if audit {
             decision::AUDIT
         } else {

@@ -121,103 +121,70 @@ fn report(task: &Task, kind: u32, family: u16, addr: [u8; 16], port: u16, dec: u
     });
 }
 
+/// The decision and the deciding rule for one operation of `task`. Counts and limits are
+/// applied here; reporting happens once, in `check`.
 #[inline(always)]
-fn check(kind: u32, family: u16, addr: [u8; 16], port: u16) -> i32 {
-    let Some(task) = task::current() else {
-        // These programs are attached only to enforcer cgroups: a process there without a task
-        // entry is denied (fail closed).
-        let orphan = Task {
-            cgroup_id: unsafe { aya_ebpf::helpers::bpf_get_current_cgroup_id() },
-            entry: TaskEntry {
-                slot: u32::MAX,
-                ..TaskEntry::default()
-            },
-        };
-        report(
-            &orphan,
-            kind,
-            family,
-            addr,
-            port,
-            decision::DENY,
-            RULE_NO_TASK,
-        );
-        return REJECT;
-    };
+fn decide(task: &Task, kind: u32, port: u16, addr: [u8; 16]) -> (u32, u32) {
     let audit = task.has(task_flags::AUDIT);
-    if !audit && task::ended(&task) {
-        report(
-            &task,
-            kind,
-            family,
-            addr,
-            port,
-            decision::DENY,
-            RULE_TASK_ENDED,
-        );
-        return REJECT;
+    if !audit && task::ended(task) {
+        return (decision::DENY, RULE_TASK_ENDED);
     }
-    if let Some(hit) = task::expired(&task) {
-        task::record_limit(&task, &hit);
+    if let Some(hit) = task::expired(task) {
+        task::record_limit(task, &hit);
         if !audit {
-            report(
-                &task,
-                kind,
-                family,
-                addr,
-                port,
-                decision::DENY,
-                RULE_DEFAULT_DENY,
-            );
-            return REJECT;
+            return (decision::DENY, RULE_TASK_ENDED);
         }
     }
     if kind == event_kind::CONNECT
-        && let Some(hit) = task::count(&task, Counter::Connects)
+        && let Some(hit) = task::count(task, Counter::Connects)
     {
-        task::record_limit(&task, &hit);
+        task::record_limit(task, &hit);
         if !audit {
-            report(
-                &task,
-                kind,
-                family,
-                addr,
-                port,
-                decision::DENY,
-                RULE_DEFAULT_DENY,
-            );
-            return REJECT;
+            return (decision::DENY, RULE_TASK_ENDED);
         }
     }
     if let Some(rule) = rule_for(task.entry.slot, port, addr) {
-        if kind == event_kind::CONNECT {
-            report(&task, kind, family, addr, port, decision::ALLOW, rule);
+        return (decision::ALLOW, rule);
+    }
+    if let Some(hit) = task::count(task, Counter::Denials) {
+        task::record_limit(task, &hit);
+    }
+    let verdict = if audit {
+        decision::AUDIT
+    } else {
+        decision::DENY
+    };
+    (verdict, RULE_DEFAULT_DENY)
+}
+
+#[inline(always)]
+fn check(kind: u32, family: u16, addr: [u8; 16], port: u16) -> i32 {
+    let (task, verdict, rule) = match task::current() {
+        Some(task) => {
+            let (verdict, rule) = decide(&task, kind, port, addr);
+            (task, verdict, rule)
         }
-        return ALLOW;
+        // These programs are attached only to enforcer cgroups: a process there without a task
+        // entry is denied (fail closed).
+        None => (
+            Task {
+                cgroup_id: unsafe { aya_ebpf::helpers::bpf_get_current_cgroup_id() },
+                entry: TaskEntry {
+                    slot: u32::MAX,
+                    ..TaskEntry::default()
+                },
+            },
+            decision::DENY,
+            RULE_NO_TASK,
+        ),
+    };
+    // Allowed UDP sends are not reported (one per datagram); everything else is.
+    if verdict != decision::ALLOW || kind == event_kind::CONNECT {
+        report(&task, kind, family, addr, port, verdict, rule);
     }
-    if let Some(hit) = task::count(&task, Counter::Denials) {
-        task::record_limit(&task, &hit);
+    if verdict == decision::DENY {
+        REJECT
+    } else {
+        ALLOW
     }
-    if audit {
-        report(
-            &task,
-            kind,
-            family,
-            addr,
-            port,
-            decision::AUDIT,
-            RULE_DEFAULT_DENY,
-        );
-        return ALLOW;
-    }
-    report(
-        &task,
-        kind,
-        family,
-        addr,
-        port,
-        decision::DENY,
-        RULE_DEFAULT_DENY,
-    );
-    REJECT
 }

@@ -1,5 +1,6 @@
 //! Developer tasks. `cargo xtask test` runs every check and test; `cargo xtask demo` runs the
-//! demo. Both expect scripts/setup.sh to have run (scripts/test.sh and scripts/demo.sh do it).
+//! demo; `cargo xtask bench` measures the cost. All expect scripts/setup.sh to have run (scripts/test.sh and scripts/demo.sh do it).
+mod bench;
 mod demo;
 mod test;
 
@@ -8,7 +9,7 @@ use std::process::{Command, ExitCode};
 use anyhow::{Context as _, bail};
 
 fn usage() -> ExitCode {
-    eprintln!("usage: cargo xtask <test|demo>");
+    eprintln!("usage: cargo xtask <test|demo|bench>");
     ExitCode::from(2)
 }
 
@@ -42,6 +43,7 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("test") => test::run(),
         Some("demo") => demo::run(),
+        Some("bench") => bench::run(),
         _ => return usage(),
     };
     match result {

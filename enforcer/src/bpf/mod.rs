@@ -76,16 +76,42 @@ pub const CGROUP_PROGRAMS: &[&str] = &["connect4", "connect6", "sendmsg4", "send
 
 /// Loads the object with the kernel offsets (zeroed when unknown: identity checks then do
 /// nothing, which the caller has already reported).
-pub fn load(offsets: Option<KernelOffsets>) -> Result<Ebpf, BpfError> {
+/// `ring_bytes` overrides the size of the event ring (a power of two, a multiple of the page
+/// size); tests and the benchmark use a small one to force overflows.
+pub fn load(offsets: Option<KernelOffsets>, ring_bytes: Option<u32>) -> Result<Ebpf, BpfError> {
     if OBJECT.is_empty() {
         return Err(BpfError::NoObject);
     }
     raise_memlock();
     let offsets = offsets.unwrap_or_default();
-    let ebpf = EbpfLoader::new()
-        .override_global(KERNEL_OFFSETS_GLOBAL, &offsets, true)
-        .load(OBJECT)?;
-    Ok(ebpf)
+    let mut loader = EbpfLoader::new();
+    loader.override_global(KERNEL_OFFSETS_GLOBAL, &offsets, true);
+    if let Some(bytes) = ring_bytes {
+        loader.map_max_entries(enforcer_common::map_names::EVENTS, bytes);
+    }
+    Ok(loader.load(OBJECT)?)
+}
+
+/// Per program: verified instructions, JIT size, and (when `kernel.bpf_stats_enabled` is on)
+/// how often it ran and for how long.
+pub fn program_stats(ebpf: &Ebpf) -> serde_json::Value {
+    let mut out = serde_json::Map::new();
+    for (name, program) in ebpf.programs() {
+        let Ok(info) = program.info() else { continue };
+        let runs = info.run_count();
+        let ns = info.run_time().as_nanos() as u64;
+        out.insert(
+            name.to_owned(),
+            serde_json::json!({
+                "verified_insns": info.verified_instruction_count(),
+                "jited_bytes": info.size_jitted(),
+                "run_cnt": runs,
+                "run_time_ns": ns,
+                "avg_ns": if runs > 0 { ns / runs } else { 0 },
+            }),
+        );
+    }
+    serde_json::Value::Object(out)
 }
 
 /// Loads and attaches every tracepoint program (once each, attached to all its tracepoints).
@@ -141,6 +167,41 @@ pub fn attach_cgroup(ebpf: &mut Ebpf, cgroup: impl AsFd) -> Result<(), BpfError>
             .map_err(|source| BpfError::Program { name, source })?;
     }
     Ok(())
+}
+
+/// Lets the kernel detach and unload the programs after this process has exited. Closing a
+/// tracepoint's perf event waits for RCU grace periods (about 70 ms each on the build machines,
+/// a second for all of them), and nothing is left for them to enforce: the task's cgroup and map
+/// entries are gone. A forked child holds the last references, with stdio on /dev/null so no
+/// reader waits for it, until this process is gone (its parent changes only after our files
+/// are closed); then its own exit does the slow closes, which nobody waits for.
+pub fn release_in_background(ebpf: Ebpf) {
+    // SAFETY: the child only calls async-signal-safe functions (open, dup2, setsid, getppid,
+    // nanosleep, _exit).
+    unsafe {
+        let parent = libc::getpid();
+        if libc::fork() == 0 {
+            let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR);
+            for fd in 0..3 {
+                libc::dup2(null, fd);
+            }
+            libc::setsid();
+            let pause = libc::timespec {
+                tv_sec: 0,
+                tv_nsec: 1_000_000,
+            };
+            for _ in 0..10_000 {
+                if libc::getppid() != parent {
+                    break;
+                }
+                libc::nanosleep(&pause, std::ptr::null_mut());
+            }
+            libc::_exit(0);
+        }
+    }
+    // Dropping would close each fd (only a reference count now) but aya may also detach
+    // explicitly; leave the fds to the kernel at exit instead.
+    std::mem::forget(ebpf);
 }
 
 /// Kernels before 5.11 charge BPF memory to RLIMIT_MEMLOCK.

@@ -63,6 +63,9 @@ pub struct RunArgs {
     /// Run without a daemon (the only mode of this version; accepted for compatibility).
     #[arg(long)]
     pub standalone: bool,
+    /// Size of the kernel's event ring buffer in bytes (tests and the benchmark).
+    #[arg(long, hide = true, value_name = "BYTES")]
+    pub ring_bytes: Option<u32>,
     /// The command and its arguments.
     #[arg(last = true, required = true, value_name = "CMD")]
     pub command: Vec<OsString>,

@@ -16,6 +16,7 @@ pub fn run(args: RunArgs) -> i32 {
         events: Target::parse(&args.events),
         user: args.user,
         command: args.command,
+        ring_bytes: args.ring_bytes,
     };
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()

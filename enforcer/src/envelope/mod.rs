@@ -37,6 +37,8 @@ pub struct RunRequest {
     pub events: Target,
     pub user: Option<String>,
     pub command: Vec<OsString>,
+    /// Size of the event ring buffer in bytes (default: the programs' 4 MiB).
+    pub ring_bytes: Option<u32>,
 }
 
 /// Why a task could not be started.
@@ -93,15 +95,19 @@ async fn run_task(req: RunRequest) -> Result<i32, RunError> {
             "enforcer run needs root: it loads eBPF programs and creates cgroups (try sudo)".into(),
         ));
     }
+    let t0 = Instant::now();
     let plan = setup::prepare(&req)?;
     let policy = &plan.policy;
+    let t_prepared = t0.elapsed();
 
-    let mut ebpf = bpf::load(plan.offsets).map_err(|e| setup_err("eBPF")(e.to_string()))?;
+    let mut ebpf =
+        bpf::load(plan.offsets, req.ring_bytes).map_err(|e| setup_err("eBPF")(e.to_string()))?;
     bpf::attach_tracepoints(&mut ebpf).map_err(|e| setup_err("eBPF")(e.to_string()))?;
     bpf::load_cgroup_programs(&mut ebpf).map_err(|e| setup_err("eBPF")(e.to_string()))?;
     let (mut maps, ring) =
         bpf::maps::Maps::take(&mut ebpf).map_err(|e| setup_err("eBPF")(e.to_string()))?;
 
+    let t_loaded = t0.elapsed();
     let cgroup_name = format!("{}-{}", req.task, std::process::id());
     let cgroup = TaskCgroup::create(&plan.cgroup2, &cgroup_name)
         .map_err(|e| setup_err("cgroup")(e.to_string()))?;
@@ -123,8 +129,14 @@ async fn run_task(req: RunRequest) -> Result<i32, RunError> {
         SLOT,
     ));
     let mut flags = 0;
-    if !identities.entries.is_empty() && plan.offsets.is_some() {
-        flags |= task_flags::DENY_INODES;
+    if plan.offsets.is_some() {
+        let exec_only = |(_, rule): &&(_, u32)| rule & enforcer_common::RULE_EXEC_ONLY != 0;
+        if identities.entries.iter().any(|e| !exec_only(&e)) {
+            flags |= task_flags::DENY_INODES;
+        }
+        if identities.entries.iter().any(|e| exec_only(&e)) {
+            flags |= task_flags::EXEC_IDENTITIES;
+        }
     }
     if identities.has_dirs {
         flags |= task_flags::DENY_DIRS;
@@ -139,6 +151,7 @@ async fn run_task(req: RunRequest) -> Result<i32, RunError> {
     }
 
     let ttl = req.ttl.or(policy.limits.ttl);
+    let t_before_maps = t0.elapsed();
     let started = Instant::now();
     let limits = TaskLimits {
         deadline_ns: ttl.map_or(0, |t| time::boot_ns() + t.as_nanos() as u64),
@@ -190,12 +203,21 @@ async fn run_task(req: RunRequest) -> Result<i32, RunError> {
     let procs = cgroup
         .procs_writer()
         .map_err(|e| setup_err("cgroup")(e.to_string()))?;
-    let start_record = Record::lifecycle(
-        &ctx,
-        "task_start",
-        std::process::id(),
-        setup::start_details(&req, &plan, cgroup, ttl, flags),
-    );
+    let mut start_details = setup::start_details(&req, &plan, cgroup, ttl, flags);
+    if let Some(obj) = start_details.as_object_mut() {
+        let us = |d: Duration| d.as_micros() as u64;
+        obj.insert(
+            "setup_us".into(),
+            json!({
+                "prepare": us(t_prepared),
+                "load_and_attach": us(t_loaded - t_prepared),
+                "install_maps": us(started.elapsed()),
+                "total": us(t_before_maps + started.elapsed()),
+                "map_entries": plan.files.len() + plan.net.len() + identities.entries.len(),
+            }),
+        );
+    }
+    let start_record = Record::lifecycle(&ctx, "task_start", std::process::id(), start_details);
     writer.write(start_record.to_line());
 
     let spawned = setup::spawn(&plan.command_path, &req.command, confinement, procs);
@@ -287,6 +309,7 @@ async fn run_task(req: RunRequest) -> Result<i32, RunError> {
             }),
         );
         obj.insert("events_dropped".into(), json!(drops));
+        obj.insert("programs".into(), bpf::program_stats(&ebpf));
         obj.insert(
             "duration_ms".into(),
             json!(started.elapsed().as_millis() as u64),
@@ -303,6 +326,6 @@ async fn run_task(req: RunRequest) -> Result<i32, RunError> {
     let end = Record::lifecycle(&ctx, "task_end", std::process::id(), details);
     writer.write(end.to_line());
     writer.finish();
-    drop(ebpf);
+    bpf::release_in_background(ebpf);
     Ok(status_code)
 }

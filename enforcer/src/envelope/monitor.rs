@@ -132,7 +132,9 @@ impl<'a> Monitor<'a> {
         ring: &mut AsyncFd<RingBuf<MapData>>,
         deadline: Option<Instant>,
     ) -> io::Result<ExitStatus> {
-        let mut tick = tokio::time::interval(Duration::from_millis(100));
+        // The programs do not wake us for ordinary events (see the eBPF side's `emit`): this
+        // tick bounds their latency. Kills and limits wake us at once.
+        let mut tick = tokio::time::interval(Duration::from_millis(10));
         let mut sigint = signal(SignalKind::interrupt())?;
         let mut sigterm = signal(SignalKind::terminate())?;
         let mut sighup = signal(SignalKind::hangup())?;
