@@ -22,7 +22,9 @@ fn assert_one_limit(out: &enforcer_tests::Outcome, name: &str) -> serde_json::Va
     assert_eq!(e["rule"], format!("limits.{name}"));
     let end = out.lifecycle("task_end");
     assert_eq!(end["reason"], format!("limit {name} exceeded"));
-    assert_eq!(end["signal"], 9);
+    // The process that crossed the limit dies in the kernel at once; the command's own process
+    // may exit by itself before cgroup.kill reaches it, so `signal` is not asserted. The status
+    // is 137 either way (checked above).
     e.clone()
 }
 

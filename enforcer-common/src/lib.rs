@@ -35,6 +35,21 @@ pub mod map_names {
 
 /// Name of the read-only global holding kernel structure offsets.
 pub const KERNEL_OFFSETS_GLOBAL: &str = "KERNEL_OFFSETS";
+/// Name of the read-only global naming the enforcer's root cgroup.
+pub const ROOT_CGROUP_GLOBAL: &str = "ROOT_CGROUP";
+
+/// The cgroup every envelope lives under. The tracepoint programs first compare the current
+/// process's ancestor at `level` with `id` (no map lookup), so processes outside envelopes pay
+/// as close to nothing as possible.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RootCgroup {
+    pub id: u64,
+    /// Depth of the root in the cgroup2 hierarchy (the hierarchy's own root is 0).
+    pub level: u32,
+    /// Zero: unknown; every process is looked up in `TASKS`.
+    pub valid: u32,
+}
 
 /// Access bits used in file rules and events.
 pub mod access {
@@ -296,6 +311,7 @@ const _: () = {
     assert!(offset_of!(InodeKey, dev) == 8);
     assert!(size_of::<PendingOp>() == 24);
     assert!(size_of::<KernelOffsets>() == 56);
+    assert!(size_of::<RootCgroup>() == 16);
     assert!(offset_of!(Event, kind) == 48);
     assert!(offset_of!(Event, family) == 96);
     assert!(offset_of!(Event, addr) == 104);
@@ -320,6 +336,7 @@ mod pod {
     unsafe impl aya::Pod for InodeKey {}
     unsafe impl aya::Pod for PendingOp {}
     unsafe impl aya::Pod for KernelOffsets {}
+    unsafe impl aya::Pod for RootCgroup {}
     unsafe impl aya::Pod for Event {}
 }
 

@@ -1,8 +1,10 @@
 //! Which task the current process belongs to, and its counters and limits.
 use core::intrinsics::{AtomicOrdering, atomic_xadd};
 
-use aya_ebpf::helpers::{bpf_get_current_cgroup_id, bpf_ktime_get_boot_ns};
-use enforcer_common::{ENDED_BY_KILL, TaskCounters, TaskEntry, limit_kind};
+use aya_ebpf::helpers::{
+    bpf_get_current_ancestor_cgroup_id, bpf_get_current_cgroup_id, bpf_ktime_get_boot_ns,
+};
+use enforcer_common::{ENDED_BY_KILL, RootCgroup, TaskCounters, TaskEntry, limit_kind};
 
 use crate::{
     events,
@@ -21,9 +23,25 @@ impl Task {
     }
 }
 
+/// Filled by userspace before load; zero means "unknown" (every process is looked up).
+#[unsafe(no_mangle)]
+static ROOT_CGROUP: RootCgroup = RootCgroup {
+    id: 0,
+    level: 0,
+    valid: 0,
+};
+
 /// The task of the current process, or `None` for a process that is not in an envelope.
+/// Processes outside the enforcer's root cgroup leave after one helper call and a compare.
 #[inline(always)]
 pub fn current() -> Option<Task> {
+    // SAFETY: a read-only global; volatile so the loader's value is read.
+    let root = unsafe { core::ptr::read_volatile(&ROOT_CGROUP) };
+    if root.valid != 0
+        && unsafe { bpf_get_current_ancestor_cgroup_id(root.level as i32) } != root.id
+    {
+        return None;
+    }
     let cgroup_id = unsafe { bpf_get_current_cgroup_id() };
     // SAFETY: the value is copied out at once; userspace may replace it concurrently.
     let entry = unsafe { TASKS.get(cgroup_id) }?;

@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 
 use crate::{cargo, is_root, step};
 
-const ROUNDS: usize = 9;
+const ROUNDS: usize = 15;
 const DIR: &str = "/tmp/enforcer-bench";
 
 /// A bench-op process we can send batches to.
@@ -87,6 +87,47 @@ struct Setup {
     ops: Vec<(&'static str, String, String)>,
 }
 
+/// The enforcer's programs as the kernel lists them (names are cut to 15 bytes).
+const PROGRAMS: &[&str] = &[
+    "sys_enter_opena",
+    "sys_enter_open",
+    "sys_enter_creat",
+    "sys_exit_open",
+    "sys_enter_execv",
+    "sys_exit_exec",
+    "sched_process_e",
+    "connect4",
+    "connect6",
+    "sendmsg4",
+    "sendmsg6",
+];
+
+/// (invocations, nanoseconds) of every loaded enforcer program, summed.
+fn program_totals() -> (u64, u64) {
+    aya::programs::loaded_programs()
+        .filter_map(Result::ok)
+        .filter(|p| p.name_as_str().is_some_and(|n| PROGRAMS.contains(&n)))
+        .fold((0, 0), |(c, t), p| {
+            (c + p.run_count(), t + p.run_time().as_nanos() as u64)
+        })
+}
+
+/// Waits until no enforcer program is loaded (a finished run releases them in the background).
+fn wait_unloaded() -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while aya::programs::loaded_programs()
+        .filter_map(Result::ok)
+        .any(|p| p.name_as_str().is_some_and(|n| PROGRAMS.contains(&n)))
+    {
+        ensure!(
+            Instant::now() < deadline,
+            "enforcer programs still loaded after 10 s"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(())
+}
+
 fn median(v: &mut [f64]) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     v[v.len() / 2]
@@ -103,13 +144,33 @@ fn enforcer_run(s: &Setup, policy: &Path, events: &Path, extra: &[&str]) -> Comm
     cmd
 }
 
+/// The last event of `op`, streaming the file (a flood writes hundreds of megabytes).
 fn last_event(events: &Path, op: &str) -> anyhow::Result<Value> {
-    let text = fs::read_to_string(events)?;
-    text.lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .filter(|e| e["op"] == op)
-        .last()
-        .with_context(|| format!("no {op} event in {}", events.display()))
+    let needle = format!("\"op\":\"{op}\"");
+    let mut last = None;
+    for line in BufReader::new(fs::File::open(events)?).lines() {
+        let line = line?;
+        if line.contains(&needle) {
+            last = Some(line);
+        }
+    }
+    let line = last.with_context(|| format!("no {op} event in {}", events.display()))?;
+    Ok(serde_json::from_str(&line)?)
+}
+
+/// Denial events in the file: (all, those that are not connects). Streams; no JSON parsing.
+fn count_denials(events: &Path) -> anyhow::Result<(u64, u64)> {
+    let (mut all, mut other) = (0, 0);
+    for line in BufReader::new(fs::File::open(events)?).lines() {
+        let line = line?;
+        if line.contains("\"decision\":\"deny\"") {
+            all += 1;
+            if !line.contains("\"op\":\"connect\"") {
+                other += 1;
+            }
+        }
+    }
+    Ok((all, other))
 }
 
 /// The (a)/(b)/(c)/(d) ratios.
@@ -123,8 +184,11 @@ fn ratios(s: &Setup) -> anyhow::Result<Value> {
     // per op: rounds of (a, b, c, d)
     let mut samples: BTreeMap<&str, Vec<[f64; 4]>> = BTreeMap::new();
     let mut stats = Value::Null;
+    // The untagged tax, straight from the kernel: program time spent during the (b) batches.
+    let mut untagged: BTreeMap<&str, (u64, u64, u64)> = BTreeMap::new();
     for round in 0..ROUNDS {
         eprint!("\r    round {}/{ROUNDS}", round + 1);
+        wait_unloaded()?;
         let mut a = Vec::new();
         for (_, allowed, _) in &s.ops {
             a.push(outside.measure(allowed)?);
@@ -137,7 +201,20 @@ fn ratios(s: &Setup) -> anyhow::Result<Value> {
         })?;
         inside.measure(&s.ops[0].1.replace(" 20000", " 10"))?; // the envelope is up
         for (i, (name, allowed, denied)) in s.ops.iter().enumerate() {
+            let before = program_totals();
             let b = outside.measure(allowed)?;
+            let after = program_totals();
+            let ops: u64 = allowed
+                .split_whitespace()
+                .nth(2)
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(1);
+            let t = untagged.entry(name).or_default();
+            *t = (
+                t.0 + (after.0 - before.0),
+                t.1 + (after.1 - before.1),
+                t.2 + ops,
+            );
             let c = inside.measure(allowed)?;
             let d = inside.measure(denied)?;
             samples.entry(name).or_default().push([a[i], b, c, d]);
@@ -162,6 +239,15 @@ fn ratios(s: &Setup) -> anyhow::Result<Value> {
                 "b_over_a": ratio(1), "c_over_a": ratio(2), "d_over_a": ratio(3),
             }),
         );
+    }
+    for (name, (runs, ns, ops)) in untagged {
+        if let Some(entry) = out.get_mut(name) {
+            entry["untagged"] = json!({
+                "program_runs_per_op": runs as f64 / ops as f64,
+                "program_ns_per_op": ns as f64 / ops as f64,
+                "ns_per_program_run": if runs > 0 { ns as f64 / runs as f64 } else { 0.0 },
+            });
+        }
     }
     out.insert("bpf_programs_last_round".into(), stats);
     Ok(Value::Object(out))
@@ -263,16 +349,10 @@ fn event_throughput(s: &Setup, denied: &str) -> anyhow::Result<Value> {
             .parse()?;
         inside.quit()?;
         let end = last_event(&events, "task_end")?;
-        let text = fs::read_to_string(&events)?;
-        let deny_events: Vec<Value> = text
-            .lines()
-            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-            .filter(|e| e["decision"] == "deny")
-            .collect();
         // Every denial is one event: the flood's connects, plus the few opens a process makes
         // at start-up that the policy refuses (Rust's std reads /proc/self/maps).
-        let written = deny_events.len() as u64;
-        let other = deny_events.iter().filter(|e| e["op"] != "connect").count() as u64;
+        let (written, other) = count_denials(&events)?;
+        let _ = fs::remove_file(&events);
         let dropped = end["events_dropped"].as_u64().unwrap_or(0);
         let denials = end["counters"]["denials"].as_u64().unwrap_or(0);
         ensure!(
@@ -369,23 +449,26 @@ fn prepare(root: &Path) -> anyhow::Result<Setup> {
 
 fn print_table(r: &Value) {
     println!(
-        "\n| operation | (a) ns/op | (b)/(a) outside tasks | (c)/(a) allowed in task | (d)/(a) denied in task |"
+        "\n| operation | (a) ns/op | (b)/(a) outside tasks | untagged program ns/op | (c)/(a) allowed in task | (d)/(a) denied in task |"
     );
-    println!("| --- | --- | --- | --- | --- |");
+    println!("| --- | --- | --- | --- | --- | --- |");
+    let f = |v: &Value| v.as_f64().unwrap_or(0.0);
     if let Some(ops) = r["ratios"].as_object() {
         for (name, v) in ops.iter().filter(|(k, _)| !k.starts_with("bpf_")) {
             let cell = |k: &str| {
                 format!(
-                    "{:.3} ({:.3}–{:.3})",
-                    v[k]["median"].as_f64().unwrap_or(0.0),
-                    v[k]["min"].as_f64().unwrap_or(0.0),
-                    v[k]["max"].as_f64().unwrap_or(0.0)
+                    "{:.3} ({:.3}-{:.3})",
+                    f(&v[k]["median"]),
+                    f(&v[k]["min"]),
+                    f(&v[k]["max"])
                 )
             };
+            let a = f(&v["ns_per_op_median"]["a"]);
+            let tax = f(&v["untagged"]["program_ns_per_op"]);
             println!(
-                "| {name} | {:.0} | {} | {} | {} |",
-                v["ns_per_op_median"]["a"].as_f64().unwrap_or(0.0),
+                "| {name} | {a:.0} | {} | {tax:.1} ({:.4}x) | {} | {} |",
                 cell("b_over_a"),
+                1.0 + tax / a.max(1.0),
                 cell("c_over_a"),
                 cell("d_over_a")
             );

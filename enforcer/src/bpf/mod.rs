@@ -7,7 +7,7 @@ use aya::{
     Ebpf, EbpfLoader,
     programs::{CgroupAttachMode, CgroupSockAddr, TracePoint},
 };
-use enforcer_common::{KERNEL_OFFSETS_GLOBAL, KernelOffsets};
+use enforcer_common::{KERNEL_OFFSETS_GLOBAL, KernelOffsets, ROOT_CGROUP_GLOBAL, RootCgroup};
 
 /// The eBPF object built by build.rs.
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/enforcer-programs"));
@@ -78,14 +78,20 @@ pub const CGROUP_PROGRAMS: &[&str] = &["connect4", "connect6", "sendmsg4", "send
 /// nothing, which the caller has already reported).
 /// `ring_bytes` overrides the size of the event ring (a power of two, a multiple of the page
 /// size); tests and the benchmark use a small one to force overflows.
-pub fn load(offsets: Option<KernelOffsets>, ring_bytes: Option<u32>) -> Result<Ebpf, BpfError> {
+pub fn load(
+    offsets: Option<KernelOffsets>,
+    root: Option<RootCgroup>,
+    ring_bytes: Option<u32>,
+) -> Result<Ebpf, BpfError> {
     if OBJECT.is_empty() {
         return Err(BpfError::NoObject);
     }
     raise_memlock();
     let offsets = offsets.unwrap_or_default();
+    let root = root.unwrap_or_default();
     let mut loader = EbpfLoader::new();
     loader.override_global(KERNEL_OFFSETS_GLOBAL, &offsets, true);
+    loader.override_global(ROOT_CGROUP_GLOBAL, &root, true);
     if let Some(bytes) = ring_bytes {
         loader.map_max_entries(enforcer_common::map_names::EVENTS, bytes);
     }
@@ -107,7 +113,7 @@ pub fn program_stats(ebpf: &Ebpf) -> serde_json::Value {
                 "jited_bytes": info.size_jitted(),
                 "run_cnt": runs,
                 "run_time_ns": ns,
-                "avg_ns": if runs > 0 { ns / runs } else { 0 },
+                "avg_ns": ns.checked_div(runs).unwrap_or(0),
             }),
         );
     }

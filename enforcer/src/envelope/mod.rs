@@ -100,8 +100,10 @@ async fn run_task(req: RunRequest) -> Result<i32, RunError> {
     let policy = &plan.policy;
     let t_prepared = t0.elapsed();
 
-    let mut ebpf =
-        bpf::load(plan.offsets, req.ring_bytes).map_err(|e| setup_err("eBPF")(e.to_string()))?;
+    let root = crate::kernel::cgroup::enforcer_root(&plan.cgroup2)
+        .map_err(|e| setup_err("cgroup")(e.to_string()))?;
+    let mut ebpf = bpf::load(plan.offsets, Some(root), req.ring_bytes)
+        .map_err(|e| setup_err("eBPF")(e.to_string()))?;
     bpf::attach_tracepoints(&mut ebpf).map_err(|e| setup_err("eBPF")(e.to_string()))?;
     bpf::load_cgroup_programs(&mut ebpf).map_err(|e| setup_err("eBPF")(e.to_string()))?;
     let (mut maps, ring) =

@@ -47,6 +47,24 @@ pub fn mount_of(mountinfo: &str, fstype: &str) -> Option<PathBuf> {
     })
 }
 
+/// Creates (if needed) the enforcer's root cgroup `<cgroup2>/enforcer` and returns its id and
+/// depth, for the programs' early exit.
+pub fn enforcer_root(mount: &Path) -> Result<enforcer_common::RootCgroup, CgroupError> {
+    let root = mount.join(ROOT_NAME);
+    match fs::create_dir(&root) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(io_err(&root)(e)),
+    }
+    let id = fs::metadata(&root).map_err(io_err(&root))?.ino();
+    Ok(enforcer_common::RootCgroup {
+        id,
+        // `<mount>/enforcer` is one level below the hierarchy's root.
+        level: 1,
+        valid: 1,
+    })
+}
+
 /// A task's cgroup.
 #[derive(Debug)]
 pub struct TaskCgroup {
