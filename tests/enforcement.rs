@@ -461,3 +461,57 @@ fn after_a_violation_the_rest_of_the_task_can_do_nothing_more() {
     );
     assert_eq!(out.lifecycle("task_end")["reason"], "kill-on-violation");
 }
+
+/// A lost event is never silent: with the ring forced to overflow, every denial is either
+/// written or counted as dropped, exactly, and an `events_dropped` event says so.
+#[test]
+fn ring_overflow_is_counted_exactly() {
+    if !require_root("ring_overflow_is_counted_exactly") {
+        return;
+    }
+    let s = Scratch::new("overflow");
+    let port = TcpListener::bind("127.0.0.1:0")
+        .expect("port")
+        .local_addr()
+        .unwrap()
+        .port();
+    let out = run(
+        &s,
+        &policy(&s),
+        &["--ring-bytes", "4096"],
+        &[
+            &probe(),
+            "connect-flood",
+            &format!("127.0.0.1:{port}"),
+            "20000",
+        ],
+    );
+    assert_eq!(out.probe_said(), "refused 20000", "{}", out.stderr);
+    let end = out.lifecycle("task_end");
+    let denials = end["counters"]["denials"].as_u64().unwrap_or(0);
+    let dropped = end["events_dropped"].as_u64().unwrap_or(0);
+    let written = out
+        .events
+        .iter()
+        .filter(|e| e["decision"] == "deny")
+        .count() as u64;
+    assert!(
+        dropped > 0,
+        "a one-page ring must overflow under 20000 denials"
+    );
+    assert_eq!(
+        written + dropped,
+        denials,
+        "written {written} + dropped {dropped} != {denials}"
+    );
+    let reported: u64 = out
+        .events
+        .iter()
+        .filter(|e| e["op"] == "events_dropped")
+        .filter_map(|e| e["dropped"].as_u64())
+        .sum();
+    assert_eq!(
+        reported, dropped,
+        "events_dropped events account for every drop"
+    );
+}

@@ -169,6 +169,21 @@ fn main() {
                 .map(|_| ()),
         ),
         "connect-mapped" => report(connect_mapped(arg(2))),
+        // N connects in a tight loop (refused ones included): floods the event ring.
+        "connect-flood" => {
+            let addr: SocketAddr = arg(2)
+                .parse()
+                .unwrap_or_else(|_| ([127, 0, 0, 1], 9).into());
+            let n: u64 = arg(3).parse().unwrap_or(1);
+            let mut refused = 0u64;
+            for _ in 0..n {
+                if TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_err() {
+                    refused += 1;
+                }
+            }
+            println!("refused {refused}");
+            std::process::exit(0)
+        }
         "sendto" => report(sendto(arg(2))),
         "io-uring" => report(io_uring()),
         // Replace this process with another program.
