@@ -9,18 +9,10 @@ use enforcer_common::{Event, PendingOp, decision, event_kind, task_flags};
 
 use crate::{
     events,
-    files::{self, enter, is_denial, kill_current, report_denial, take_pending},
+    files::{self, AT_FDCWD, arg, enter, is_denial, kill_current, report_denial, take_pending},
     kernel,
     task::{self, Counter, Task},
 };
-
-const AT_FDCWD: i32 = -100;
-
-#[inline(always)]
-fn arg<T: Copy>(ctx: &TracePointContext, offset: usize) -> T {
-    // SAFETY: see files::arg.
-    unsafe { *(ctx.as_ptr().add(offset) as *const T) }
-}
 
 #[inline(always)]
 fn count_exec(task: &Task) {

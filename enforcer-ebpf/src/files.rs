@@ -15,15 +15,16 @@ use crate::{
     task::{self, Counter, Task},
 };
 
-const AT_FDCWD: i32 = -100;
+pub const AT_FDCWD: i32 = -100;
 const EACCES: i64 = 13;
 const EPERM: i64 = 1;
 const SIGKILL: u32 = 9;
 /// creat(2) is open(O_CREAT | O_WRONLY | O_TRUNC).
 const CREAT_FLAGS: u32 = 0o1101;
 
+/// A syscall tracepoint argument at `offset` in the record.
 #[inline(always)]
-fn arg<T: Copy>(ctx: &TracePointContext, offset: usize) -> T {
+pub fn arg<T: Copy>(ctx: &TracePointContext, offset: usize) -> T {
     // SAFETY: syscall tracepoint records are at least as long as the offsets used here
     // (checked against /sys/kernel/tracing/events/syscalls/*/format); direct context loads.
     unsafe { *(ctx.as_ptr().add(offset) as *const T) }

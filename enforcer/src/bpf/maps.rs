@@ -117,36 +117,43 @@ impl Maps {
             .unwrap_or(0)
     }
 
+    fn file_keys(&self, slot: u32) -> Vec<Key<PathKey>> {
+        let slot = slot.to_be_bytes();
+        self.file_rules
+            .keys()
+            .filter_map(Result::ok)
+            .filter(|k| k.data().slot == slot)
+            .collect()
+    }
+
+    fn net_keys(&self, slot: u32) -> Vec<Key<NetKey>> {
+        let slot = slot.to_be_bytes();
+        self.net_rules
+            .keys()
+            .filter_map(Result::ok)
+            .filter(|k| k.data().slot == slot)
+            .collect()
+    }
+
+    fn inode_keys(&self, slot: u32) -> Vec<InodeKey> {
+        self.deny_inodes
+            .keys()
+            .filter_map(Result::ok)
+            .filter(|k| k.slot == slot)
+            .collect()
+    }
+
     /// Removes every entry of a task: the tag first (from then on its processes are strangers),
     /// then its rules.
     pub fn remove_task(&mut self, slot: u32, cgroup_id: u64) -> Leftovers {
         let _ = self.tasks.remove(&cgroup_id);
-        let slot_bytes = slot.to_be_bytes();
-        let files: Vec<_> = self
-            .file_rules
-            .keys()
-            .filter_map(Result::ok)
-            .filter(|k| k.data().slot == slot_bytes)
-            .collect();
-        for k in files {
+        for k in self.file_keys(slot) {
             let _ = self.file_rules.remove(&k);
         }
-        let nets: Vec<_> = self
-            .net_rules
-            .keys()
-            .filter_map(Result::ok)
-            .filter(|k| k.data().slot == slot_bytes)
-            .collect();
-        for k in nets {
+        for k in self.net_keys(slot) {
             let _ = self.net_rules.remove(&k);
         }
-        let inodes: Vec<_> = self
-            .deny_inodes
-            .keys()
-            .filter_map(Result::ok)
-            .filter(|k| k.slot == slot)
-            .collect();
-        for k in inodes {
+        for k in self.inode_keys(slot) {
             let _ = self.deny_inodes.remove(&k);
         }
         let _ = self.limits.set(slot, TaskLimits::default(), 0);
@@ -155,27 +162,11 @@ impl Maps {
 
     /// Entries of a task still present.
     pub fn leftovers(&self, slot: u32, cgroup_id: u64) -> Leftovers {
-        let slot_bytes = slot.to_be_bytes();
         Leftovers {
             tasks: usize::from(self.tasks.get(&cgroup_id, 0).is_ok()),
-            file_rules: self
-                .file_rules
-                .keys()
-                .filter_map(Result::ok)
-                .filter(|k| k.data().slot == slot_bytes)
-                .count(),
-            net_rules: self
-                .net_rules
-                .keys()
-                .filter_map(Result::ok)
-                .filter(|k| k.data().slot == slot_bytes)
-                .count(),
-            deny_inodes: self
-                .deny_inodes
-                .keys()
-                .filter_map(Result::ok)
-                .filter(|k| k.slot == slot)
-                .count(),
+            file_rules: self.file_keys(slot).len(),
+            net_rules: self.net_keys(slot).len(),
+            deny_inodes: self.inode_keys(slot).len(),
         }
     }
 }

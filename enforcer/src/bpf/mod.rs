@@ -124,20 +124,12 @@ pub fn program_stats(ebpf: &Ebpf) -> serde_json::Value {
 pub fn attach_tracepoints(ebpf: &mut Ebpf) -> Result<(), BpfError> {
     let mut loaded: Vec<&str> = Vec::new();
     for (name, category, event) in TRACEPOINTS {
-        let program: &mut TracePoint = ebpf
-            .program_mut(name)
-            .ok_or(BpfError::Missing(name))?
-            .try_into()
-            .map_err(|source| BpfError::Program { name, source })?;
+        let program: &mut TracePoint = program(ebpf, name)?;
         if !loaded.contains(name) {
-            program
-                .load()
-                .map_err(|source| BpfError::Program { name, source })?;
+            program.load().map_err(program_err(name))?;
             loaded.push(name);
         }
-        program
-            .attach(category, event)
-            .map_err(|source| BpfError::Program { name, source })?;
+        program.attach(category, event).map_err(program_err(name))?;
     }
     Ok(())
 }
@@ -145,14 +137,8 @@ pub fn attach_tracepoints(ebpf: &mut Ebpf) -> Result<(), BpfError> {
 /// Loads the cgroup programs (once).
 pub fn load_cgroup_programs(ebpf: &mut Ebpf) -> Result<(), BpfError> {
     for name in CGROUP_PROGRAMS {
-        let program: &mut CgroupSockAddr = ebpf
-            .program_mut(name)
-            .ok_or(BpfError::Missing(name))?
-            .try_into()
-            .map_err(|source| BpfError::Program { name, source })?;
-        program
-            .load()
-            .map_err(|source| BpfError::Program { name, source })?;
+        let program: &mut CgroupSockAddr = program(ebpf, name)?;
+        program.load().map_err(program_err(name))?;
     }
     Ok(())
 }
@@ -161,18 +147,29 @@ pub fn load_cgroup_programs(ebpf: &mut Ebpf) -> Result<(), BpfError> {
 /// releases them when the cgroup is removed.
 pub fn attach_cgroup(ebpf: &mut Ebpf, cgroup: impl AsFd) -> Result<(), BpfError> {
     for name in CGROUP_PROGRAMS {
-        let program: &mut CgroupSockAddr = ebpf
-            .program_mut(name)
-            .ok_or(BpfError::Missing(name))?
-            .try_into()
-            .map_err(|source| BpfError::Program { name, source })?;
+        let program: &mut CgroupSockAddr = program(ebpf, name)?;
         // On kernels with cgroup bpf_links (5.7+) aya attaches through a link, whose flags must
         // be 0 (`Single`); a link coexists with other programs on the cgroup regardless.
         program
             .attach(cgroup.as_fd(), CgroupAttachMode::Single)
-            .map_err(|source| BpfError::Program { name, source })?;
+            .map_err(program_err(name))?;
     }
     Ok(())
+}
+
+/// The program `name`, as its concrete type.
+fn program<'a, T>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut T, BpfError>
+where
+    &'a mut T: TryFrom<&'a mut aya::programs::Program, Error = aya::programs::ProgramError>,
+{
+    ebpf.program_mut(name)
+        .ok_or(BpfError::Missing(name))?
+        .try_into()
+        .map_err(program_err(name))
+}
+
+fn program_err(name: &'static str) -> impl Fn(aya::programs::ProgramError) -> BpfError {
+    move |source| BpfError::Program { name, source }
 }
 
 /// Lets the kernel detach and unload the programs after this process has exited. Closing a
