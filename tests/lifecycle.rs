@@ -72,6 +72,11 @@ fn nothing_is_left_behind() {
     }
     let s = Scratch::new("cleanup");
     let pr = probe();
+    // What an enforcer killed with SIGKILL leaves: an empty task cgroup whose owner is gone.
+    let stale = enforcer::kernel::cgroup::cgroup2_mount()
+        .expect("cgroup2")
+        .join("enforcer/it-stale-99999999");
+    std::fs::create_dir_all(&stale).expect("stale cgroup");
     // A background grandchild that would outlive the command.
     let out = run(
         &s,
@@ -93,6 +98,10 @@ fn nothing_is_left_behind() {
     assert_eq!(end["cleanup"]["map_entries_left"], 0, "{end}");
     assert_eq!(end["cleanup"]["cgroup_removed"], true, "{end}");
     assert!(!Path::new(&cgroup).exists(), "{cgroup} still exists");
+    assert!(
+        !stale.exists(),
+        "the stale cgroup of a killed enforcer is swept"
+    );
     // The background sleeper died with the task.
     let leftover = Command::new("pgrep")
         .args(["-f", &format!("{pr} sleep 60")])

@@ -57,12 +57,37 @@ pub fn enforcer_root(mount: &Path) -> Result<enforcer_common::RootCgroup, Cgroup
         Err(e) => return Err(io_err(&root)(e)),
     }
     let id = fs::metadata(&root).map_err(io_err(&root))?.ino();
+    sweep_stale(&root);
     Ok(enforcer_common::RootCgroup {
         id,
         // `<mount>/enforcer` is one level below the hierarchy's root.
         level: 1,
         valid: 1,
     })
+}
+
+/// Removes task cgroups left by an enforcer that was killed before it could clean up: named
+/// `<task>-<pid>`, that pid gone, and no process left inside.
+fn sweep_stale(root: &Path) {
+    let Ok(entries) = fs::read_dir(root) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name.rsplit('-').next().and_then(|p| p.parse::<u32>().ok()) else {
+            continue;
+        };
+        let owner_alive = Path::new(&format!("/proc/{pid}")).exists();
+        let populated = fs::read_to_string(entry.path().join("cgroup.events"))
+            .map(|s| s.lines().any(|l| l == "populated 1"))
+            .unwrap_or(true);
+        if !owner_alive && !populated && fs::remove_dir(entry.path()).is_ok() {
+            eprintln!(
+                "enforcer: removed the stale task cgroup {}",
+                entry.path().display()
+            );
+        }
+    }
 }
 
 /// A task's cgroup.
