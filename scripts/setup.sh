@@ -4,6 +4,8 @@
 set -euo pipefail
 
 LLVM_MAJOR=22
+# Checked on these machines (rustc 1.95, nightly 1.97 / LLVM 22); newer releases may need more.
+BPF_LINKER_VERSION=0.13.0
 APT_PACKAGES=(
     "llvm-${LLVM_MAJOR}-dev"      # bpf-linker links against libLLVM
     "libpolly-${LLVM_MAJOR}-dev"  # required by llvm-22-dev's cmake/link config
@@ -46,6 +48,7 @@ if ! linker_ok; then
     say "installing bpf-linker against LLVM ${LLVM_MAJOR} (about a minute)"
     # Debian's default llvm-config on PATH is an older LLVM; point the build at llvm-22.
     LLVM_PREFIX="/usr/lib/llvm-${LLVM_MAJOR}" \
-        cargo install --locked --force bpf-linker --no-default-features --features "llvm-${LLVM_MAJOR}" --quiet
+        cargo install --locked --force "bpf-linker@${BPF_LINKER_VERSION}" \
+            --no-default-features --features "llvm-${LLVM_MAJOR}" --quiet
     linker_ok || { say "bpf-linker installed but not linked against LLVM ${LLVM_MAJOR}"; exit 1; }
 fi
