@@ -201,26 +201,36 @@ fn without_root_it_says_so_and_exits_125() {
     if !require_root("without_root_it_says_so_and_exits_125") {
         return;
     }
+    // The enforcer itself, run inside an envelope as nobody: no root, no capabilities at all.
     let s = Scratch::new("no-root");
-    let policy_path = s.dir.join("policy.toml");
-    std::fs::write(&policy_path, policy(&s).toml()).expect("policy");
-    let out = Command::new("setpriv")
-        .args([
-            "--reuid=65534",
-            "--regid=65534",
-            "--clear-groups",
-            "--inh-caps=-all",
-            "--bounding-set=-all",
-        ])
-        .arg(enforcer())
-        .args(["run", "--task", "x", "--policy"])
-        .arg(&policy_path)
-        .args(["--", "/bin/true"])
-        .output()
-        .expect("setpriv (util-linux)");
-    assert_eq!(out.status.code(), Some(125));
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("needs root"), "{stderr}");
+    let inner_policy = s.dir.join("inner.toml");
+    std::fs::write(&inner_policy, policy(&s).toml()).expect("policy");
+    let enforcer = enforcer().display().to_string();
+    let mut p = policy(&s);
+    p.exec.push(enforcer.clone());
+    let inner_policy = inner_policy.display().to_string();
+    let out = run(
+        &s,
+        &p,
+        &["--user", "nobody"],
+        &[
+            &enforcer,
+            "run",
+            "--task",
+            "x",
+            "--policy",
+            &inner_policy,
+            "--",
+            "/bin/true",
+        ],
+    );
+    assert_eq!(out.code, Some(125), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("enforcer run needs root"),
+        "{}",
+        out.stderr
+    );
+    out.event("exec", "allow", &enforcer);
 }
 
 #[test]

@@ -3,13 +3,14 @@
 mod bench;
 mod demo;
 mod test;
+mod vm;
 
 use std::process::{Command, ExitCode};
 
 use anyhow::{Context as _, bail};
 
 fn usage() -> ExitCode {
-    eprintln!("usage: cargo xtask <test|demo|bench>");
+    eprintln!("usage: cargo xtask <test|demo|bench|vm-test [--kernel 6.1|6.12|all]>");
     ExitCode::from(2)
 }
 
@@ -44,6 +45,7 @@ fn main() -> ExitCode {
         Some("test") => test::run(),
         Some("demo") => demo::run(),
         Some("bench") => bench::run(),
+        Some("vm-test") => vm::run(&args[1..]).map(|_| ()),
         _ => return usage(),
     };
     match result {

@@ -1,0 +1,320 @@
+//! `cargo xtask vm-test [--kernel 6.1|6.12|all]`: the privileged integration suite inside QEMU
+//! guests running Debian's own kernels, with software emulation (KVM does not work on the
+//! build machines). The kernels are fetched with `apt-get download` (never installed on the
+//! host); the enforcer, the probe and the test executables are built static; an initramfs with
+//! busybox runs every test one at a time and powers off. Every guest line is shown.
+use std::{
+    fs,
+    io::{BufRead as _, BufReader},
+    os::unix::fs::symlink,
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, bail, ensure};
+
+use crate::{cargo, is_root, step};
+
+const TARGET: &str = "x86_64-unknown-linux-gnu";
+const SUITES: &[&str] = &["enforcement", "limits", "lifecycle"];
+const BUSYBOX_APPLETS: &[&str] = &[
+    "sh", "mount", "umount", "cat", "echo", "ls", "mkdir", "poweroff", "ip", "sleep", "grep",
+    "true", "false", "pgrep", "kill", "rm", "ln",
+];
+/// A guest that has not powered off by then has failed.
+const GUEST_TIMEOUT: Duration = Duration::from_secs(25 * 60);
+
+/// Debian metapackage of each kernel line.
+fn metapackage(kernel: &str) -> anyhow::Result<&'static str> {
+    Ok(match kernel {
+        "6.1" => "linux-image-amd64",
+        "6.12" => "linux-image-6.12-amd64",
+        other => bail!("unknown kernel {other:?}: expected 6.1, 6.12 or all"),
+    })
+}
+
+/// Downloads (once) the kernel behind `kernel`'s metapackage and returns its vmlinuz.
+fn fetch_kernel(cache: &Path, kernel: &str) -> anyhow::Result<PathBuf> {
+    let meta = metapackage(kernel)?;
+    let depends = Command::new("apt-cache").args(["depends", meta]).output()?;
+    let depends = String::from_utf8_lossy(&depends.stdout);
+    let package = depends
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("Depends: "))
+        .find(|p| p.starts_with("linux-image-6"))
+        .with_context(|| {
+            format!("apt-cache depends {meta}: no linux-image-6* (run apt-get update?)")
+        })?
+        .to_owned();
+    let release = package.trim_start_matches("linux-image-");
+    let vmlinuz = cache.join(format!("vmlinuz-{release}"));
+    if vmlinuz.exists() {
+        return Ok(vmlinuz);
+    }
+    fs::create_dir_all(cache)?;
+    step(
+        &format!("apt-get download {package}"),
+        Command::new("apt-get")
+            .arg("download")
+            .arg(&package)
+            .current_dir(cache),
+    )?;
+    let deb = fs::read_dir(cache)?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .find(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with(&format!("{package}_")))
+        })
+        .context("the downloaded .deb")?;
+    step(
+        "extract vmlinuz",
+        Command::new("sh").arg("-c").arg(format!(
+            "dpkg-deb --fsys-tarfile '{}' | tar -x -O ./boot/vmlinuz-{release} > '{}'",
+            deb.display(),
+            vmlinuz.display()
+        )),
+    )?;
+    let _ = fs::remove_file(deb);
+    Ok(vmlinuz)
+}
+
+/// Builds the static executables; returns (enforcer dir, test executables by suite).
+fn build_static(root: &Path) -> anyhow::Result<(PathBuf, Vec<(String, PathBuf)>)> {
+    let static_flags = "-C target-feature=+crt-static";
+    step(
+        "build static enforcer and probe",
+        cargo()
+            .args([
+                "build",
+                "--release",
+                "--target",
+                TARGET,
+                "-p",
+                "enforcer",
+                "-p",
+                "enforcer-tests",
+            ])
+            .env("RUSTFLAGS", static_flags),
+    )?;
+    eprintln!("\n==> build static test executables");
+    let out = cargo()
+        .args([
+            "test",
+            "--release",
+            "--target",
+            TARGET,
+            "-p",
+            "enforcer-tests",
+            "--no-run",
+        ])
+        .args(["--message-format=json"])
+        .env("RUSTFLAGS", static_flags)
+        .stderr(Stdio::inherit())
+        .output()?;
+    ensure!(
+        out.status.success(),
+        "building the static test executables failed"
+    );
+    let mut tests = Vec::new();
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let Ok(m) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
+        let name = m["target"]["name"].as_str().unwrap_or_default();
+        if m["reason"] == "compiler-artifact"
+            && m["target"]["kind"][0] == "test"
+            && SUITES.contains(&name)
+            && let Some(exe) = m["executable"].as_str()
+        {
+            tests.push((name.to_owned(), PathBuf::from(exe)));
+        }
+    }
+    ensure!(
+        tests.len() == SUITES.len(),
+        "expected test executables for {SUITES:?}, got {tests:?}"
+    );
+    Ok((root.join("target").join(TARGET).join("release"), tests))
+}
+
+/// The initramfs: busybox, the static executables under /t, and an /init that runs the suites.
+fn initramfs(work: &Path, bin_dir: &Path, tests: &[(String, PathBuf)]) -> anyhow::Result<PathBuf> {
+    let root = work.join("root");
+    let _ = fs::remove_dir_all(&root);
+    for d in [
+        "bin", "usr/bin", "sbin", "etc", "proc", "sys", "dev", "tmp", "run", "t/deps",
+    ] {
+        fs::create_dir_all(root.join(d))?;
+    }
+    fs::copy("/bin/busybox", root.join("bin/busybox")).context("busybox-static")?;
+    for applet in BUSYBOX_APPLETS {
+        symlink("busybox", root.join("bin").join(applet))?;
+        symlink("../../bin/busybox", root.join("usr/bin").join(applet))?;
+    }
+    for exe in ["enforcer", "probe", "bench-op"] {
+        fs::copy(bin_dir.join(exe), root.join("t").join(exe))?;
+    }
+    for (name, exe) in tests {
+        fs::copy(exe, root.join("t/deps").join(name))?;
+    }
+    fs::write(
+        root.join("etc/passwd"),
+        "root:x:0:0:root:/:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n",
+    )?;
+    fs::write(root.join("etc/group"), "root:x:0:\nnogroup:x:65534:\n")?;
+    let suites: Vec<&str> = tests.iter().map(|(n, _)| n.as_str()).collect();
+    fs::write(
+        root.join("init"),
+        format!(
+            "#!/bin/sh\n\
+             export PATH=/bin:/usr/bin:/sbin\n\
+             mount -t proc proc /proc; mount -t sysfs sys /sys; mount -t devtmpfs dev /dev\n\
+             mount -t tmpfs tmp /tmp; mount -t cgroup2 cgroup2 /sys/fs/cgroup; mount -t bpf bpf /sys/fs/bpf\n\
+             mount -t securityfs securityfs /sys/kernel/security; mount -t tracefs tracefs /sys/kernel/tracing\n\
+             ip link set lo up\n\
+             echo \"VM: kernel $(cat /proc/sys/kernel/osrelease) lsm=$(cat /sys/kernel/security/lsm)\"\n\
+             cd /t\n\
+             for t in {}; do\n\
+               echo \"VM: suite $t\"\n\
+               /t/deps/$t --test-threads=1 --show-output 2>&1\n\
+               echo \"VM: suite $t exit $?\"\n\
+             done\n\
+             echo \"VM: done\"\n\
+             poweroff -f\n",
+            suites.join(" ")
+        ),
+    )?;
+    Command::new("chmod")
+        .arg("+x")
+        .arg(root.join("init"))
+        .status()?;
+    let initrd = work.join("initrd.gz");
+    step(
+        "pack the initramfs",
+        Command::new("sh").arg("-c").arg(format!(
+            "cd '{}' && find . -print0 | cpio --null -o -H newc --quiet | gzip -1 > '{}'",
+            root.display(),
+            initrd.display()
+        )),
+    )?;
+    Ok(initrd)
+}
+
+/// Boots one kernel and returns (passed, failed, skipped) as the guest reported them.
+fn boot(kernel: &str, vmlinuz: &Path, initrd: &Path) -> anyhow::Result<(u64, u64, u64)> {
+    eprintln!("\n==> boot {kernel} ({}) under TCG", vmlinuz.display());
+    let start = Instant::now();
+    let mut child = Command::new("qemu-system-x86_64")
+        .args([
+            "-accel",
+            "tcg",
+            "-cpu",
+            "max",
+            "-smp",
+            "2",
+            "-m",
+            "2048",
+            "-nographic",
+            "-no-reboot",
+            "-nic",
+            "none",
+        ])
+        .arg("-kernel")
+        .arg(vmlinuz)
+        .arg("-initrd")
+        .arg(initrd)
+        .args(["-append", "console=ttyS0 quiet panic=-1"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .context("qemu-system-x86_64 (package qemu-system-x86)")?;
+    let stdout = child.stdout.take().context("qemu stdout")?;
+    let (mut passed, mut failed, mut skipped, mut done, mut bad_suites) =
+        (0u64, 0u64, 0u64, false, Vec::new());
+    let watchdog_pid = child.id();
+    std::thread::spawn(move || {
+        std::thread::sleep(GUEST_TIMEOUT);
+        kill_guest(watchdog_pid);
+    });
+    for line in BufReader::new(stdout).lines() {
+        let line = line?;
+        let clean = line.trim_end_matches('\r');
+        println!("[{kernel}] {clean}");
+        if let Some(r) = clean.strip_prefix("test result: ") {
+            passed += crate::test::count(r, "passed");
+            failed += crate::test::count(r, "failed");
+        }
+        if clean.starts_with("SKIP ") {
+            skipped += 1;
+        }
+        if let Some(rest) = clean.strip_prefix("VM: suite ")
+            && let Some((suite, code)) = rest.split_once(" exit ")
+            && code.trim() != "0"
+        {
+            bad_suites.push(suite.to_owned());
+        }
+        if clean == "VM: done" {
+            done = true;
+        }
+    }
+    let _ = child.wait();
+    eprintln!(
+        "==> {kernel}: guest ran {:.0} s",
+        start.elapsed().as_secs_f64()
+    );
+    ensure!(
+        done,
+        "the {kernel} guest did not finish (timeout {GUEST_TIMEOUT:?} or crash)"
+    );
+    ensure!(
+        bad_suites.is_empty(),
+        "{kernel}: suites failed: {bad_suites:?}"
+    );
+    Ok((passed.saturating_sub(skipped), failed, skipped))
+}
+
+/// Ends a guest that overran its time (the reader then sees EOF and reports it unfinished).
+fn kill_guest(pid: u32) {
+    let _ = Command::new("kill").arg("-9").arg(pid.to_string()).status();
+}
+
+/// Runs the suite in each guest; returns (passed, failed, skipped) over all of them.
+pub fn run(args: &[String]) -> anyhow::Result<(u64, u64, u64)> {
+    ensure!(is_root(), "vm-test runs apt-get download and needs root");
+    let which = match args.iter().position(|a| a == "--kernel") {
+        Some(i) => args.get(i + 1).map(String::as_str).unwrap_or("all"),
+        None => "all",
+    };
+    let kernels: Vec<&str> = if which == "all" {
+        vec!["6.1", "6.12"]
+    } else {
+        vec![which]
+    };
+    step(
+        "set up (qemu, busybox, cpio)",
+        Command::new("bash").args([
+            "scripts/setup.sh",
+            "qemu-system-x86",
+            "busybox-static",
+            "cpio",
+        ]),
+    )?;
+    let root = std::env::current_dir()?;
+    let work = root.join("target/vm");
+    let (bin_dir, tests) = build_static(&root)?;
+    let initrd = initramfs(&work, &bin_dir, &tests)?;
+    let mut total = (0, 0, 0);
+    for kernel in kernels {
+        let vmlinuz = fetch_kernel(&work.join("kernels"), kernel)?;
+        let (p, f, s) = boot(kernel, &vmlinuz, &initrd)?;
+        println!("[{kernel}] summary: {p} passed, {f} failed, {s} skipped");
+        total = (total.0 + p, total.1 + f, total.2 + s);
+    }
+    println!(
+        "\nguests: {} passed, {} failed, {} skipped",
+        total.0, total.1, total.2
+    );
+    ensure!(total.1 == 0, "tests failed in a guest");
+    Ok(total)
+}
