@@ -37,16 +37,25 @@ fn metapackage(kernel: &str) -> anyhow::Result<&'static str> {
 /// Downloads (once) the kernel behind `kernel`'s metapackage and returns its vmlinuz.
 fn fetch_kernel(cache: &Path, kernel: &str) -> anyhow::Result<PathBuf> {
     let meta = metapackage(kernel)?;
-    let depends = Command::new("apt-cache").args(["depends", meta]).output()?;
-    let depends = String::from_utf8_lossy(&depends.stdout);
-    let package = depends
-        .lines()
-        .filter_map(|l| l.trim().strip_prefix("Depends: "))
-        .find(|p| p.starts_with("linux-image-6"))
-        .with_context(|| {
-            format!("apt-cache depends {meta}: no linux-image-6* (run apt-get update?)")
-        })?
-        .to_owned();
+    let resolve = || -> anyhow::Result<Option<String>> {
+        let out = Command::new("apt-cache").args(["depends", meta]).output()?;
+        Ok(String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("Depends: "))
+            .find(|p| p.starts_with("linux-image-6"))
+            .map(str::to_owned))
+    };
+    let package = match resolve()? {
+        Some(p) => p,
+        None => {
+            // A machine whose package lists were never fetched.
+            step(
+                "apt-get update",
+                Command::new("apt-get").args(["update", "-qq"]),
+            )?;
+            resolve()?.with_context(|| format!("apt-cache depends {meta}: no linux-image-6*"))?
+        }
+    };
     let release = package.trim_start_matches("linux-image-");
     let vmlinuz = cache.join(format!("vmlinuz-{release}"));
     if vmlinuz.exists() {
