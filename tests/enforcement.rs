@@ -515,3 +515,75 @@ fn ring_overflow_is_counted_exactly() {
         "events_dropped events account for every drop"
     );
 }
+
+/// `--format ocsf`: every event is a valid OCSF 1.8 event of its class, blocks carry
+/// action_id 2 / disposition_id 2 and the policy, and sequence numbers run 1, 2, 3... with no
+/// gap. The native format numbers its events the same way.
+#[test]
+fn events_in_ocsf_validate_and_are_numbered_without_gaps() {
+    if !require_root("events_in_ocsf_validate_and_are_numbered_without_gaps") {
+        return;
+    }
+    let s = Scratch::new("ocsf");
+    let port = TcpListener::bind("127.0.0.1:0")
+        .expect("port")
+        .local_addr()
+        .unwrap()
+        .port();
+    let secret = s.path("outside/secret.txt");
+    let pr = probe();
+    let script_args = [&pr, "spawn", &pr, "read", &secret];
+    let out = run(&s, &policy(&s), &["--format", "ocsf"], &script_args);
+    assert_eq!(out.probe_said(), "err EACCES (13)", "{}", out.stderr);
+    assert!(out.events.len() >= 4, "{}", out.dump());
+    for (i, e) in out.events.iter().enumerate() {
+        let problems = enforcer::events::ocsf::validate(e);
+        assert!(problems.is_empty(), "{problems:?} in {e}");
+        assert_eq!(
+            e["metadata"]["sequence"],
+            i as u64 + 1,
+            "sequence gap at {e}"
+        );
+        assert_eq!(e["metadata"]["version"], "1.8.0");
+        assert_eq!(e["unmapped"]["task"], "it");
+        assert_eq!(e["unmapped"]["intent"], "integration test");
+    }
+    let denied = out
+        .events
+        .iter()
+        .find(|e| e["class_uid"] == 1001 && e["file"]["path"] == secret.as_str())
+        .unwrap_or_else(|| panic!("no File System Activity for the denial:\n{}", out.dump()));
+    assert_eq!(denied["action_id"], 2);
+    assert_eq!(denied["disposition_id"], 2);
+    assert_eq!(denied["policy"]["name"], "it");
+    assert_eq!(denied["policy"]["uid"].as_str().map(str::len), Some(64));
+    assert_eq!(denied["unmapped"]["errno"], "EACCES");
+
+    let out = run(
+        &s,
+        &policy(&s),
+        &["--format", "ocsf"],
+        &[&pr, "connect", &format!("127.0.0.1:{port}")],
+    );
+    let refused = out
+        .events
+        .iter()
+        .find(|e| e["class_uid"] == 4001)
+        .unwrap_or_else(|| panic!("no Network Activity:\n{}", out.dump()));
+    assert_eq!(refused["activity_id"], 5, "Refuse");
+    assert_eq!(refused["dst_endpoint"]["port"], port);
+
+    let native = run(&s, &policy(&s), &[], &[&pr, "read", &secret]);
+    let seqs: Vec<u64> = native
+        .events
+        .iter()
+        .filter_map(|e| e["seq"].as_u64())
+        .collect();
+    assert_eq!(seqs, (1..=native.events.len() as u64).collect::<Vec<_>>());
+    assert!(
+        native
+            .events
+            .iter()
+            .all(|e| e["boot_id"] == native.events[0]["boot_id"])
+    );
+}

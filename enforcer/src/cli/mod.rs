@@ -63,6 +63,9 @@ pub struct RunArgs {
     /// Run without a daemon (the only mode of this version; accepted for compatibility).
     #[arg(long)]
     pub standalone: bool,
+    /// Event format: `native` (the enforcer's JSON) or `ocsf` (OCSF 1.8).
+    #[arg(long, value_name = "FORMAT", default_value = "native", value_parser = enforcer::events::Format::parse)]
+    pub format: enforcer::events::Format,
     /// Size of the kernel's event ring buffer in bytes (tests and the benchmark).
     #[arg(long, hide = true, value_name = "BYTES")]
     pub ring_bytes: Option<u32>,

@@ -17,6 +17,7 @@ pub fn run(args: RunArgs) -> i32 {
         user: args.user,
         command: args.command,
         ring_bytes: args.ring_bytes,
+        format: args.format,
     };
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -18,6 +18,7 @@ use tokio::io::{Interest, unix::AsyncFd};
 use crate::{
     bpf::{self, maps::TaskEntries},
     events::{
+        Emitter, Format,
         record::{PolicyRef, Record, TaskContext},
         time,
         writer::{Target, Writer},
@@ -39,6 +40,8 @@ pub struct RunRequest {
     pub command: Vec<OsString>,
     /// Size of the event ring buffer in bytes (default: the programs' 4 MiB).
     pub ring_bytes: Option<u32>,
+    /// The event format.
+    pub format: Format,
 }
 
 /// Why a task could not be started.
@@ -192,8 +195,9 @@ async fn run_task(req: RunRequest) -> Result<i32, RunError> {
         unenforced,
         boot_to_unix_ns: time::boot_to_unix_offset(),
     };
-    let mut writer = Writer::open(req.events.clone())
+    let writer = Writer::open(req.events.clone())
         .map_err(|e| setup_err("events")(format!("{:?}: {e}", req.events)))?;
+    let mut writer = Emitter::new(writer, req.format);
 
     let confinement = confine::Plan {
         cgroup_procs_fd: -1,
@@ -220,7 +224,7 @@ async fn run_task(req: RunRequest) -> Result<i32, RunError> {
         );
     }
     let start_record = Record::lifecycle(&ctx, "task_start", std::process::id(), start_details);
-    writer.write(start_record.to_line());
+    writer.emit(&start_record);
 
     let spawned = setup::spawn(&plan.command_path, &req.command, confinement, procs);
     // SAFETY: the ring buffer owns its map fd, which stays open until the AsyncFd is dropped.
@@ -326,7 +330,7 @@ async fn run_task(req: RunRequest) -> Result<i32, RunError> {
         );
     }
     let end = Record::lifecycle(&ctx, "task_end", std::process::id(), details);
-    writer.write(end.to_line());
+    writer.emit(&end);
     writer.finish();
     bpf::release_in_background(ebpf);
     Ok(status_code)

@@ -18,9 +18,8 @@ use tokio::{
 use crate::{
     bpf::maps::Maps,
     events::{
-        decode,
+        Emitter, decode,
         record::{Record, TaskContext, from_kernel},
-        writer::Writer,
     },
     kernel::cgroup::TaskCgroup,
     policy::Policy,
@@ -29,7 +28,7 @@ use crate::{
 pub struct Monitor<'a> {
     pub ctx: &'a TaskContext,
     pub policy: &'a Policy,
-    pub writer: &'a mut Writer,
+    pub writer: &'a mut Emitter,
     pub cgroup: &'a TaskCgroup,
     pub maps: &'a Maps,
     pub child_pid: u32,
@@ -50,7 +49,7 @@ impl<'a> Monitor<'a> {
     pub fn new(
         ctx: &'a TaskContext,
         policy: &'a Policy,
-        writer: &'a mut Writer,
+        writer: &'a mut Emitter,
         cgroup: &'a TaskCgroup,
         maps: &'a Maps,
         child_pid: u32,
@@ -91,13 +90,13 @@ impl<'a> Monitor<'a> {
                     .as_ref()
                     .map_or("limit".to_owned(), |r| r.target.clone());
                 if let Some(r) = record {
-                    self.writer.write(r.to_line());
+                    self.writer.emit(&r);
                 }
                 self.end_task(format!("limit {name} exceeded"));
                 continue;
             }
             if let Some(record) = from_kernel(&ev, self.ctx, self.policy) {
-                self.writer.write(record.to_line());
+                self.writer.emit(&record);
             }
             if ev.decision == decision::KILL {
                 self.end_task("kill-on-violation".into());
@@ -116,7 +115,7 @@ impl<'a> Monitor<'a> {
                 self.child_pid,
                 json!({ "dropped": total - self.drops_seen, "dropped_total": total }),
             );
-            self.writer.write(record.to_line());
+            self.writer.emit(&record);
             self.drops_seen = total;
         }
     }
@@ -174,7 +173,7 @@ impl<'a> Monitor<'a> {
                             rule: "limits.ttl".into(),
                             ..Record::lifecycle(self.ctx, "limit", self.child_pid, json!({}))
                         };
-                        self.writer.write(record.to_line());
+                        self.writer.emit(&record);
                         self.end_task("limit ttl exceeded".into());
                     }
                 }

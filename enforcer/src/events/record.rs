@@ -43,6 +43,9 @@ pub struct TaskContext {
 #[derive(Clone, Debug, Serialize)]
 pub struct Record {
     pub time: String,
+    /// The same instant as Unix nanoseconds (for formats that want epoch time).
+    #[serde(skip)]
+    pub unix_ns: i128,
     pub task: String,
     pub task_id: String,
     pub policy: PolicyRef,
@@ -69,8 +72,10 @@ pub struct Record {
 impl Record {
     /// A record that does not come from the kernel (task_start, task_end, a userspace limit).
     pub fn lifecycle(ctx: &TaskContext, op: &'static str, pid: u32, details: Value) -> Self {
+        let now = time::now_unix_ns();
         Self {
-            time: time::rfc3339(time::now_unix_ns()),
+            time: time::rfc3339(now),
+            unix_ns: now,
             task: ctx.task.clone(),
             task_id: ctx.task_id.clone(),
             policy: ctx.policy.clone(),
@@ -92,10 +97,6 @@ impl Record {
                 _ => Map::new(),
             },
         }
-    }
-
-    pub fn to_line(&self) -> String {
-        serde_json::to_string(self).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
     }
 }
 
@@ -202,8 +203,10 @@ fn rule_label(policy: &Policy, id: u32) -> String {
 pub fn from_kernel(ev: &Event, ctx: &TaskContext, policy: &Policy) -> Option<Record> {
     let mut details = Map::new();
     let raw_path = c_str(&ev.path);
+    let unix_ns = i128::from(ev.time_ns) + ctx.boot_to_unix_ns;
     let mut record = Record {
-        time: time::rfc3339(i128::from(ev.time_ns) + ctx.boot_to_unix_ns),
+        time: time::rfc3339(unix_ns),
+        unix_ns,
         task: ctx.task.clone(),
         task_id: ctx.task_id.clone(),
         policy: PolicyRef {
