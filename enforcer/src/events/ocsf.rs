@@ -161,10 +161,10 @@ pub fn to_ocsf(r: &Record, time_ms: i64, seq: u64, boot_id: &str, hostname: &str
     Value::Object(e)
 }
 
-/// The attributes OCSF 1.8 requires of each class we emit (base event, the System category's
-/// `actor` and `device`, and each class's own), for the schema test.
-pub fn required(class_uid: u64) -> &'static [&'static str] {
-    const BASE: &[&str] = &[
+/// The attributes OCSF 1.8 requires of each class we emit: the base event's, the System
+/// category's `actor` and `device`, and the class's own.
+pub fn required(class_uid: u64) -> Vec<&'static str> {
+    let mut keys = vec![
         "activity_id",
         "category_uid",
         "class_uid",
@@ -173,56 +173,16 @@ pub fn required(class_uid: u64) -> &'static [&'static str] {
         "time",
         "metadata",
     ];
-    match class_uid {
-        1007 => &[
-            "activity_id",
-            "category_uid",
-            "class_uid",
-            "type_uid",
-            "severity_id",
-            "time",
-            "metadata",
-            "actor",
-            "device",
-            "process",
-        ],
-        1001 => &[
-            "activity_id",
-            "category_uid",
-            "class_uid",
-            "type_uid",
-            "severity_id",
-            "time",
-            "metadata",
-            "actor",
-            "device",
-            "file",
-        ],
-        1003 => &[
-            "activity_id",
-            "category_uid",
-            "class_uid",
-            "type_uid",
-            "severity_id",
-            "time",
-            "metadata",
-            "actor",
-            "device",
-            "kernel",
-        ],
-        1008 => &[
-            "activity_id",
-            "category_uid",
-            "class_uid",
-            "type_uid",
-            "severity_id",
-            "time",
-            "metadata",
-            "actor",
-            "device",
-        ],
-        _ => BASE,
+    if class_uid / 1000 == 1 {
+        keys.extend(["actor", "device"]);
     }
+    match class_uid {
+        1007 => keys.push("process"),
+        1001 => keys.push("file"),
+        1003 => keys.push("kernel"),
+        _ => {}
+    }
+    keys
 }
 
 /// Checks one OCSF event against [`required`] and the numbering rules; the problems found.
@@ -230,7 +190,7 @@ pub fn validate(e: &Value) -> Vec<String> {
     let mut problems = Vec::new();
     let class = e["class_uid"].as_u64().unwrap_or(0);
     for key in required(class) {
-        if e.get(*key).is_none_or(Value::is_null) {
+        if e.get(key).is_none_or(Value::is_null) {
             problems.push(format!("class {class}: missing {key}"));
         }
     }
