@@ -9,7 +9,9 @@ use enforcer_common::{Event, PendingOp, decision, event_kind, task_flags};
 
 use crate::{
     events,
-    files::{self, AT_FDCWD, arg, enter, is_denial, kill_current, report_denial, take_pending},
+    files::{
+        self, AT_FDCWD, arg, enter_task, is_denial, kill_current, report_denial, take_pending,
+    },
     kernel,
     task::{self, Counter, Task},
 };
@@ -26,18 +28,21 @@ fn count_exec(task: &Task) {
 
 #[tracepoint]
 pub fn sys_enter_execve(ctx: TracePointContext) -> u32 {
-    if let Some(task) = task::current() {
-        count_exec(&task);
-    }
-    enter(event_kind::EXEC, AT_FDCWD, arg(&ctx, 16), 0)
+    let Some(task) = task::current() else {
+        return 0;
+    };
+    count_exec(&task);
+    enter_task(&task, event_kind::EXEC, AT_FDCWD, arg(&ctx, 16), 0)
 }
 
 #[tracepoint]
 pub fn sys_enter_execveat(ctx: TracePointContext) -> u32 {
-    if let Some(task) = task::current() {
-        count_exec(&task);
-    }
-    enter(
+    let Some(task) = task::current() else {
+        return 0;
+    };
+    count_exec(&task);
+    enter_task(
+        &task,
         event_kind::EXEC,
         arg::<i64>(&ctx, 16) as i32,
         arg(&ctx, 24),

@@ -62,12 +62,18 @@ pub fn count_denial(task: &Task) {
 /// Remembers the syscall's arguments for its exit tracepoint.
 #[inline(always)]
 pub fn enter(kind: u32, dirfd: i32, path_ptr: u64, flags: u32) -> u32 {
-    let Some(task) = task::current() else {
-        return 0;
-    };
-    check_ttl(&task);
+    match task::current() {
+        Some(task) => enter_task(&task, kind, dirfd, path_ptr, flags),
+        None => 0,
+    }
+}
+
+/// [`enter`] for a task already looked up.
+#[inline(always)]
+pub fn enter_task(task: &Task, kind: u32, dirfd: i32, path_ptr: u64, flags: u32) -> u32 {
+    check_ttl(task);
     // Once the task is being ended, any process of it that tries anything dies at once.
-    if !task.has(task_flags::AUDIT) && task::ended(&task) {
+    if !task.has(task_flags::AUDIT) && task::ended(task) {
         kill_current();
     }
     let op = PendingOp {
