@@ -214,6 +214,10 @@ fn initramfs(work: &Path, bin_dir: &Path, tests: &[(String, PathBuf)]) -> anyhow
 fn boot(kernel: &str, vmlinuz: &Path, initrd: &Path) -> anyhow::Result<(u64, u64, u64)> {
     eprintln!("\n==> boot {kernel} ({}) under TCG", vmlinuz.display());
     let start = Instant::now();
+    // One vCPU: every enforcer start and stop toggles the syscall tracepoints' static branches,
+    // which the kernel patches live through a temporary int3 (text_poke_bp). With two vCPUs,
+    // TCG can execute a stale copy of the patched code on the other one and the kernel oopses on
+    // an int3 it no longer expects (seen once on 6.12). Real CPUs do not have this problem.
     let mut child = Command::new("qemu-system-x86_64")
         .args([
             "-accel",
@@ -221,7 +225,7 @@ fn boot(kernel: &str, vmlinuz: &Path, initrd: &Path) -> anyhow::Result<(u64, u64
             "-cpu",
             "max",
             "-smp",
-            "2",
+            "1",
             "-m",
             "2048",
             "-nographic",
