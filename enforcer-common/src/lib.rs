@@ -57,6 +57,46 @@ pub mod access {
     pub const WRITE: u32 = 2;
     pub const EXEC: u32 = 4;
     pub const CONNECT: u32 = 8;
+    /// Mapped executable (`mmap`/`mprotect` with PROT_EXEC, and the loader's own open), as
+    /// shared libraries and the ELF interpreter are; implied by EXEC. Checked in lsm mode.
+    pub const MAP_EXEC: u32 = 16;
+}
+
+/// Names of the LSM programs and the hook each attaches to.
+pub const LSM_PROGRAMS: &[(&str, &str)] = &[
+    ("lsm_file_open", "file_open"),
+    ("lsm_mmap_file", "mmap_file"),
+    ("lsm_file_mprotect", "file_mprotect"),
+    ("lsm_bprm_check", "bprm_check_security"),
+    ("lsm_path_unlink", "path_unlink"),
+    ("lsm_path_mkdir", "path_mkdir"),
+    ("lsm_path_rmdir", "path_rmdir"),
+    ("lsm_path_mknod", "path_mknod"),
+    ("lsm_path_rename", "path_rename"),
+    ("lsm_path_link", "path_link"),
+    ("lsm_path_symlink", "path_symlink"),
+    ("lsm_path_truncate", "path_truncate"),
+    ("lsm_path_chmod", "path_chmod"),
+    ("lsm_path_chown", "path_chown"),
+    ("lsm_sb_mount", "sb_mount"),
+    ("lsm_move_mount", "move_mount"),
+    ("lsm_sb_pivotroot", "sb_pivotroot"),
+    ("lsm_socket_connect", "socket_connect"),
+];
+
+/// [`Event::op`] of a `FILE_OP` event: which path operation.
+pub mod file_op {
+    pub const UNLINK: u32 = 1;
+    pub const MKDIR: u32 = 2;
+    pub const RMDIR: u32 = 3;
+    pub const MKNOD: u32 = 4;
+    pub const RENAME: u32 = 5;
+    pub const LINK: u32 = 6;
+    pub const SYMLINK: u32 = 7;
+    pub const TRUNCATE: u32 = 8;
+    pub const CHMOD: u32 = 9;
+    pub const CHOWN: u32 = 10;
+    pub const MOUNT: u32 = 11;
 }
 
 /// Bits of [`TaskEntry::flags`].
@@ -211,6 +251,21 @@ pub struct KernelOffsets {
     pub dentry_inode: u32,
     pub task_mm: u32,
     pub mm_exe_file: u32,
+    /// `file.f_path` (a `struct path`: `mnt`, then `dentry`).
+    pub file_path: u32,
+    pub file_mode: u32,
+    pub path_mnt: u32,
+    pub path_dentry: u32,
+    pub bprm_file: u32,
+    pub inode_mode: u32,
+    /// `dentry.d_name` (a `struct qstr`: hash and length, then the name pointer).
+    pub dentry_name: u32,
+    /// `struct mount` around a `struct vfsmount`, to walk a path up across mount points.
+    pub mount_mnt: u32,
+    pub mount_parent: u32,
+    pub mount_mountpoint: u32,
+    pub vfsmount_root: u32,
+    pub vma_file: u32,
     /// Non-zero once userspace filled the offsets; the programs check nothing until then.
     pub valid: u32,
 }
@@ -224,6 +279,12 @@ pub mod event_kind {
     pub const LIMIT: u32 = 5;
     /// io_uring_setup refused by the seccomp filter.
     pub const IO_URING: u32 = 6;
+    /// A path operation ([`super::file_op`] in `op`), checked by an LSM hook.
+    pub const FILE_OP: u32 = 7;
+    /// A file mapped executable (`mmap`/`mprotect` PROT_EXEC); `flags` holds the prot.
+    pub const MMAP: u32 = 8;
+    /// A unix-domain socket connect; `path` is the socket's path.
+    pub const UNIX_CONNECT: u32 = 9;
 }
 
 /// [`Event::decision`].
@@ -270,14 +331,16 @@ pub struct Event {
     pub pid: u32,
     /// The syscall's return value, where there is one (e.g. -13 for EACCES).
     pub ret: i32,
-    /// open flags, or `access` bits for network events.
+    /// open flags (tracepoints), `access` bits wanted (LSM hooks and network), or the prot of
+    /// an `MMAP`.
     pub flags: u32,
     pub rule_id: u32,
     pub dirfd: i32,
     pub family: u16,
     /// Host-order port.
     pub port: u16,
-    pub _reserved: u32,
+    /// [`file_op`] of a `FILE_OP` event.
+    pub op: u32,
     pub addr: [u8; 16],
     pub comm: [u8; COMM_BYTES],
     pub path: [u8; PATH_BYTES],
@@ -310,10 +373,11 @@ const _: () = {
     assert!(size_of::<InodeKey>() == 24);
     assert!(offset_of!(InodeKey, dev) == 8);
     assert!(size_of::<PendingOp>() == 24);
-    assert!(size_of::<KernelOffsets>() == 56);
+    assert!(size_of::<KernelOffsets>() == 104);
     assert!(size_of::<RootCgroup>() == 16);
     assert!(offset_of!(Event, kind) == 48);
     assert!(offset_of!(Event, family) == 96);
+    assert!(offset_of!(Event, op) == 100);
     assert!(offset_of!(Event, addr) == 104);
     assert!(offset_of!(Event, comm) == 120);
     assert!(offset_of!(Event, path) == 136);

@@ -24,6 +24,18 @@ static KERNEL_OFFSETS: KernelOffsets = KernelOffsets {
     dentry_inode: 0,
     task_mm: 0,
     mm_exe_file: 0,
+    file_path: 0,
+    file_mode: 0,
+    path_mnt: 0,
+    path_dentry: 0,
+    bprm_file: 0,
+    inode_mode: 0,
+    dentry_name: 0,
+    mount_mnt: 0,
+    mount_parent: 0,
+    mount_mountpoint: 0,
+    vfsmount_root: 0,
+    vma_file: 0,
     valid: 0,
 };
 
@@ -37,7 +49,7 @@ fn offsets() -> KernelOffsets {
 }
 
 #[inline(always)]
-fn read<T>(base: u64, offset: u32) -> Option<T> {
+pub fn read<T>(base: u64, offset: u32) -> Option<T> {
     if base == 0 {
         return None;
     }

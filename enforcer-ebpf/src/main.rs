@@ -12,8 +12,14 @@ mod events;
 mod exec;
 mod files;
 mod kernel;
+mod lsm;
+mod lsm_exec;
+mod lsm_files;
+mod lsm_net;
+mod lsm_paths;
 mod maps;
 mod net;
+mod path;
 mod task;
 
 #[cfg(not(test))]

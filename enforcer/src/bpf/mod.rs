@@ -5,7 +5,7 @@ use std::os::fd::AsFd;
 
 use aya::{
     Ebpf, EbpfLoader,
-    programs::{CgroupAttachMode, CgroupSockAddr, TracePoint},
+    programs::{CgroupAttachMode, CgroupSockAddr, Lsm, TracePoint},
 };
 use enforcer_common::{KERNEL_OFFSETS_GLOBAL, KernelOffsets, ROOT_CGROUP_GLOBAL, RootCgroup};
 
@@ -35,6 +35,8 @@ pub enum BpfError {
     },
     #[error("the eBPF object has no map {0}")]
     MissingMap(&'static str),
+    #[error("reading the kernel's BTF for the LSM hooks: {0}")]
+    Btf(String),
 }
 
 /// An error with every cause behind it: "a: b: c".
@@ -70,6 +72,28 @@ pub const TRACEPOINTS: &[(&str, &str, &str)] = &[
         "sys_exit_io_uring_setup",
     ),
 ];
+
+/// The tracepoints still needed in lsm mode, where the LSM hooks decide and report opens and
+/// execs: counting execs (max_execs), reporting each program a task runs, and io_uring
+/// refusals.
+pub const LSM_MODE_TRACEPOINTS: &[&str] = &[
+    "sys_enter_execve",
+    "sys_enter_execveat",
+    "sched_process_exec",
+    "sys_exit_io_uring_setup",
+];
+
+/// Loads and attaches every BPF LSM program (lsm mode). They stay attached while `ebpf` is
+/// alive; a process outside every task leaves each hook after one cgroup compare.
+pub fn attach_lsm(ebpf: &mut Ebpf) -> Result<(), BpfError> {
+    let btf = aya::Btf::from_sys_fs().map_err(|e| BpfError::Btf(chain(&e)))?;
+    for (name, hook) in enforcer_common::LSM_PROGRAMS {
+        let program: &mut Lsm = program(ebpf, name)?;
+        program.load(hook, &btf).map_err(program_err(name))?;
+        program.attach().map_err(program_err(name))?;
+    }
+    Ok(())
+}
 
 /// The cgroup programs, attached to each task's cgroup.
 pub const CGROUP_PROGRAMS: &[&str] = &["connect4", "connect6", "sendmsg4", "sendmsg6"];
@@ -120,10 +144,14 @@ pub fn program_stats(ebpf: &Ebpf) -> serde_json::Value {
     serde_json::Value::Object(out)
 }
 
-/// Loads and attaches every tracepoint program (once each, attached to all its tracepoints).
-pub fn attach_tracepoints(ebpf: &mut Ebpf) -> Result<(), BpfError> {
+/// Loads and attaches the tracepoint programs (once each, attached to all its tracepoints):
+/// all of them in fallback mode, [`LSM_MODE_TRACEPOINTS`] in lsm mode.
+pub fn attach_tracepoints(ebpf: &mut Ebpf, lsm_mode: bool) -> Result<(), BpfError> {
     let mut loaded: Vec<&str> = Vec::new();
     for (name, category, event) in TRACEPOINTS {
+        if lsm_mode && !LSM_MODE_TRACEPOINTS.contains(name) {
+            continue;
+        }
         let program: &mut TracePoint = program(ebpf, name)?;
         if !loaded.contains(name) {
             program.load().map_err(program_err(name))?;

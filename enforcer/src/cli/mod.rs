@@ -5,6 +5,7 @@ pub mod run;
 use std::{ffi::OsString, path::PathBuf, time::Duration};
 
 use clap::{Args, Parser, Subcommand};
+use enforcer::kernel::probe::ModeRequest;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -66,6 +67,10 @@ pub struct RunArgs {
     /// Event format: `native` (the enforcer's JSON) or `ocsf` (OCSF 1.8).
     #[arg(long, value_name = "FORMAT", default_value = "native", value_parser = enforcer::events::Format::parse)]
     pub format: enforcer::events::Format,
+    /// Enforcement mode for files and exec: `auto` (BPF LSM where the kernel allows it),
+    /// `lsm` (fail if unavailable) or `fallback`. Default: $ENFORCER_MODE, else auto.
+    #[arg(long, value_name = "MODE", value_parser = parse_mode)]
+    pub mode: Option<ModeRequest>,
     /// Size of the kernel's event ring buffer in bytes (tests and the benchmark).
     #[arg(long, hide = true, value_name = "BYTES")]
     pub ring_bytes: Option<u32>,
@@ -79,6 +84,9 @@ pub struct CheckArgs {
     /// Print, for each rule, how it is enforced on this kernel.
     #[arg(long)]
     pub explain: bool,
+    /// The enforcement mode to explain (as `run --mode`).
+    #[arg(long, value_name = "MODE", value_parser = parse_mode)]
+    pub mode: Option<ModeRequest>,
     /// A policy variable: `${name}` in the policy becomes VALUE.
     #[arg(long = "var", value_name = "NAME=VALUE", value_parser = parse_var)]
     pub vars: Vec<(String, String)>,
@@ -95,6 +103,10 @@ fn parse_var(s: &str) -> Result<(String, String), String> {
         return Err(format!("bad variable name \"{name}\""));
     }
     Ok((name.to_owned(), value.to_owned()))
+}
+
+fn parse_mode(s: &str) -> Result<ModeRequest, String> {
+    ModeRequest::parse(s)
 }
 
 fn parse_ttl(s: &str) -> Result<Duration, String> {

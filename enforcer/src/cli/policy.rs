@@ -2,7 +2,7 @@
 use std::io::Write as _;
 
 use enforcer::{
-    kernel::probe::Probe,
+    kernel::probe::{ModeRequest, Probe},
     policy::{self, Policy, Vars, explain::explain},
 };
 
@@ -10,7 +10,14 @@ use super::CheckArgs;
 
 pub fn check(args: CheckArgs) -> i32 {
     let vars: Vars = args.vars.into_iter().collect();
-    let probe = args.explain.then(Probe::run);
+    let mode = match args.mode.map_or_else(ModeRequest::from_env, Ok) {
+        Ok(mode) => mode,
+        Err(e) => {
+            eprintln!("enforcer: {e}");
+            return 2;
+        }
+    };
+    let probe = args.explain.then(|| Probe::run(mode));
     let mut failed = false;
     let mut out = std::io::stdout().lock();
     for file in &args.files {
@@ -44,14 +51,14 @@ fn print_explanation(out: &mut impl std::io::Write, p: &Policy, probe: &Probe) {
     let e = explain(p, &support);
     let _ = writeln!(
         out,
-        "  on this kernel ({}): files and exec in {} mode (BPF LSM {}; Landlock ABI {}; identity \
-         checks {}); network by cgroup programs",
+        "  on this kernel ({}): files and exec in {} mode (BPF LSM: {}; Landlock ABI {}; \
+         identity checks {}); network by cgroup programs",
         probe.kernel_release,
         e.mode,
-        if probe.bpf_lsm_listed {
-            "listed, not used by this build"
-        } else {
-            "not active"
+        match &probe.bpf_lsm {
+            Ok(()) if probe.lsm_mode() => "in use".to_owned(),
+            Ok(()) => "available, not used (fallback forced)".to_owned(),
+            Err(why) => why.clone(),
         },
         probe.landlock_abi,
         if support.identity_checks {

@@ -2,11 +2,19 @@
 use enforcer::{
     envelope::{self, RunRequest},
     events::writer::Target,
+    kernel::probe::ModeRequest,
 };
 
 use super::RunArgs;
 
 pub fn run(args: RunArgs) -> i32 {
+    let mode = match args.mode.map_or_else(ModeRequest::from_env, Ok) {
+        Ok(mode) => mode,
+        Err(e) => {
+            eprintln!("enforcer: {e}");
+            return 125;
+        }
+    };
     let request = RunRequest {
         policy: args.policy,
         task: args.task,
@@ -18,6 +26,7 @@ pub fn run(args: RunArgs) -> i32 {
         command: args.command,
         ring_bytes: args.ring_bytes,
         format: args.format,
+        mode,
     };
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -42,6 +42,8 @@ pub struct RunRequest {
     pub ring_bytes: Option<u32>,
     /// The event format.
     pub format: Format,
+    /// The enforcement mode asked for.
+    pub mode: probe::ModeRequest,
 }
 
 /// Why a task could not be started.
@@ -107,7 +109,13 @@ async fn run_task(req: RunRequest) -> Result<i32, RunError> {
         .map_err(|e| setup_err("cgroup")(e.to_string()))?;
     let mut ebpf = bpf::load(plan.offsets, Some(root), req.ring_bytes)
         .map_err(|e| setup_err("eBPF")(e.to_string()))?;
-    bpf::attach_tracepoints(&mut ebpf).map_err(|e| setup_err("eBPF")(e.to_string()))?;
+    let lsm_mode = plan.probe.lsm_mode();
+    bpf::attach_tracepoints(&mut ebpf, lsm_mode).map_err(|e| setup_err("eBPF")(e.to_string()))?;
+    if lsm_mode {
+        bpf::attach_lsm(&mut ebpf).map_err(|e| {
+            setup_err("eBPF (lsm mode; --mode fallback avoids it)")(e.to_string())
+        })?;
+    }
     bpf::load_cgroup_programs(&mut ebpf).map_err(|e| setup_err("eBPF")(e.to_string()))?;
     let (mut maps, ring) =
         bpf::maps::Maps::take(&mut ebpf).map_err(|e| setup_err("eBPF")(e.to_string()))?;
@@ -147,7 +155,12 @@ async fn run_task(req: RunRequest) -> Result<i32, RunError> {
         flags |= task_flags::DENY_DIRS;
     }
     if policy.mode == Mode::Audit {
-        flags |= task_flags::AUDIT | task_flags::OBSERVE_ALL;
+        // In lsm mode the hooks decide audit-mode operations themselves; in fallback mode
+        // nothing refuses them, so every open and exec is reported for userspace to decide.
+        flags |= task_flags::AUDIT;
+        if !lsm_mode {
+            flags |= task_flags::OBSERVE_ALL;
+        }
     }
     let mut unenforced = plan.unenforced.clone();
     unenforced.extend(identities.missing.iter().cloned());

@@ -100,7 +100,8 @@ pub fn prepare(req: &RunRequest) -> Result<Prepared, RunError> {
         .map_err(|e| RunError::Setup(format!("--user: {e}")))?;
 
     probe::ensure_tracefs().map_err(RunError::Setup)?;
-    let probe = Probe::run();
+    let probe = Probe::run(req.mode);
+    probe.check_requested().map_err(RunError::Setup)?;
     let cgroup2 = probe
         .cgroup2
         .clone()
@@ -119,11 +120,21 @@ pub fn prepare(req: &RunRequest) -> Result<Prepared, RunError> {
 
     let (resolved, unresolved) = resolve::resolve_hosts(&policy);
     unenforced.extend(unresolved);
-    let interpreters = identity::interpreters(&policy, &command_path);
+    let lsm = probe.lsm_mode();
+    // In lsm mode the ELF interpreter needs no grant: the hooks let it be mapped (a library)
+    // but not executed directly.
+    let interpreters = if lsm {
+        Vec::new()
+    } else {
+        identity::interpreters(&policy, &command_path)
+    };
+    unenforced.extend(mode_gaps(&policy, &probe));
     let files = file_entries(&policy);
     let net = net_entries(&policy, &resolved);
 
-    let ruleset = if policy.mode == Mode::Enforce {
+    let ruleset = if lsm {
+        Ruleset::scopes_only(probe.landlock_abi).map_err(|e| RunError::Setup(e.to_string()))?
+    } else if policy.mode == Mode::Enforce {
         let (ruleset, skipped) =
             Ruleset::build(probe.landlock_abi, &landlock_grants(&policy), &interpreters)
                 .map_err(|e| RunError::Setup(e.to_string()))?;
@@ -159,6 +170,49 @@ pub fn prepare(req: &RunRequest) -> Result<Prepared, RunError> {
         ruleset,
         unenforced,
     })
+}
+
+/// What the chosen mode cannot restrict on this kernel, as report lines (repeated in every
+/// event): never a silent gap.
+pub fn mode_gaps(policy: &Policy, probe: &Probe) -> Vec<String> {
+    let mut gaps = Vec::new();
+    let has_unix = policy
+        .rules
+        .iter()
+        .any(|r| r.section == policy::Section::NetworkUnix);
+    if probe.lsm_mode() {
+        if probe.landlock_abi < 6 {
+            gaps.push(
+                "abstract unix sockets: not restricted (Landlock scoping needs ABI 6; this \
+                 kernel has a lower one)"
+                    .to_owned(),
+            );
+        }
+        return gaps;
+    }
+    let why = probe.fallback_reason().unwrap_or_default();
+    gaps.push(format!(
+        "unix-socket connects by path{}: not restricted in fallback mode ({why})",
+        if has_unix {
+            " (network.unix rules)"
+        } else {
+            ""
+        }
+    ));
+    gaps.push(format!(
+        "executable mappings (exec.libraries): not restricted in fallback mode, only running an \
+         ELF interpreter directly is caught; {why}"
+    ));
+    gaps.push(format!(
+        "chmod and chown: not restricted in fallback mode (Landlock has no right for them; \
+         {why})"
+    ));
+    if probe.landlock_abi < 3 {
+        gaps.push(
+            "truncate of an existing file: not restricted (Landlock ABI 3 needed)".to_owned(),
+        );
+    }
+    gaps
 }
 
 /// What `task_start` says: the command, the envelope, and how each rule is enforced here.
@@ -203,6 +257,8 @@ pub fn start_details(
             "release": plan.probe.kernel_release,
             "landlock_abi": plan.probe.landlock_abi,
             "bpf_lsm_listed": plan.probe.bpf_lsm_listed,
+            "mode": plan.explanation.mode,
+            "fallback_reason": plan.probe.fallback_reason(),
             "identity_checks": plan.offsets.is_some(),
             "task_flags": flags,
         },

@@ -16,6 +16,13 @@ fn class_and_activity(r: &Record) -> (u32, u32) {
         "exec" | "task_start" => (1007, 1), // Process Activity: Launch
         "task_end" | "limit" => (1007, 2),  // Process Activity: Terminate
         "open" => (1001, 14),               // File System Activity: Open
+        "mkdir" | "mknod" | "symlink" | "link" => (1001, 1), // File System Activity: Create
+        "truncate" => (1001, 3),            // File System Activity: Update
+        "unlink" | "rmdir" => (1001, 4),    // File System Activity: Delete
+        "rename" => (1001, 5),              // File System Activity: Rename
+        "chmod" | "chown" => (1001, 7),     // File System Activity: Set Security
+        "mount" => (1001, 12),              // File System Activity: Mount
+        "mmap" => (1004, 9),                // Memory Activity: Map View
         "connect" if r.decision == "deny" => (4001, 5), // Network Activity: Refuse
         "connect" => (4001, 1),             // Network Activity: Open
         "sendmsg" if r.decision == "deny" => (4001, 5), // Network Activity: Refuse
@@ -107,8 +114,8 @@ pub fn to_ocsf(r: &Record, time_ms: i64, seq: u64, boot_id: &str, hostname: &str
         json!({ "hostname": hostname, "type_id": 1, "os": { "name": "Linux", "type_id": 100 } }),
     );
     match class_uid {
-        1007 => {
-            let path = if r.op == "exec" {
+        1007 | 1004 => {
+            let path = if matches!(r.op, "exec" | "mmap") {
                 r.target.clone()
             } else {
                 String::new()
@@ -122,6 +129,14 @@ pub fn to_ocsf(r: &Record, time_ms: i64, seq: u64, boot_id: &str, hostname: &str
             e.insert(
                 "file".into(),
                 json!({ "path": r.target, "name": r.target.rsplit('/').next().unwrap_or(""), "type_id": 1 }),
+            );
+        }
+        4001 if r.target.starts_with('/') => {
+            // A unix-domain socket: its path is its name.
+            e.insert("dst_endpoint".into(), json!({ "name": r.target }));
+            e.insert(
+                "connection_info".into(),
+                json!({ "protocol_name": "unix" }),
             );
         }
         4001 => {
@@ -177,7 +192,7 @@ pub fn required(class_uid: u64) -> Vec<&'static str> {
         keys.extend(["actor", "device"]);
     }
     match class_uid {
-        1007 => keys.push("process"),
+        1007 | 1004 => keys.push("process"),
         1001 => keys.push("file"),
         1003 => keys.push("kernel"),
         _ => {}
@@ -272,6 +287,10 @@ mod tests {
             (record("open", "audit", "/etc/shadow"), 1001, 14),
             (record("connect", "deny", "127.0.0.66:4444"), 4001, 5),
             (record("connect", "allow", "[::1]:8080"), 4001, 1),
+            (record("unlink", "deny", "/srv/x"), 1001, 4),
+            (record("rename", "deny", "/srv/y"), 1001, 5),
+            (record("mmap", "deny", "/tmp/evil"), 1004, 9),
+            (record("connect", "deny", "/run/docker.sock"), 4001, 5),
             (record("sendmsg", "deny", "127.0.0.66:53"), 4001, 5),
             (record("io_uring", "deny", "io_uring_setup"), 1003, 4),
             (record("limit", "kill", "max_connects"), 1007, 2),

@@ -182,7 +182,7 @@ fn endpoint(ev: &Event) -> String {
     }
 }
 
-fn rule_label(policy: &Policy, id: u32) -> String {
+pub fn rule_label(policy: &Policy, id: u32) -> String {
     match id {
         RULE_DEFAULT_DENY => "default deny (no rule allows it)".into(),
         RULE_NO_TASK => "fail closed (process in an enforcer cgroup without a task)".into(),
@@ -228,6 +228,9 @@ pub fn from_kernel(ev: &Event, ctx: &TaskContext, policy: &Policy) -> Option<Rec
         unenforced: ctx.unenforced.clone(),
         details: Map::new(),
     };
+    if super::lsm::is_lsm(ev, ctx.mode) {
+        return Some(super::lsm::fill(record, ev, policy));
+    }
     match ev.kind {
         event_kind::OPEN | event_kind::EXEC => {
             let (target, resolved_from) = absolute(&raw_path, ev.pid, ev.dirfd);

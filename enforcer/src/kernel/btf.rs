@@ -169,6 +169,15 @@ impl<'a> Btf<'a> {
         Ok(None)
     }
 
+    /// The type id of the function `name` (a BTF FUNC), as an LSM program's attach target.
+    pub fn func_id(&self, name: &str) -> Option<u32> {
+        const KIND_FUNC: u32 = 12;
+        (1..self.types.len() as u32).find(|id| {
+            let t = self.types[*id as usize];
+            t.kind == KIND_FUNC && self.name(t.name_off).is_ok_and(|n| n == name)
+        })
+    }
+
     /// Byte offset of `member` in `struct name`.
     pub fn member_offset(&self, name: &str, member: &str) -> Result<u32, BtfError> {
         let ids = self
@@ -205,6 +214,18 @@ pub fn kernel_offsets(btf: &Btf<'_>) -> Result<KernelOffsets, BtfError> {
         dentry_inode: m("dentry", "d_inode")?,
         task_mm: m("task_struct", "mm")?,
         mm_exe_file: m("mm_struct", "exe_file")?,
+        file_path: m("file", "f_path")?,
+        file_mode: m("file", "f_mode")?,
+        path_mnt: m("path", "mnt")?,
+        path_dentry: m("path", "dentry")?,
+        bprm_file: m("linux_binprm", "file")?,
+        inode_mode: m("inode", "i_mode")?,
+        dentry_name: m("dentry", "d_name")?,
+        mount_mnt: m("mount", "mnt")?,
+        mount_parent: m("mount", "mnt_parent")?,
+        mount_mountpoint: m("mount", "mnt_mountpoint")?,
+        vfsmount_root: m("vfsmount", "mnt_root")?,
+        vma_file: m("vm_area_struct", "vm_file")?,
         valid: 1,
     })
 }

@@ -212,6 +212,35 @@ impl Ruleset {
         Ok((ruleset, skipped))
     }
 
+    /// lsm mode: no file rules (the BPF LSM decides those), only the scoping of signals and
+    /// abstract unix sockets to the task, where the kernel has it (ABI 6). `None` below that.
+    pub fn scopes_only(abi: u32) -> Result<Option<Self>, LandlockError> {
+        if abi < 6 {
+            return Ok(None);
+        }
+        let attr = RulesetAttr {
+            handled_access_fs: 0,
+            handled_access_net: 0,
+            scoped: SCOPE_SIGNAL | SCOPE_ABSTRACT_UNIX_SOCKET,
+        };
+        // SAFETY: attr outlives the call; its size is the ABI 6 layout.
+        let fd = unsafe {
+            libc::syscall(
+                libc::SYS_landlock_create_ruleset,
+                &attr,
+                size_of::<RulesetAttr>(),
+                0u32,
+            )
+        };
+        if fd < 0 {
+            return Err(LandlockError::Create(io::Error::last_os_error()));
+        }
+        // SAFETY: a fresh fd we own.
+        Ok(Some(Self {
+            fd: unsafe { OwnedFd::from_raw_fd(fd as i32) },
+        }))
+    }
+
     fn add(&self, abi: u32, path: &str, bits: u32) -> Result<(), LandlockError> {
         let err = |source| LandlockError::AddRule {
             path: path.to_owned(),

@@ -147,7 +147,9 @@ pub fn landlock_grants(policy: &Policy) -> Vec<Grant> {
         let (Target::Path(p), bits) = (&rule.target, rule.section.access()) else {
             continue;
         };
-        if bits == 0 || bits == access::CONNECT {
+        // Landlock has no right for mapping or unix connects; those are lsm-mode rules.
+        let bits = bits & (access::READ | access::WRITE | access::EXEC);
+        if bits == 0 {
             continue;
         }
         let grant = grants.entry(p.key_bytes()).or_insert_with(|| Grant {
@@ -180,7 +182,12 @@ pub fn deny_plans(policy: &Policy) -> Vec<DenyPlan> {
                 .rules
                 .iter()
                 .enumerate()
-                .filter(|(_, r)| !matches!(r.section, Section::FilesDeny | Section::NetworkConnect))
+                .filter(|(_, r)| {
+                    matches!(
+                        r.section,
+                        Section::ExecAllow | Section::FilesRead | Section::FilesWrite
+                    )
+                })
                 .filter(|(_, r)| {
                     r.path()
                         .is_some_and(|p| p.dir && pattern.path.starts_with(&p.path))

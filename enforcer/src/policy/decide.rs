@@ -18,11 +18,17 @@ pub struct FileDecision {
 /// deny comes last, so it wins.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Effective {
-    pub granted_by: [Option<u32>; 3],
+    pub granted_by: [Option<u32>; 5],
     pub denied_by: Option<u32>,
 }
 
-const BITS: [u32; 3] = [access::READ, access::WRITE, access::EXEC];
+const BITS: [u32; 5] = [
+    access::READ,
+    access::WRITE,
+    access::EXEC,
+    access::CONNECT,
+    access::MAP_EXEC,
+];
 
 impl Effective {
     pub fn allow_bits(&self) -> u32 {
@@ -54,7 +60,7 @@ fn fold(rules: &[(u32, Section, &PathPattern)]) -> Effective {
     let mut eff = Effective::default();
     for (id, section, _) in rules {
         if *section == Section::FilesDeny {
-            eff.granted_by = [None; 3];
+            eff.granted_by = [None; 5];
             eff.denied_by = Some(*id);
             continue;
         }

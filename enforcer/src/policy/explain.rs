@@ -80,10 +80,58 @@ pub fn explain(policy: &Policy, support: &Support) -> Explanation {
                     }
                     (vec!["cgroup"], how, None)
                 }
-                (Section::FilesDeny, true)
-                | (Section::ExecAllow | Section::FilesRead | Section::FilesWrite, true) => (
+                (Section::FilesDeny, true) => (
                     vec!["lsm"],
-                    "BPF LSM hooks check the resolved path in the kernel: -EPERM".to_owned(),
+                    "the BPF LSM hooks refuse it in the kernel (EPERM), by its resolved path \
+                     (symlinks, relative paths, directory fds, /proc/self/root) and by its \
+                     identity (device, inode; hard links made elsewhere)"
+                        .to_owned(),
+                    None,
+                ),
+                (Section::ExecAllow | Section::FilesRead | Section::FilesWrite, true) => {
+                    let what = match rule.section {
+                        Section::ExecAllow => "execve (bprm_check_security)",
+                        Section::FilesRead => "opens for reading (file_open)",
+                        _ => {
+                            "opens for writing (file_open) and unlink, mkdir, rmdir, mknod, \
+                             rename, link, symlink, truncate, chmod, chown (path_* hooks)"
+                        }
+                    };
+                    (
+                        vec!["lsm"],
+                        format!(
+                            "BPF LSM hooks allow {what} beneath this path, checked on the \
+                             resolved path in the kernel; anything else gets EPERM"
+                        ),
+                        None,
+                    )
+                }
+                (Section::ExecLibraries, true) => (
+                    vec!["lsm"],
+                    "may be mapped executable (mmap_file/file_mprotect with PROT_EXEC: shared \
+                     libraries, the ELF interpreter); mapping any other file executable gets \
+                     EPERM, so `ld.so /other/binary` cannot run it"
+                        .to_owned(),
+                    None,
+                ),
+                (Section::ExecLibraries, false) => (
+                    vec!["none"],
+                    "fallback mode does not check executable mappings; running the ELF \
+                     interpreter directly is caught by identity (kill)"
+                        .to_owned(),
+                    None,
+                ),
+                (Section::NetworkUnix, true) => (
+                    vec!["lsm"],
+                    "socket_connect hook: a connect to a unix socket path that is not listed \
+                     gets EPERM (the path as given to connect; abstract sockets are scoped by \
+                     Landlock where the kernel has ABI 6)"
+                        .to_owned(),
+                    None,
+                ),
+                (Section::NetworkUnix, false) => (
+                    vec!["none"],
+                    "fallback mode does not restrict unix-socket connects by path".to_owned(),
                     None,
                 ),
                 (Section::FilesDeny, false) => {
@@ -201,6 +249,14 @@ pub fn explain(policy: &Policy, support: &Support) -> Explanation {
                     .to_owned(),
             );
         }
+    }
+    if support.bpf_lsm {
+        notes.push(
+            "lsm mode: the BPF LSM hooks decide every open, exec, executable mapping, path \
+             change and unix-socket connect in the kernel from the task's maps (EPERM); no task \
+             process may mount, and io_uring opens pass the same file_open hook"
+                .to_owned(),
+        );
     }
     notes.push(
         "the task runs with no capabilities (bounding and ambient sets cleared) and \

@@ -46,20 +46,30 @@ pub struct Limits {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Section {
     ExecAllow,
+    /// Files that may be mapped executable (shared libraries, the ELF interpreter).
+    ExecLibraries,
     FilesRead,
     FilesWrite,
     FilesDeny,
     NetworkConnect,
+    /// Unix-domain socket paths that may be connected to.
+    NetworkUnix,
 }
+
+/// `exec.libraries` when a policy does not set it: where Debian and most distributions keep
+/// shared libraries and the ELF interpreter.
+pub const DEFAULT_LIBRARIES: &[&str] = &["/usr/lib/", "/usr/lib64/", "/lib/", "/lib64/"];
 
 impl Section {
     pub fn key(self) -> &'static str {
         match self {
             Self::ExecAllow => "exec.allow",
+            Self::ExecLibraries => "exec.libraries",
             Self::FilesRead => "files.read",
             Self::FilesWrite => "files.write",
             Self::FilesDeny => "files.deny",
             Self::NetworkConnect => "network.connect",
+            Self::NetworkUnix => "network.unix",
         }
     }
 
@@ -67,11 +77,13 @@ impl Section {
     pub fn access(self) -> u32 {
         use enforcer_common::access;
         match self {
-            Self::ExecAllow => access::EXEC,
+            // What may be executed may also be mapped executable (by its loader).
+            Self::ExecAllow => access::EXEC | access::MAP_EXEC,
+            Self::ExecLibraries => access::MAP_EXEC,
             Self::FilesRead => access::READ,
             Self::FilesWrite => access::WRITE,
             Self::FilesDeny => 0,
-            Self::NetworkConnect => access::CONNECT,
+            Self::NetworkConnect | Self::NetworkUnix => access::CONNECT,
         }
     }
 }

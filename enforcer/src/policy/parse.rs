@@ -11,7 +11,7 @@ use sha2::{Digest as _, Sha256};
 use toml::Spanned;
 
 use super::{
-    Limits, Mode, Policy, Rule, Section, Target,
+    DEFAULT_LIBRARIES, Limits, Mode, Policy, Rule, Section, Target,
     source::{Location, PolicyError, PolicyErrors, Reporter},
     values::{parse_duration, parse_endpoint, parse_path},
 };
@@ -61,6 +61,8 @@ struct RawLimits {
 struct RawExec {
     #[serde(default)]
     allow: Vec<Spanned<String>>,
+    /// Absent: [`DEFAULT_LIBRARIES`].
+    libraries: Option<Vec<Spanned<String>>>,
 }
 
 #[derive(Default, Deserialize)]
@@ -79,6 +81,8 @@ struct RawFiles {
 struct RawNetwork {
     #[serde(default)]
     connect: Vec<Spanned<String>>,
+    #[serde(default)]
+    unix: Vec<Spanned<String>>,
 }
 
 /// Why a policy file could not be loaded.
@@ -152,12 +156,28 @@ pub fn parse(file: &Path, text: &str, vars: &Vars) -> Result<Policy, PolicyError
     let limits = parse_limits(&mut r, &raw.limits);
 
     let mut rules = Vec::new();
-    let lists: [(Section, &[Spanned<String>]); 5] = [
+    let default_libraries: Vec<Spanned<String>>;
+    let libraries: &[Spanned<String>] = match &raw.exec.libraries {
+        Some(list) => list,
+        None => {
+            // Spanned at the [exec] table's absence: point errors (there are none for these
+            // constants) at the start of the file.
+            default_libraries = DEFAULT_LIBRARIES
+                .iter()
+                .map(|p| Spanned::new(0..0, (*p).to_owned()))
+                .collect();
+            &default_libraries
+        }
+    };
+    let lists: [(Section, &[Spanned<String>]); 7] = [
         (Section::ExecAllow, &raw.exec.allow),
         (Section::FilesRead, &raw.files.read),
         (Section::FilesWrite, &raw.files.write),
         (Section::FilesDeny, &raw.files.deny),
         (Section::NetworkConnect, &raw.network.connect),
+        (Section::NetworkUnix, &raw.network.unix),
+        // Last, so that the ids of the rules written do not depend on the defaults.
+        (Section::ExecLibraries, libraries),
     ];
     for (section, entries) in lists {
         for (index, entry) in entries.iter().enumerate() {
@@ -342,7 +362,9 @@ connect = ["127.0.0.1:8080", "10.0.0.0/8:443", "[::1]:*", "api.github.com:443"]
         assert_eq!(p.limits.max_execs, Some(500));
         assert_eq!(p.limits.max_connects, Some(200));
         assert_eq!(p.limits.max_denials, Some(20));
-        assert_eq!(p.rules.len(), 11);
+        // 11 written, and the 4 default exec.libraries after them.
+        assert_eq!(p.rules.len(), 15);
+        assert_eq!(p.rules[11].label(), "exec.libraries[0]");
         let deny = p.rules_in(Section::FilesDeny).next().unwrap().1;
         assert_eq!(deny.text, "/srv/repo/.env");
         assert_eq!(deny.label(), "files.deny[0]");
@@ -413,6 +435,24 @@ connect = ["10.0.0.1/8:443", "host:http"]
         let p = parse(Path::new("p.toml"), text, &Vars::new()).unwrap();
         assert_eq!(p.mode, Mode::Audit);
         assert!(p.allow_io_uring);
-        assert!(p.rules.is_empty());
+        let sections: Vec<Section> = p.rules.iter().map(|r| r.section).collect();
+        assert_eq!(sections, vec![Section::ExecLibraries; DEFAULT_LIBRARIES.len()]);
+    }
+
+    #[test]
+    fn libraries_replace_the_defaults_and_unix_sockets_are_paths() {
+        let text = "[policy]\nname = \"a\"\nversion = 1\n[exec]\nlibraries = [\"/opt/lib/\"]\n\
+                    [network]\nunix = [\"/run/app.sock\", \"relative.sock\"]\n";
+        let errors = parse(Path::new("p.toml"), text, &Vars::new()).unwrap_err();
+        assert_eq!(errors.0.len(), 1, "{errors}");
+        assert!(errors.0[0].to_string().contains("network.unix[1]"), "{errors}");
+        let ok = text.replace(", \"relative.sock\"", "");
+        let p = parse(Path::new("p.toml"), &ok, &Vars::new()).unwrap();
+        let libs: Vec<&str> = p
+            .rules_in(Section::ExecLibraries)
+            .map(|(_, r)| r.text.as_str())
+            .collect();
+        assert_eq!(libs, ["/opt/lib/"]);
+        assert_eq!(p.rules_in(Section::NetworkUnix).count(), 1);
     }
 }

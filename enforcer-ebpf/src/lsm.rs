@@ -1,0 +1,115 @@
+//! What every BPF LSM hook does around its own check: keep an earlier LSM's denial, find the
+//! task, apply its deadline, and turn a rule lookup into a verdict, an event and a return value.
+//!
+//! In lsm mode the kernel refuses the operation itself (-EPERM) from the task's maps: no
+//! Landlock and no kill are needed. Audit mode reports what would have been refused and allows.
+use enforcer_common::{Event, decision, enforced_by, task_flags};
+
+use crate::{
+    events,
+    files::{count_denial, kill_current},
+    kernel::DenyHit,
+    path::{self, Scratch},
+    task::{self, Task},
+};
+
+pub const EPERM: i32 = 1;
+
+/// The start of every hook. `Err` carries the value to return at once: an earlier LSM's
+/// denial (kept, never overridden), 0 for a process that is not in a task, or -EPERM for a
+/// task past its deadline or being ended.
+#[inline(always)]
+pub fn enter(prev: i32) -> Result<Task, i32> {
+    if prev != 0 {
+        return Err(prev);
+    }
+    let task = task::current().ok_or(0)?;
+    if task.has(task_flags::AUDIT) {
+        if let Some(hit) = task::expired(&task) {
+            task::record_limit(&task, &hit);
+        }
+        return Ok(task);
+    }
+    if let Some(hit) = task::expired(&task) {
+        task::record_limit(&task, &hit);
+        kill_current();
+        return Err(-EPERM);
+    }
+    if task::ended(&task) {
+        return Err(-EPERM);
+    }
+    Ok(task)
+}
+
+/// One checked operation.
+pub struct Check {
+    pub kind: u32,
+    /// `access` bits the operation needs.
+    pub want: u32,
+    /// `file_op` for FILE_OP events.
+    pub op: u32,
+    /// Extra detail for the event (the prot of an mmap).
+    pub flags: u32,
+}
+
+/// Decides the path in `sc` (`len` bytes with its NUL; 0 when it could not be resolved, which
+/// is refused) against the task's rules, or against an identity deny rule that matched.
+#[inline(always)]
+pub fn decide(
+    task: &Task,
+    sc: &mut Scratch,
+    len: usize,
+    check: &Check,
+    identity: Option<DenyHit>,
+) -> i32 {
+    let (rule_id, dev, ino) = match identity {
+        Some(hit) => (hit.rule_id, hit.dev, hit.ino),
+        None if len == 0 => (enforcer_common::RULE_DEFAULT_DENY, 0, 0),
+        None => {
+            let v = path::lookup(sc, task.entry.slot, len);
+            if v.allow & check.want == check.want {
+                return 0;
+            }
+            (v.rule_id, 0, 0)
+        }
+    };
+    refuse(task, check, rule_id, |ev| {
+        ev.dev = dev;
+        ev.ino = ino;
+        path::copy_to_event(sc, &mut ev.path);
+    })
+}
+
+/// Reports a refusal (or, in audit mode, what would have been refused) and returns the hook's
+/// value.
+#[inline(always)]
+pub fn refuse(task: &Task, check: &Check, rule_id: u32, fill: impl FnOnce(&mut Event)) -> i32 {
+    let audit = task.has(task_flags::AUDIT);
+    events::emit(task, check.kind, |ev| {
+        ev.decision = if audit {
+            decision::AUDIT
+        } else {
+            decision::DENY
+        };
+        ev.enforced_by = if audit {
+            enforced_by::NONE
+        } else {
+            enforced_by::LSM
+        };
+        ev.ret = if audit { 0 } else { -EPERM };
+        ev.flags = check.want | (check.flags << 8);
+        ev.op = check.op;
+        ev.rule_id = rule_id;
+        fill(ev);
+    });
+    count_denial(task);
+    if audit { 0 } else { -EPERM }
+}
+
+/// Writes a placeholder path for an operation whose path could not be resolved.
+#[inline(always)]
+pub fn unresolved(sc: &mut Scratch) -> usize {
+    sc.path[0] = b'?';
+    sc.path[1] = 0;
+    0
+}

@@ -1,0 +1,43 @@
+//! lsm mode, exec: `bprm_check_security` runs for the program and again for each interpreter
+//! (a script's `#!` line), so both must be allowed to execute.
+use aya_ebpf::{macros::lsm, programs::LsmContext};
+use enforcer_common::{access, event_kind, task_flags};
+
+use crate::{
+    kernel,
+    lsm::{self, Check},
+    path,
+};
+
+#[lsm(hook = "bprm_check_security")]
+pub fn lsm_bprm_check(ctx: LsmContext) -> i32 {
+    let bprm: u64 = ctx.arg(0);
+    let task = match lsm::enter(ctx.arg(1)) {
+        Ok(task) => task,
+        Err(ret) => return ret,
+    };
+    let (Some(o), Some(sc)) = (kernel::resolved(), path::scratch()) else {
+        return 0;
+    };
+    // A direct load, so the verifier knows it is a `struct file *` for bpf_d_path.
+    let file = path::load_btf_ptr(bprm, o.bprm_file);
+    if file == 0 {
+        return 0;
+    }
+    let len = match path::d_path(sc, file + u64::from(o.file_path)) {
+        Some(len) => len,
+        None => lsm::unresolved(sc),
+    };
+    let check = Check {
+        kind: event_kind::EXEC,
+        want: access::EXEC,
+        op: 0,
+        flags: 0,
+    };
+    let identity = if task.has(task_flags::DENY_INODES) {
+        kernel::denied_file(&o, task.entry.slot, file, task.has(task_flags::DENY_DIRS))
+    } else {
+        None
+    };
+    lsm::decide(&task, sc, len, &check, identity)
+}

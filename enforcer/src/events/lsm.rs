@@ -1,0 +1,131 @@
+//! Records for what the BPF LSM hooks decided (lsm mode): the kernel refused the operation
+//! itself, on the resolved path it checked, and names the deciding rule.
+use enforcer_common::{Event, access, decision, event_kind, file_op};
+use serde_json::{Map, Value, json};
+
+use super::record::{Record, rule_label};
+use crate::policy::Policy;
+
+/// Whether `ev` comes from an LSM hook (rather than a tracepoint or a cgroup program).
+pub fn is_lsm(ev: &Event, mode: &str) -> bool {
+    let lsm_kind = matches!(
+        ev.kind,
+        event_kind::OPEN
+            | event_kind::EXEC
+            | event_kind::FILE_OP
+            | event_kind::MMAP
+            | event_kind::UNIX_CONNECT
+    );
+    lsm_kind
+        && (ev.enforced_by == enforcer_common::enforced_by::LSM
+            || (mode == "lsm" && ev.decision == decision::AUDIT && ev.dev == 0))
+}
+
+/// The name of a path operation.
+pub fn op_name(kind: u32, op: u32) -> &'static str {
+    match (kind, op) {
+        (event_kind::OPEN, _) => "open",
+        (event_kind::EXEC, _) => "exec",
+        (event_kind::MMAP, _) => "mmap",
+        (event_kind::UNIX_CONNECT, _) => "connect",
+        (_, file_op::UNLINK) => "unlink",
+        (_, file_op::MKDIR) => "mkdir",
+        (_, file_op::RMDIR) => "rmdir",
+        (_, file_op::MKNOD) => "mknod",
+        (_, file_op::RENAME) => "rename",
+        (_, file_op::LINK) => "link",
+        (_, file_op::SYMLINK) => "symlink",
+        (_, file_op::TRUNCATE) => "truncate",
+        (_, file_op::CHMOD) => "chmod",
+        (_, file_op::CHOWN) => "chown",
+        (_, file_op::MOUNT) => "mount",
+        _ => "file_op",
+    }
+}
+
+/// The access an LSM event asked for.
+pub fn access_name(want: u32) -> &'static str {
+    match want {
+        w if w == access::READ | access::WRITE => "read+write",
+        access::READ => "read",
+        access::WRITE => "write",
+        access::EXEC => "exec",
+        access::MAP_EXEC => "map_exec",
+        access::CONNECT => "connect",
+        _ => "none",
+    }
+}
+
+/// Fills `record` (common fields already set) from an LSM event.
+pub fn fill(mut record: Record, ev: &Event, policy: &Policy) -> Record {
+    let want = ev.flags & 0xff;
+    let prot = ev.flags >> 8;
+    record.op = op_name(ev.kind, ev.op);
+    record.access = access_name(want);
+    let audit = ev.decision == decision::AUDIT;
+    record.decision = if audit { "audit" } else { "deny" };
+    record.enforced_by = if audit { "none" } else { "lsm" };
+    record.errno = (!audit).then_some("EPERM");
+    record.rule = if ev.op == file_op::MOUNT {
+        "no task may mount (a mount would give files a second path)".into()
+    } else if record.target.is_empty() || record.target == "?" {
+        "the path could not be resolved in the kernel: refused (fail closed)".into()
+    } else {
+        rule_label(policy, ev.rule_id)
+    };
+    let mut details = Map::new();
+    details.insert("checked_path".into(), json!(record.target));
+    details.insert("checked_by".into(), json!(hook(ev.kind, ev.op)));
+    if ev.dev != 0 || ev.ino != 0 {
+        details.insert(
+            "dev".into(),
+            json!(format!("{}:{}", ev.dev >> 20, ev.dev & 0xf_ffff)),
+        );
+        details.insert("ino".into(), json!(ev.ino));
+        details.insert("matched_by".into(), json!("identity (device, inode)"));
+    }
+    if ev.kind == event_kind::MMAP && prot != 0 {
+        details.insert("prot".into(), json!(prot_name(prot)));
+    }
+    if ev.kind == event_kind::UNIX_CONNECT {
+        details.insert("family".into(), json!("unix"));
+    }
+    record.details = details;
+    record
+}
+
+fn hook(kind: u32, op: u32) -> Value {
+    json!(match (kind, op) {
+        (event_kind::OPEN, _) => "file_open",
+        (event_kind::EXEC, _) => "bprm_check_security",
+        (event_kind::MMAP, _) => "mmap_file/file_mprotect",
+        (event_kind::UNIX_CONNECT, _) => "socket_connect",
+        (_, file_op::MOUNT) => "sb_mount/move_mount/sb_pivotroot",
+        _ => "path hooks",
+    })
+}
+
+fn prot_name(prot: u32) -> String {
+    let mut parts = Vec::new();
+    for (bit, name) in [(1, "PROT_READ"), (2, "PROT_WRITE"), (4, "PROT_EXEC")] {
+        if prot & bit != 0 {
+            parts.push(name);
+        }
+    }
+    parts.join("|")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_every_operation_and_access() {
+        assert_eq!(op_name(event_kind::FILE_OP, file_op::RENAME), "rename");
+        assert_eq!(op_name(event_kind::FILE_OP, file_op::CHOWN), "chown");
+        assert_eq!(op_name(event_kind::MMAP, 0), "mmap");
+        assert_eq!(access_name(access::READ | access::WRITE), "read+write");
+        assert_eq!(access_name(access::MAP_EXEC), "map_exec");
+        assert_eq!(prot_name(5), "PROT_READ|PROT_EXEC");
+    }
+}
