@@ -121,6 +121,162 @@ fn io_uring() -> io::Result<()> {
     Ok(())
 }
 
+fn check(rc: libc::c_long) -> io::Result<libc::c_long> {
+    if rc < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(rc)
+    }
+}
+
+/// Maps `path` executable: with PROT_EXEC at once, or readable first and then mprotect.
+fn map_exec(path: &str, via_mprotect: bool) -> io::Result<()> {
+    let c = cstr(path);
+    // SAFETY: plain syscalls on our own fd and mapping.
+    unsafe {
+        let fd = check(libc::open(c.as_ptr(), libc::O_RDONLY).into())? as i32;
+        let first = if via_mprotect {
+            libc::PROT_READ
+        } else {
+            libc::PROT_READ | libc::PROT_EXEC
+        };
+        let p = libc::mmap(std::ptr::null_mut(), 4096, first, libc::MAP_PRIVATE, fd, 0);
+        if p == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        if via_mprotect {
+            check(libc::mprotect(p, 4096, libc::PROT_READ | libc::PROT_EXEC).into())?;
+        }
+    }
+    Ok(())
+}
+
+fn openat2(dir: &str, rel: &str) -> io::Result<()> {
+    let d = cstr(dir);
+    let r = cstr(rel);
+    // struct open_how { u64 flags; u64 mode; u64 resolve; }
+    let how = [libc::O_RDONLY as u64, 0, 0];
+    // SAFETY: openat2(2) with a valid open_how of 24 bytes.
+    unsafe {
+        let dfd = check(libc::open(d.as_ptr(), libc::O_RDONLY | libc::O_DIRECTORY).into())?;
+        check(libc::syscall(
+            libc::SYS_openat2,
+            dfd,
+            r.as_ptr(),
+            how.as_ptr(),
+            24usize,
+        ))?;
+    }
+    Ok(())
+}
+
+fn unix_connect(path: &str) -> io::Result<()> {
+    std::os::unix::net::UnixStream::connect(path).map(|_| ())
+}
+
+/// In a new user and mount namespace (possible without any capability), bind-mounts `src`
+/// over `dst`.
+fn bind_mount(src: &str, dst: &str) -> io::Result<()> {
+    let (s, d) = (cstr(src), cstr(dst));
+    // SAFETY: unshare and mount with valid strings.
+    unsafe {
+        check(libc::unshare(libc::CLONE_NEWUSER | libc::CLONE_NEWNS).into())?;
+        check(
+            libc::mount(
+                s.as_ptr(),
+                d.as_ptr(),
+                std::ptr::null(),
+                libc::MS_BIND,
+                std::ptr::null(),
+            )
+            .into(),
+        )?;
+    }
+    Ok(())
+}
+
+/// Opens `path` read-only through io_uring (IORING_OP_OPENAT); the result is the CQE's.
+fn io_uring_open(path: &str) -> io::Result<()> {
+    #[repr(C)]
+    #[derive(Default)]
+    struct Offsets {
+        head: u32,
+        tail: u32,
+        ring_mask: u32,
+        ring_entries: u32,
+        flags_or_overflow: u32,
+        array_or_cqes: u32,
+        resv: [u32; 2],
+    }
+    #[repr(C)]
+    #[derive(Default)]
+    struct Params {
+        sq_entries: u32,
+        cq_entries: u32,
+        flags: u32,
+        sq_thread_cpu: u32,
+        sq_thread_idle: u32,
+        features: u32,
+        wq_fd: u32,
+        resv: [u32; 3],
+        sq_off: Offsets,
+        cq_off: Offsets,
+    }
+    let c = cstr(path);
+    let mut p = Params::default();
+    // SAFETY: the io_uring ABI: map the rings and SQEs the kernel describes in `p`, fill one
+    // SQE, submit it and wait for its completion.
+    unsafe {
+        let fd = check(libc::syscall(libc::SYS_io_uring_setup, 1u32, &mut p))? as i32;
+        let map = |len: usize, off: i64| {
+            let m = libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED | libc::MAP_POPULATE,
+                fd,
+                off,
+            );
+            if m == libc::MAP_FAILED {
+                Err(io::Error::last_os_error())
+            } else {
+                Ok(m.cast::<u8>())
+            }
+        };
+        let sq_len = p.sq_off.array_or_cqes as usize + 4 * p.sq_entries as usize;
+        let cq_len = p.cq_off.array_or_cqes as usize + 16 * p.cq_entries as usize;
+        let sq = map(sq_len, 0)?;
+        let cq = map(cq_len, 0x800_0000)?;
+        let sqes = map(64 * p.sq_entries as usize, 0x1000_0000)?;
+        let sqe = sqes;
+        std::ptr::write_bytes(sqe, 0, 64);
+        *sqe = 18; // IORING_OP_OPENAT
+        *(sqe.add(4) as *mut i32) = libc::AT_FDCWD; // fd
+        *(sqe.add(16) as *mut u64) = c.as_ptr() as u64; // addr: the path
+        *(sqe.add(28) as *mut u32) = libc::O_RDONLY as u32; // open_flags
+        let tail = sq.add(p.sq_off.tail as usize) as *mut u32;
+        let array = sq.add(p.sq_off.array_or_cqes as usize) as *mut u32;
+        *array = 0;
+        std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
+        *tail += 1;
+        check(libc::syscall(
+            libc::SYS_io_uring_enter,
+            fd,
+            1u32,
+            1u32,
+            1u32,
+            0usize,
+            0usize,
+        ))?;
+        let cqe = cq.add(p.cq_off.array_or_cqes as usize);
+        let res = *(cqe.add(8) as *const i32);
+        if res < 0 {
+            return Err(io::Error::from_raw_os_error(-res));
+        }
+    }
+    Ok(())
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let arg = |i: usize| args.get(i).map(String::as_str).unwrap_or("");
@@ -186,6 +342,25 @@ fn main() {
         }
         "sendto" => report(sendto(arg(2))),
         "io-uring" => report(io_uring()),
+        "io-uring-open" => report(io_uring_open(arg(2))),
+        "mmap-exec" => report(map_exec(arg(2), false)),
+        "mprotect-exec" => report(map_exec(arg(2), true)),
+        "openat2" => report(openat2(arg(2), arg(3))),
+        "unlink" => report(std::fs::remove_file(arg(2))),
+        "mkdir" => report(std::fs::create_dir(arg(2))),
+        "rmdir" => report(std::fs::remove_dir(arg(2))),
+        "truncate-path" => {
+            let c = cstr(arg(2));
+            // SAFETY: truncate(2) on a path.
+            report(check(unsafe { libc::truncate(c.as_ptr(), 0) }.into()).map(|_| ()))
+        }
+        "chmod" => {
+            let c = cstr(arg(2));
+            // SAFETY: chmod(2) on a path.
+            report(check(unsafe { libc::chmod(c.as_ptr(), 0o777) }.into()).map(|_| ()))
+        }
+        "unix-connect" => report(unix_connect(arg(2))),
+        "bind-mount" => report(bind_mount(arg(2), arg(3))),
         // Replace this process with another program.
         "exec" => {
             let err = Command::new(arg(2)).args(&args[3..]).exec();

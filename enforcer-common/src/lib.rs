@@ -66,18 +66,7 @@ pub mod access {
 pub const LSM_PROGRAMS: &[(&str, &str)] = &[
     ("lsm_file_open", "file_open"),
     ("lsm_mmap_file", "mmap_file"),
-    ("lsm_file_mprotect", "file_mprotect"),
     ("lsm_bprm_check", "bprm_check_security"),
-    ("lsm_path_unlink", "path_unlink"),
-    ("lsm_path_mkdir", "path_mkdir"),
-    ("lsm_path_rmdir", "path_rmdir"),
-    ("lsm_path_mknod", "path_mknod"),
-    ("lsm_path_rename", "path_rename"),
-    ("lsm_path_link", "path_link"),
-    ("lsm_path_symlink", "path_symlink"),
-    ("lsm_path_truncate", "path_truncate"),
-    ("lsm_path_chmod", "path_chmod"),
-    ("lsm_path_chown", "path_chown"),
     ("lsm_sb_mount", "sb_mount"),
     ("lsm_move_mount", "move_mount"),
     ("lsm_sb_pivotroot", "sb_pivotroot"),
@@ -251,21 +240,12 @@ pub struct KernelOffsets {
     pub dentry_inode: u32,
     pub task_mm: u32,
     pub mm_exe_file: u32,
-    /// `file.f_path` (a `struct path`: `mnt`, then `dentry`).
+    /// `file.f_path`, the `struct path` handed to `bpf_d_path`.
     pub file_path: u32,
     pub file_mode: u32,
-    pub path_mnt: u32,
-    pub path_dentry: u32,
+    pub file_flags: u32,
     pub bprm_file: u32,
     pub inode_mode: u32,
-    /// `dentry.d_name` (a `struct qstr`: hash and length, then the name pointer).
-    pub dentry_name: u32,
-    /// `struct mount` around a `struct vfsmount`, to walk a path up across mount points.
-    pub mount_mnt: u32,
-    pub mount_parent: u32,
-    pub mount_mountpoint: u32,
-    pub vfsmount_root: u32,
-    pub vma_file: u32,
     /// Non-zero once userspace filled the offsets; the programs check nothing until then.
     pub valid: u32,
 }
@@ -373,7 +353,7 @@ const _: () = {
     assert!(size_of::<InodeKey>() == 24);
     assert!(offset_of!(InodeKey, dev) == 8);
     assert!(size_of::<PendingOp>() == 24);
-    assert!(size_of::<KernelOffsets>() == 104);
+    assert!(size_of::<KernelOffsets>() == 76);
     assert!(size_of::<RootCgroup>() == 16);
     assert!(offset_of!(Event, kind) == 48);
     assert!(offset_of!(Event, family) == 96);

@@ -50,6 +50,8 @@ pub struct Check {
     pub op: u32,
     /// Extra detail for the event (the prot of an mmap).
     pub flags: u32,
+    /// When non-zero, any one of these bits allows the operation instead of all of `want`.
+    pub any_of: u32,
 }
 
 /// Decides the path in `sc` (`len` bytes with its NUL; 0 when it could not be resolved, which
@@ -67,7 +69,12 @@ pub fn decide(
         None if len == 0 => (enforcer_common::RULE_DEFAULT_DENY, 0, 0),
         None => {
             let v = path::lookup(sc, task.entry.slot, len);
-            if v.allow & check.want == check.want {
+            let allowed = if check.any_of != 0 {
+                v.allow & check.any_of != 0
+            } else {
+                v.allow & check.want == check.want
+            };
+            if allowed {
                 return 0;
             }
             (v.rule_id, 0, 0)

@@ -33,6 +33,7 @@ pub fn lsm_bprm_check(ctx: LsmContext) -> i32 {
         want: access::EXEC,
         op: 0,
         flags: 0,
+        any_of: 0,
     };
     let identity = if task.has(task_flags::DENY_INODES) {
         kernel::denied_file(&o, task.entry.slot, file, task.has(task_flags::DENY_DIRS))

@@ -1,5 +1,5 @@
-//! lsm mode, files: `file_open` (read/write/exec opens) and `mmap_file`/`file_mprotect` with
-//! PROT_EXEC (how `ld.so /forbidden/binary` or a loaded library runs code without execve).
+//! lsm mode, files: `file_open` (read/write/exec opens) and `mmap_file` with PROT_EXEC (how
+//! `ld.so /forbidden/binary` or a loaded library runs code without execve).
 use aya_ebpf::{macros::lsm, programs::LsmContext};
 use enforcer_common::{access, event_kind, task_flags};
 
@@ -14,14 +14,13 @@ const FMODE_READ: u32 = 0x1;
 const FMODE_WRITE: u32 = 0x2;
 /// Opened by the kernel to execute or map for execution (execve, the ELF interpreter).
 const FMODE_EXEC: u32 = 0x20;
+/// The same bit in `f_flags` (`__FMODE_EXEC`): newer kernels set it there, not in `f_mode`.
+const O_FMODE_EXEC: u32 = 0x20;
 const PROT_EXEC: u64 = 0x4;
 
-/// The access an open asks for, from the file's mode.
+/// The access an open asks for, from the file's mode (opens for exec are handled apart).
 #[inline(always)]
 fn wanted(mode: u32) -> u32 {
-    if mode & FMODE_EXEC != 0 {
-        return access::MAP_EXEC;
-    }
     let mut want = 0;
     if mode & FMODE_READ != 0 {
         want |= access::READ;
@@ -74,15 +73,26 @@ pub fn lsm_file_open(ctx: LsmContext) -> i32 {
         return 0;
     };
     let mode: u32 = read(file, o.file_mode).unwrap_or(0);
-    let check = Check {
-        kind: if mode & FMODE_EXEC != 0 {
-            event_kind::MMAP
-        } else {
-            event_kind::OPEN
-        },
-        want: wanted(mode),
-        op: 0,
-        flags: 0,
+    let flags: u32 = read(file, o.file_flags).unwrap_or(0);
+    let exec_open = mode & FMODE_EXEC != 0 || flags & O_FMODE_EXEC != 0;
+    // The kernel opens a program to execute it, and the ELF interpreter to map it: either
+    // right lets the open through, and bprm_check_security then requires EXEC of a program.
+    let check = if exec_open {
+        Check {
+            kind: event_kind::EXEC,
+            want: access::EXEC,
+            op: 0,
+            flags: 0,
+            any_of: access::EXEC | access::MAP_EXEC,
+        }
+    } else {
+        Check {
+            kind: event_kind::OPEN,
+            want: wanted(mode),
+            op: 0,
+            flags: 0,
+            any_of: 0,
+        }
     };
     if check.want == 0 {
         return 0;
@@ -106,44 +116,7 @@ pub fn lsm_mmap_file(ctx: LsmContext) -> i32 {
         want: access::MAP_EXEC,
         op: 0,
         flags: prot as u32,
+        any_of: 0,
     };
     check_file(&task, file, &check)
-}
-
-#[lsm(hook = "file_mprotect")]
-pub fn lsm_file_mprotect(ctx: LsmContext) -> i32 {
-    let vma: u64 = ctx.arg(0);
-    let prot: u64 = ctx.arg(2);
-    let task = match lsm::enter(ctx.arg(3)) {
-        Ok(task) => task,
-        Err(ret) => return ret,
-    };
-    if prot & PROT_EXEC == 0 {
-        return 0;
-    }
-    let (Some(o), Some(sc)) = (kernel::resolved(), path::scratch()) else {
-        return 0;
-    };
-    let Some(file) = read::<u64>(vma, o.vma_file).filter(|f| *f != 0) else {
-        return 0;
-    };
-    let check = Check {
-        kind: event_kind::MMAP,
-        want: access::MAP_EXEC,
-        op: 0,
-        flags: prot as u32,
-    };
-    // bpf_d_path is not allowed in this hook: walk the dentries instead.
-    let dentry: u64 = read(file, o.file_dentry).unwrap_or(0);
-    let mnt: u64 = read(file, o.file_path + o.path_mnt).unwrap_or(0);
-    let len = match path::walk(sc, &o, dentry, mnt) {
-        Some(len) => len,
-        None => lsm::unresolved(sc),
-    };
-    let identity = if task.has(task_flags::DENY_INODES) {
-        kernel::denied_file(&o, task.entry.slot, file, task.has(task_flags::DENY_DIRS))
-    } else {
-        None
-    };
-    lsm::decide(&task, sc, len, &check, identity)
 }

@@ -42,9 +42,14 @@ pub fn lsm_socket_connect(ctx: LsmContext) -> i32 {
         want: access::CONNECT,
         op: 0,
         flags: 0,
+        any_of: 0,
     };
     // A relative socket path is resolved from the caller's cwd, which is not checked here:
     // only absolute paths can match a rule.
-    let len = if len > 0 && sc.path[0] == b'/' { len } else { 0 };
+    let len = if len > 0 && sc.path[0] == b'/' {
+        len
+    } else {
+        0
+    };
     lsm::decide(&task, sc, len, &check, None)
 }

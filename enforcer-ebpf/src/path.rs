@@ -1,11 +1,7 @@
 //! The path an LSM hook checks, and its rule.
 //!
-//! Two ways to learn it, both giving the path after symlinks, `..`, relative names and
-//! directory fds have been resolved by the kernel:
-//! - `bpf_d_path` on a `struct path` the hook was given (file_open, mmap_file, bprm_check), the
-//!   kernel's own d_path;
-//! - a walk up the dentry tree, crossing mount points through `struct mount`, for hooks where
-//!   the kernel does not allow `bpf_d_path` (the path_* hooks on 6.1, file_mprotect).
+//! `bpf_d_path` on a `struct path` the hook was given (file_open, mmap_file, bprm_check): the
+//! kernel's own d_path, after symlinks, `..`, relative names and directory fds are resolved.
 //!
 //! The path ends up NUL-terminated at the start of [`Scratch::path`]; [`lookup`] matches it
 //! against the task's `FILE_RULES`, most specific prefix first.
@@ -25,10 +21,6 @@ pub const PATH_MAX: usize = 4096;
 const MASK: usize = PATH_MAX - 1;
 /// Room after `PATH_MAX` so that writes at a masked offset plus a bounded length stay inside.
 const AREA: usize = PATH_MAX + 512;
-/// Path components walked up from a dentry before giving up (the path is then refused).
-const MAX_COMPONENTS: u32 = 48;
-/// Longest name of one component (the kernel's NAME_MAX).
-const NAME_MAX: u32 = 255;
 
 const S_IFMT: u16 = 0o170000;
 const S_IFDIR: u16 = 0o040000;
@@ -39,8 +31,6 @@ pub struct Scratch {
     _pad: [u8; 4],
     /// The resolved path, NUL-terminated, at the start.
     pub path: [u8; AREA],
-    /// Where a dentry walk builds the path backwards.
-    walk: [u8; AREA],
 }
 
 /// One per CPU. LSM programs run with migration disabled, so a program keeps its CPU; on a
@@ -71,68 +61,6 @@ pub fn d_path(sc: &mut Scratch, path: u64) -> Option<usize> {
         )
     };
     (n > 0).then_some(n as usize)
-}
-
-/// Fills `sc.path` with the path of `dentry` on mount `vfsmount` by walking up to the root,
-/// crossing mount points. Returns the length including the NUL.
-#[inline(always)]
-pub fn walk(sc: &mut Scratch, o: &KernelOffsets, dentry: u64, vfsmount: u64) -> Option<usize> {
-    let mut dentry = dentry;
-    let mut mnt = vfsmount;
-    let mut mount = vfsmount.checked_sub(u64::from(o.mount_mnt))?;
-    let mut pos: usize = PATH_MAX - 1;
-    sc.walk[pos & MASK] = 0;
-    let mut done = false;
-    for _ in 0..MAX_COMPONENTS {
-        let root: u64 = read(mnt, o.vfsmount_root)?;
-        if dentry == root {
-            let parent: u64 = read(mount, o.mount_parent)?;
-            if parent == mount || parent == 0 {
-                done = true;
-                break;
-            }
-            dentry = read(mount, o.mount_mountpoint)?;
-            mount = parent;
-            mnt = parent + u64::from(o.mount_mnt);
-            continue;
-        }
-        let parent: u64 = read(dentry, o.dentry_parent)?;
-        if parent == dentry || parent == 0 {
-            done = true;
-            break;
-        }
-        // struct qstr: { u32 hash; u32 len; } then `const unsigned char *name`.
-        let len: u32 = read(dentry, o.dentry_name + 4)?;
-        let name: u64 = read(dentry, o.dentry_name + 8)?;
-        let len = len.min(NAME_MAX) as usize;
-        if pos < len + 1 {
-            return None;
-        }
-        pos -= len;
-        let at = pos & MASK;
-        // SAFETY: `at + len` <= PATH_MAX + NAME_MAX < AREA; the helper checks `name`.
-        let dst = unsafe { core::slice::from_raw_parts_mut(sc.walk.as_mut_ptr().add(at), len) };
-        unsafe { bpf_probe_read_kernel_buf(name as *const u8, dst) }.ok()?;
-        pos -= 1;
-        sc.walk[pos & MASK] = b'/';
-        dentry = parent;
-    }
-    if !done {
-        return None;
-    }
-    if pos == PATH_MAX - 1 {
-        pos -= 1;
-        sc.walk[pos & MASK] = b'/';
-    }
-    let len = (PATH_MAX - pos) & MASK;
-    if len == 0 {
-        return None;
-    }
-    let src = unsafe { sc.walk.as_ptr().add(pos & MASK) };
-    // SAFETY: both ranges lie inside their arrays (len <= PATH_MAX - pos).
-    let dst = unsafe { core::slice::from_raw_parts_mut(sc.path.as_mut_ptr(), len) };
-    unsafe { bpf_probe_read_kernel_buf(src, dst) }.ok()?;
-    Some(len)
 }
 
 /// Marks the path in `sc` as a directory (a trailing `/`, so `dir/` rules match the directory

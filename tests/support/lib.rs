@@ -99,6 +99,7 @@ pub struct PolicyBuilder {
     pub write: Vec<String>,
     pub deny: Vec<String>,
     pub connect: Vec<String>,
+    pub unix: Vec<String>,
     pub limits: Vec<String>,
     pub extra_meta: Vec<String>,
 }
@@ -114,6 +115,7 @@ impl Default for PolicyBuilder {
             write: Vec::new(),
             deny: Vec::new(),
             connect: Vec::new(),
+            unix: Vec::new(),
             limits: Vec::new(),
             extra_meta: Vec::new(),
         }
@@ -140,7 +142,11 @@ impl PolicyBuilder {
             list(&self.write),
             list(&self.deny)
         ));
-        s.push_str(&format!("[network]\nconnect = {}\n", list(&self.connect)));
+        s.push_str(&format!(
+            "[network]\nconnect = {}\nunix = {}\n",
+            list(&self.connect),
+            list(&self.unix)
+        ));
         s
     }
 }
@@ -295,4 +301,92 @@ pub fn assert_common_fields(e: &Value) {
         time.len() == 30 && time.ends_with('Z'),
         "time is not RFC 3339 with ns: {time}"
     );
+}
+
+/// The enforcement mode for files and exec that the runs of this suite get.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    Lsm,
+    Fallback,
+}
+
+static MODE: std::sync::OnceLock<Mode> = std::sync::OnceLock::new();
+
+/// The mode under test: `ENFORCER_MODE` when it names one (the enforcer obeys it too), else
+/// what the enforcer itself picks on this kernel (`policy check --explain`).
+pub fn mode() -> Mode {
+    *MODE.get_or_init(|| match std::env::var("ENFORCER_MODE").as_deref() {
+        Ok("lsm") => Mode::Lsm,
+        Ok("fallback") => Mode::Fallback,
+        _ => {
+            let dir = std::env::temp_dir().join(format!("enforcer-mode-{}", std::process::id()));
+            fs::create_dir_all(&dir).expect("temp dir");
+            let policy = dir.join("p.toml");
+            fs::write(&policy, PolicyBuilder::default().toml()).expect("policy");
+            let out = Command::new(enforcer())
+                .args(["policy", "check", "--explain"])
+                .arg(&policy)
+                .output()
+                .expect("enforcer policy check");
+            let _ = fs::remove_dir_all(&dir);
+            let text = String::from_utf8_lossy(&out.stdout);
+            if text.contains("files and exec in lsm mode") {
+                Mode::Lsm
+            } else {
+                assert!(
+                    text.contains("files and exec in fallback mode"),
+                    "cannot tell the mode from:\n{text}"
+                );
+                Mode::Fallback
+            }
+        }
+    })
+}
+
+impl Mode {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Lsm => "lsm",
+            Self::Fallback => "fallback",
+        }
+    }
+
+    pub fn is_lsm(self) -> bool {
+        self == Self::Lsm
+    }
+
+    /// What the probe prints when the file and exec layer refuses it.
+    pub fn refused(self) -> &'static str {
+        match self {
+            Self::Lsm => "err EPERM (1)",
+            Self::Fallback => "err EACCES (13)",
+        }
+    }
+
+    /// The errno of such a refusal, as events name it.
+    pub fn errno(self) -> &'static str {
+        match self {
+            Self::Lsm => "EPERM",
+            Self::Fallback => "EACCES",
+        }
+    }
+
+    /// `enforced_by` of a file or exec refusal.
+    pub fn file_enforcer(self) -> &'static str {
+        match self {
+            Self::Lsm => "lsm",
+            Self::Fallback => "landlock",
+        }
+    }
+
+    /// The target an event names for `path`: the LSM hooks report the path the kernel
+    /// resolved (symlinks followed); the fallback tracepoints the path as given.
+    pub fn reported(self, path: &str) -> String {
+        match self {
+            Self::Lsm => fs::canonicalize(path)
+                .map(|p| p.display().to_string())
+                .unwrap_or_else(|_| path.to_owned()),
+            Self::Fallback => path.to_owned(),
+        }
+    }
 }

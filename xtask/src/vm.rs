@@ -148,7 +148,21 @@ fn build_static(root: &Path) -> anyhow::Result<(PathBuf, Vec<(String, PathBuf)>)
 }
 
 /// The initramfs: busybox, the static executables under /t, and an /init that runs the suites.
-fn initramfs(work: &Path, bin_dir: &Path, tests: &[(String, PathBuf)]) -> anyhow::Result<PathBuf> {
+/// What the guest runs: the suites, in which enforcement modes, optionally one test only.
+pub struct GuestPlan<'a> {
+    pub modes: Vec<&'a str>,
+    pub filter: Option<&'a str>,
+    /// A shell script to run instead of the suites (`--script FILE`, for investigating a
+    /// guest by hand).
+    pub script: Option<String>,
+}
+
+fn initramfs(
+    work: &Path,
+    bin_dir: &Path,
+    tests: &[(String, PathBuf)],
+    plan: &GuestPlan<'_>,
+) -> anyhow::Result<PathBuf> {
     let root = work.join("root");
     let _ = fs::remove_dir_all(&root);
     for d in [
@@ -173,6 +187,26 @@ fn initramfs(work: &Path, bin_dir: &Path, tests: &[(String, PathBuf)]) -> anyhow
     )?;
     fs::write(root.join("etc/group"), "root:x:0:\nnogroup:x:65534:\n")?;
     let suites: Vec<&str> = tests.iter().map(|(n, _)| n.as_str()).collect();
+    if let Some(script) = &plan.script {
+        fs::write(root.join("t/script.sh"), script)?;
+    }
+    let body = if plan.script.is_some() {
+        "sh /t/script.sh 2>&1; echo \"VM: script exit $?\"\n".to_owned()
+    } else {
+        format!(
+            "for mode in {modes}; do\n\
+             export ENFORCER_MODE=$mode\n\
+             for t in {suites}; do\n\
+               echo \"VM: suite $t mode $mode\"\n\
+               /t/deps/$t --test-threads=1 --show-output {filter} 2>&1\n\
+               echo \"VM: suite $t/$mode exit $?\"\n\
+             done\n\
+             done\n",
+            modes = plan.modes.join(" "),
+            suites = suites.join(" "),
+            filter = plan.filter.unwrap_or(""),
+        )
+    };
     fs::write(
         root.join("init"),
         format!(
@@ -184,14 +218,9 @@ fn initramfs(work: &Path, bin_dir: &Path, tests: &[(String, PathBuf)]) -> anyhow
              ip link set lo up\n\
              echo \"VM: kernel $(cat /proc/sys/kernel/osrelease) lsm=$(cat /sys/kernel/security/lsm)\"\n\
              cd /t\n\
-             for t in {}; do\n\
-               echo \"VM: suite $t\"\n\
-               /t/deps/$t --test-threads=1 --show-output 2>&1\n\
-               echo \"VM: suite $t exit $?\"\n\
-             done\n\
+             {body}\
              echo \"VM: done\"\n\
-             poweroff -f\n",
-            suites.join(" ")
+             poweroff -f\n"
         ),
     )?;
     Command::new("chmod")
@@ -299,6 +328,31 @@ pub fn run(args: &[String]) -> anyhow::Result<(u64, u64, u64)> {
         Some(i) => args.get(i + 1).map(String::as_str).unwrap_or("all"),
         None => "all",
     };
+    let modes = match args.iter().position(|a| a == "--mode") {
+        Some(i) => match args.get(i + 1).map(String::as_str) {
+            Some("both") | None => vec!["lsm", "fallback"],
+            Some(m @ ("lsm" | "fallback")) => vec![m],
+            Some(other) => anyhow::bail!("--mode {other}: expected lsm, fallback or both"),
+        },
+        None => vec!["lsm", "fallback"],
+    };
+    let filter = args
+        .iter()
+        .position(|a| a == "--only")
+        .and_then(|i| args.get(i + 1))
+        .map(String::as_str);
+    let script = match args.iter().position(|a| a == "--script") {
+        Some(i) => {
+            let file = args.get(i + 1).context("--script FILE")?;
+            Some(fs::read_to_string(file).with_context(|| file.clone())?)
+        }
+        None => None,
+    };
+    let plan = GuestPlan {
+        modes,
+        filter,
+        script,
+    };
     let kernels: Vec<&str> = if which == "all" {
         vec!["6.1", "6.12"]
     } else {
@@ -316,7 +370,7 @@ pub fn run(args: &[String]) -> anyhow::Result<(u64, u64, u64)> {
     let root = std::env::current_dir()?;
     let work = root.join("target/vm");
     let (bin_dir, tests) = build_static(&root)?;
-    let initrd = initramfs(&work, &bin_dir, &tests)?;
+    let initrd = initramfs(&work, &bin_dir, &tests, &plan)?;
     let mut total = (0, 0, 0);
     for kernel in kernels {
         let vmlinuz = fetch_kernel(&work.join("kernels"), kernel)?;

@@ -87,10 +87,23 @@ pub const LSM_MODE_TRACEPOINTS: &[&str] = &[
 /// alive; a process outside every task leaves each hook after one cgroup compare.
 pub fn attach_lsm(ebpf: &mut Ebpf) -> Result<(), BpfError> {
     let btf = aya::Btf::from_sys_fs().map_err(|e| BpfError::Btf(chain(&e)))?;
+    let trace = std::env::var_os("ENFORCER_TRACE_LOAD").is_some();
     for (name, hook) in enforcer_common::LSM_PROGRAMS {
+        let t = std::time::Instant::now();
         let program: &mut Lsm = program(ebpf, name)?;
         program.load(hook, &btf).map_err(program_err(name))?;
         program.attach().map_err(program_err(name))?;
+        if trace {
+            let insns = program
+                .info()
+                .ok()
+                .and_then(|i| i.verified_instruction_count())
+                .unwrap_or(0);
+            eprintln!(
+                "enforcer: {name}: {insns} insns verified, {:?}",
+                t.elapsed()
+            );
+        }
     }
     Ok(())
 }

@@ -112,9 +112,8 @@ async fn run_task(req: RunRequest) -> Result<i32, RunError> {
     let lsm_mode = plan.probe.lsm_mode();
     bpf::attach_tracepoints(&mut ebpf, lsm_mode).map_err(|e| setup_err("eBPF")(e.to_string()))?;
     if lsm_mode {
-        bpf::attach_lsm(&mut ebpf).map_err(|e| {
-            setup_err("eBPF (lsm mode; --mode fallback avoids it)")(e.to_string())
-        })?;
+        bpf::attach_lsm(&mut ebpf)
+            .map_err(|e| setup_err("eBPF (lsm mode; --mode fallback avoids it)")(e.to_string()))?;
     }
     bpf::load_cgroup_programs(&mut ebpf).map_err(|e| setup_err("eBPF")(e.to_string()))?;
     let (mut maps, ring) =

@@ -84,8 +84,13 @@ pub fn resolve_command(command: &OsString) -> Result<PathBuf, RunError> {
 }
 
 pub fn prepare(req: &RunRequest) -> Result<Prepared, RunError> {
-    let policy = policy::load(&req.policy, &req.vars)
+    let mut policy = policy::load(&req.policy, &req.vars)
         .map_err(|e| RunError::Setup(format!("invalid policy:\n{e}")))?;
+    policy.add_resolved_paths(|p| {
+        std::fs::canonicalize(p)
+            .ok()
+            .map(|r| r.display().to_string())
+    });
     check_task_name(&req.task)?;
     let command = req
         .command
@@ -133,7 +138,10 @@ pub fn prepare(req: &RunRequest) -> Result<Prepared, RunError> {
     let net = net_entries(&policy, &resolved);
 
     let ruleset = if lsm {
-        Ruleset::scopes_only(probe.landlock_abi).map_err(|e| RunError::Setup(e.to_string()))?
+        Some(
+            Ruleset::path_changes(probe.landlock_abi, &landlock_grants(&policy))
+                .map_err(|e| RunError::Setup(e.to_string()))?,
+        )
     } else if policy.mode == Mode::Enforce {
         let (ruleset, skipped) =
             Ruleset::build(probe.landlock_abi, &landlock_grants(&policy), &interpreters)
@@ -188,9 +196,25 @@ pub fn mode_gaps(policy: &Policy, probe: &Probe) -> Vec<String> {
                     .to_owned(),
             );
         }
+        gaps.push(
+            "creating, removing, renaming, linking and truncating names: refused by Landlock \
+             (EACCES) outside the write rules, without an event (the BPF LSM path hooks are \
+             not in this version)"
+                .to_owned(),
+        );
+        gaps.push("chmod and chown: not restricted (no path hooks in this version)".to_owned());
+        gaps.push(
+            "mprotect adding PROT_EXEC to a file mapped without it: not checked (mmap with \
+             PROT_EXEC is)"
+                .to_owned(),
+        );
         return gaps;
     }
     let why = probe.fallback_reason().unwrap_or_default();
+    gaps.push(format!(
+        "creating, removing, renaming and linking names: refused by Landlock (EACCES) without \
+         an event in fallback mode ({why})"
+    ));
     gaps.push(format!(
         "unix-socket connects by path{}: not restricted in fallback mode ({why})",
         if has_unix {
@@ -207,6 +231,12 @@ pub fn mode_gaps(policy: &Policy, probe: &Probe) -> Vec<String> {
         "chmod and chown: not restricted in fallback mode (Landlock has no right for them; \
          {why})"
     ));
+    if policy.allow_io_uring {
+        gaps.push(format!(
+            "io_uring opens (allow_io_uring): not checked in fallback mode; the tracepoints do \
+             not see them and Landlock was measured to let them through (kernel 6.18); {why}"
+        ));
+    }
     if probe.landlock_abi < 3 {
         gaps.push(
             "truncate of an existing file: not restricted (Landlock ABI 3 needed)".to_owned(),

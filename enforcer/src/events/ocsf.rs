@@ -134,10 +134,7 @@ pub fn to_ocsf(r: &Record, time_ms: i64, seq: u64, boot_id: &str, hostname: &str
         4001 if r.target.starts_with('/') => {
             // A unix-domain socket: its path is its name.
             e.insert("dst_endpoint".into(), json!({ "name": r.target }));
-            e.insert(
-                "connection_info".into(),
-                json!({ "protocol_name": "unix" }),
-            );
+            e.insert("connection_info".into(), json!({ "protocol_name": "unix" }));
         }
         4001 => {
             e.insert("dst_endpoint".into(), endpoint(&r.target));

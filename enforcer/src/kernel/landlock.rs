@@ -147,7 +147,22 @@ pub struct Skipped {
 /// A ruleset ready to be applied in the child.
 pub struct Ruleset {
     fd: OwnedFd,
+    /// The filesystem rights this ruleset handles (refuses unless granted).
+    handled: u64,
 }
+
+/// The rights of changing names and sizes, which lsm mode leaves to Landlock.
+const PATH_CHANGES: u64 = FS_REMOVE_DIR
+    | FS_REMOVE_FILE
+    | FS_MAKE_CHAR
+    | FS_MAKE_DIR
+    | FS_MAKE_REG
+    | FS_MAKE_SOCK
+    | FS_MAKE_FIFO
+    | FS_MAKE_BLOCK
+    | FS_MAKE_SYM
+    | FS_REFER
+    | FS_TRUNCATE;
 
 impl Ruleset {
     /// Builds the ruleset for `grants` (plus `extra` executable paths, e.g. ELF interpreters).
@@ -159,31 +174,7 @@ impl Ruleset {
         if abi == 0 {
             return Err(LandlockError::Unavailable);
         }
-        let attr = RulesetAttr {
-            handled_access_fs: handled_fs(abi),
-            handled_access_net: 0,
-            scoped: if abi >= 6 {
-                SCOPE_SIGNAL | SCOPE_ABSTRACT_UNIX_SOCKET
-            } else {
-                0
-            },
-        };
-        let size = if abi >= 6 {
-            size_of::<RulesetAttr>()
-        } else if abi >= 4 {
-            16
-        } else {
-            8
-        };
-        // SAFETY: attr outlives the call; size matches the fields this ABI knows.
-        let fd = unsafe { libc::syscall(libc::SYS_landlock_create_ruleset, &attr, size, 0u32) };
-        if fd < 0 {
-            return Err(LandlockError::Create(io::Error::last_os_error()));
-        }
-        // SAFETY: a fresh fd we own.
-        let ruleset = Self {
-            fd: unsafe { OwnedFd::from_raw_fd(fd as i32) },
-        };
+        let ruleset = Self::create(abi, handled_fs(abi))?;
         let mut skipped = Vec::new();
         let extra = extra_exec
             .iter()
@@ -212,33 +203,54 @@ impl Ruleset {
         Ok((ruleset, skipped))
     }
 
-    /// lsm mode: no file rules (the BPF LSM decides those), only the scoping of signals and
-    /// abstract unix sockets to the task, where the kernel has it (ABI 6). `None` below that.
-    pub fn scopes_only(abi: u32) -> Result<Option<Self>, LandlockError> {
-        if abi < 6 {
-            return Ok(None);
+    /// lsm mode: the BPF LSM decides opens, exec and mappings; Landlock keeps what the
+    /// hooks of this version do not cover: creating, removing, renaming and linking names and
+    /// truncating (refused with EACCES outside the write grants), plus the scoping of signals
+    /// and abstract unix sockets where the kernel has it (ABI 6).
+    pub fn path_changes(abi: u32, grants: &[Grant]) -> Result<Self, LandlockError> {
+        if abi == 0 {
+            return Err(LandlockError::Unavailable);
         }
+        let handled = handled_fs(abi) & PATH_CHANGES;
+        let ruleset = Self::create(abi, handled)?;
+        for g in grants.iter().filter(|g| g.access & access::WRITE != 0) {
+            match ruleset.add(abi, &g.pattern.path, access::WRITE) {
+                Err(LandlockError::AddRule { source, .. })
+                    if source.kind() == io::ErrorKind::NotFound => {}
+                other => other?,
+            }
+        }
+        Ok(ruleset)
+    }
+
+    /// A ruleset handling `handled`, with signal and abstract-socket scoping from ABI 6.
+    fn create(abi: u32, handled: u64) -> Result<Self, LandlockError> {
         let attr = RulesetAttr {
-            handled_access_fs: 0,
+            handled_access_fs: handled,
             handled_access_net: 0,
-            scoped: SCOPE_SIGNAL | SCOPE_ABSTRACT_UNIX_SOCKET,
+            scoped: if abi >= 6 {
+                SCOPE_SIGNAL | SCOPE_ABSTRACT_UNIX_SOCKET
+            } else {
+                0
+            },
         };
-        // SAFETY: attr outlives the call; its size is the ABI 6 layout.
-        let fd = unsafe {
-            libc::syscall(
-                libc::SYS_landlock_create_ruleset,
-                &attr,
-                size_of::<RulesetAttr>(),
-                0u32,
-            )
+        let size = if abi >= 6 {
+            size_of::<RulesetAttr>()
+        } else if abi >= 4 {
+            16
+        } else {
+            8
         };
+        // SAFETY: attr outlives the call; size matches the fields this ABI knows.
+        let fd = unsafe { libc::syscall(libc::SYS_landlock_create_ruleset, &attr, size, 0u32) };
         if fd < 0 {
             return Err(LandlockError::Create(io::Error::last_os_error()));
         }
         // SAFETY: a fresh fd we own.
-        Ok(Some(Self {
+        Ok(Self {
             fd: unsafe { OwnedFd::from_raw_fd(fd as i32) },
-        }))
+            handled,
+        })
     }
 
     fn add(&self, abi: u32, path: &str, bits: u32) -> Result<(), LandlockError> {
@@ -256,7 +268,7 @@ impl Ruleset {
         let fd = unsafe { OwnedFd::from_raw_fd(fd) };
         let is_dir = Path::new(path).is_dir();
         let attr = PathBeneathAttr {
-            allowed_access: rights(bits, abi, is_dir),
+            allowed_access: rights(bits, abi, is_dir) & self.handled,
             parent_fd: fd.as_raw_fd(),
         };
         if attr.allowed_access == 0 {

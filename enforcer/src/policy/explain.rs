@@ -93,8 +93,8 @@ pub fn explain(policy: &Policy, support: &Support) -> Explanation {
                         Section::ExecAllow => "execve (bprm_check_security)",
                         Section::FilesRead => "opens for reading (file_open)",
                         _ => {
-                            "opens for writing (file_open) and unlink, mkdir, rmdir, mknod, \
-                             rename, link, symlink, truncate, chmod, chown (path_* hooks)"
+                            "opens for writing (file_open; creating, removing, renaming and \
+                             truncating names are Landlock's in this version)"
                         }
                     };
                     (
@@ -238,8 +238,9 @@ pub fn explain(policy: &Policy, support: &Support) -> Explanation {
         );
         if policy.allow_io_uring {
             notes.push(
-                "io_uring is allowed by the policy: Landlock still checks its opens, but the \
-                 tracepoints do not see them (no events, no identity checks for io_uring opens)"
+                "io_uring is allowed by the policy: its opens are not checked in fallback mode \
+                 (the tracepoints do not see them, and Landlock was measured to let them \
+                 through on kernel 6.18); lsm mode checks them in file_open"
                     .to_owned(),
             );
         } else {
@@ -252,9 +253,10 @@ pub fn explain(policy: &Policy, support: &Support) -> Explanation {
     }
     if support.bpf_lsm {
         notes.push(
-            "lsm mode: the BPF LSM hooks decide every open, exec, executable mapping, path \
-             change and unix-socket connect in the kernel from the task's maps (EPERM); no task \
-             process may mount, and io_uring opens pass the same file_open hook"
+            "lsm mode: the BPF LSM hooks decide every open, exec, executable mapping and \
+             unix-socket connect in the kernel from the task's maps (EPERM); no task process \
+             may mount; io_uring opens pass the same file_open hook; name changes (create, \
+             remove, rename, link, truncate) stay with Landlock (EACCES)"
                 .to_owned(),
         );
     }

@@ -138,6 +138,42 @@ pub struct Policy {
 }
 
 impl Policy {
+    /// Adds, for every path rule whose path resolves elsewhere (a symlink such as `/bin/sh`,
+    /// or a directory under one such as `/lib/`), the same rule on the resolved path: the BPF
+    /// LSM hooks see resolved paths, as Landlock resolves its rules when they are added. The
+    /// copy keeps the rule's section, index and text, so events name the rule as written.
+    pub fn add_resolved_paths(&mut self, resolve: impl Fn(&str) -> Option<String>) {
+        let mut extra = Vec::new();
+        for rule in &self.rules {
+            let Target::Path(p) = &rule.target else {
+                continue;
+            };
+            let bare = p.path.trim_end_matches('/');
+            let Some(real) = resolve(if bare.is_empty() { "/" } else { bare }) else {
+                continue;
+            };
+            let real = if p.dir && !real.ends_with('/') {
+                format!("{real}/")
+            } else {
+                real
+            };
+            if real != p.path
+                && !self.rules.iter().any(|r| {
+                    r.path()
+                        .is_some_and(|q| q.path == real && r.section == rule.section)
+                })
+            {
+                let mut copy = rule.clone();
+                copy.target = Target::Path(PathPattern {
+                    path: real,
+                    dir: p.dir,
+                });
+                extra.push(copy);
+            }
+        }
+        self.rules.extend(extra);
+    }
+
     pub fn rules_in(&self, section: Section) -> impl Iterator<Item = (u32, &Rule)> {
         self.rules
             .iter()

@@ -436,7 +436,10 @@ connect = ["10.0.0.1/8:443", "host:http"]
         assert_eq!(p.mode, Mode::Audit);
         assert!(p.allow_io_uring);
         let sections: Vec<Section> = p.rules.iter().map(|r| r.section).collect();
-        assert_eq!(sections, vec![Section::ExecLibraries; DEFAULT_LIBRARIES.len()]);
+        assert_eq!(
+            sections,
+            vec![Section::ExecLibraries; DEFAULT_LIBRARIES.len()]
+        );
     }
 
     #[test]
@@ -445,7 +448,10 @@ connect = ["10.0.0.1/8:443", "host:http"]
                     [network]\nunix = [\"/run/app.sock\", \"relative.sock\"]\n";
         let errors = parse(Path::new("p.toml"), text, &Vars::new()).unwrap_err();
         assert_eq!(errors.0.len(), 1, "{errors}");
-        assert!(errors.0[0].to_string().contains("network.unix[1]"), "{errors}");
+        assert!(
+            errors.0[0].to_string().contains("network.unix[1]"),
+            "{errors}"
+        );
         let ok = text.replace(", \"relative.sock\"", "");
         let p = parse(Path::new("p.toml"), &ok, &Vars::new()).unwrap();
         let libs: Vec<&str> = p
