@@ -33,7 +33,7 @@ pub fn lsm_socket_connect(ctx: LsmContext) -> i32 {
         bpf_probe_read_kernel_str_bytes((address + 2) as *const u8, &mut sc.path[..SUN_PATH])
     };
     let len = match read {
-        Ok(s) if s.is_empty() => return 0, // abstract: starts with a NUL
+        Ok([]) => return 0, // abstract: starts with a NUL
         Ok(s) => s.len() + 1,
         Err(_) => lsm::unresolved(sc),
     };

@@ -68,7 +68,7 @@ pub fn d_path(sc: &mut Scratch, path: u64) -> Option<usize> {
 #[inline(always)]
 pub fn mark_dir(sc: &mut Scratch, len: usize) -> usize {
     // `len` counts the NUL; "/" (len 2) already ends in a slash.
-    if len < 3 || len >= PATH_MAX {
+    if !(3..PATH_MAX).contains(&len) {
         return len;
     }
     sc.path[(len - 1) & MASK] = b'/';
