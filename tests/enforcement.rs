@@ -184,20 +184,20 @@ fn deny_under_allow_kills_by_identity_whatever_the_path() {
             assert_common_fields(deny);
             assert_eq!(deny["enforced_by"], "lsm", "{what}");
             assert_eq!(deny["errno"], "EPERM", "{what}");
-            // A rename of the denied file is itself refused (it needs write access to the
-            // name); a hard link made elsewhere is caught by identity at open.
-            let (op, checked) = match what {
-                "rename inside the task" => ("rename", secret.clone()),
-                "hard link made inside the task" => ("open", s.path("ws/out/copy")),
-                _ => ("open", secret.clone()),
+            // A hard link or a rename made inside the task gives the file a new name; its
+            // identity (device, inode) still matches the deny rule at open.
+            let (checked, by_identity) = match what {
+                "rename inside the task" => (s.path("ws/out/renamed"), true),
+                "hard link made inside the task" => (s.path("ws/out/copy"), true),
+                _ => (secret.clone(), false),
             };
-            assert_eq!(deny["op"], op, "{what}: {deny}");
+            assert_eq!(deny["op"], "open", "{what}: {deny}");
             assert_eq!(
                 deny["target"], checked,
                 "{what}: the resolved path is reported"
             );
-            if what == "hard link made inside the task" {
-                assert_eq!(deny["matched_by"], "identity (device, inode)");
+            if by_identity {
+                assert_eq!(deny["matched_by"], "identity (device, inode)", "{what}");
             }
             assert_eq!(out.lifecycle("task_end")["reason"], "exited", "{what}");
             continue;
