@@ -51,7 +51,8 @@ fn executable_mappings_need_an_exec_or_library_rule() {
         let e = lsm_denial(&out, "mmap", &data);
         assert_eq!(e["access"], "map_exec");
         assert_eq!(e["prot"], "PROT_READ|PROT_EXEC");
-        assert_eq!(e["rule"], "default deny (no rule allows it)");
+        // The rule in force there (the workspace's read rule) grants no executable mapping.
+        assert_eq!(e["rule"], format!("files.read[4] \"{}/\"", s.ws()));
     } else {
         assert_eq!(out.probe_said(), "ok", "{}", out.stderr);
         assert_declared(&out, "executable mappings");
@@ -101,7 +102,7 @@ fn opens_through_proc_root_openat2_and_io_uring_are_checked_on_the_resolved_path
         ("/proc/self/root", vec!["read".into(), via_proc.clone()]),
         (
             "openat2",
-            vec!["openat2".into(), s.path("outside"), "secret.txt".into()],
+            vec!["openat2".into(), s.ws(), "../outside/secret.txt".into()],
         ),
         ("io_uring", vec!["io-uring-open".into(), secret.clone()]),
     ];
@@ -149,12 +150,11 @@ fn mounts_are_refused() {
             &s.path("ws/notes.txt"),
         ],
     );
+    // Landlock comes before the BPF LSM in the kernel's order and refuses mounts to any
+    // process whose domain handles filesystem rights (both modes apply such a domain), so the
+    // BPF hook is the second line and usually has nothing to report.
     assert_eq!(out.probe_said(), "err EPERM (1)", "{}", out.stderr);
-    if mode().is_lsm() {
-        let e = lsm_denial(&out, "mount", "");
-        assert_eq!(
-            e["rule"],
-            "no task may mount (a mount would give files a second path)"
-        );
+    for e in out.events("mount", "deny") {
+        assert_eq!(e["enforced_by"], "lsm", "{e}");
     }
 }
