@@ -203,6 +203,13 @@ pub fn mode_gaps(policy: &Policy, probe: &Probe) -> Vec<String> {
                 .to_owned(),
         );
         gaps.push("chmod and chown: not restricted (no path hooks in this version)".to_owned());
+        if policy.allow_io_uring {
+            gaps.push(
+                "io_uring opens (allow_io_uring): measured not refused by the file_open hook on \
+                 6.12 (under investigation); keep allow_io_uring off to refuse io_uring"
+                    .to_owned(),
+            );
+        }
         gaps.push(
             "mprotect adding PROT_EXEC to a file mapped without it: not checked (mmap with \
              PROT_EXEC is)"

@@ -77,8 +77,9 @@ impl Section {
     pub fn access(self) -> u32 {
         use enforcer_common::access;
         match self {
-            // What may be executed may also be mapped executable (by its loader).
-            Self::ExecAllow => access::EXEC | access::MAP_EXEC,
+            // What may be executed may also be read and mapped executable (by its loader), as
+            // Landlock's execute right implies reading.
+            Self::ExecAllow => access::EXEC | access::MAP_EXEC | access::READ,
             Self::ExecLibraries => access::MAP_EXEC,
             Self::FilesRead => access::READ,
             Self::FilesWrite => access::WRITE,
