@@ -113,7 +113,9 @@ fn opens_through_proc_root_openat2_and_io_uring_are_checked_on_the_resolved_path
         let out = run(&s, &p, &[], &argv);
         if what == "io_uring" {
             // Measured: with io_uring allowed, its open goes through in both modes (fallback on
-            // 6.18, lsm on 6.12). Never silently: the gap is declared in every event.
+            // 6.18, lsm on 6.12). Never silently: the gap is declared in every event. When a
+            // kernel starts refusing it, this fails and the gap can go.
+            assert_eq!(out.probe_said(), "ok", "{what}: {}", out.stderr);
             assert_declared(&out, "io_uring opens");
             continue;
         }
@@ -155,6 +157,7 @@ fn mounts_are_refused() {
     // process whose domain handles filesystem rights (both modes apply such a domain), so the
     // BPF hook is the second line and usually has nothing to report.
     assert_eq!(out.probe_said(), "err EPERM (1)", "{}", out.stderr);
+    assert_declared(&out, "mount, move_mount, pivot_root");
     for e in out.events("mount", "deny") {
         assert_eq!(e["enforced_by"], "lsm", "{e}");
     }

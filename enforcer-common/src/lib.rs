@@ -75,16 +75,7 @@ pub const LSM_PROGRAMS: &[(&str, &str)] = &[
 
 /// [`Event::op`] of a `FILE_OP` event: which path operation.
 pub mod file_op {
-    pub const UNLINK: u32 = 1;
-    pub const MKDIR: u32 = 2;
-    pub const RMDIR: u32 = 3;
-    pub const MKNOD: u32 = 4;
-    pub const RENAME: u32 = 5;
-    pub const LINK: u32 = 6;
-    pub const SYMLINK: u32 = 7;
-    pub const TRUNCATE: u32 = 8;
-    pub const CHMOD: u32 = 9;
-    pub const CHOWN: u32 = 10;
+    /// mount, move_mount or pivot_root.
     pub const MOUNT: u32 = 11;
 }
 

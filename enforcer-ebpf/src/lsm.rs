@@ -98,11 +98,9 @@ pub fn refuse(task: &Task, check: &Check, rule_id: u32, fill: impl FnOnce(&mut E
         } else {
             decision::DENY
         };
-        ev.enforced_by = if audit {
-            enforced_by::NONE
-        } else {
-            enforced_by::LSM
-        };
+        // The hook that decided, also in audit mode (userspace shows audit as enforced by
+        // none); it tells userspace this event is an LSM verdict.
+        ev.enforced_by = enforced_by::LSM;
         ev.ret = if audit { 0 } else { -EPERM };
         ev.flags = check.want | (check.flags << 8);
         ev.op = check.op;

@@ -1,11 +1,12 @@
 //! lsm mode, exec: `bprm_check_security` runs for the program and again for each interpreter
 //! (a script's `#!` line), so both must be allowed to execute.
 use aya_ebpf::{macros::lsm, programs::LsmContext};
-use enforcer_common::{access, event_kind, task_flags};
+use enforcer_common::{access, event_kind};
 
 use crate::{
     kernel,
     lsm::{self, Check},
+    lsm_files::check_file,
     path,
 };
 
@@ -16,7 +17,7 @@ pub fn lsm_bprm_check(ctx: LsmContext) -> i32 {
         Ok(task) => task,
         Err(ret) => return ret,
     };
-    let (Some(o), Some(sc)) = (kernel::resolved(), path::scratch()) else {
+    let Some(o) = kernel::resolved() else {
         return 0;
     };
     // A direct load, so the verifier knows it is a `struct file *` for bpf_d_path.
@@ -24,10 +25,6 @@ pub fn lsm_bprm_check(ctx: LsmContext) -> i32 {
     if file == 0 {
         return 0;
     }
-    let len = match path::d_path(sc, file + u64::from(o.file_path)) {
-        Some(len) => len,
-        None => lsm::unresolved(sc),
-    };
     let check = Check {
         kind: event_kind::EXEC,
         want: access::EXEC,
@@ -35,10 +32,5 @@ pub fn lsm_bprm_check(ctx: LsmContext) -> i32 {
         flags: 0,
         any_of: 0,
     };
-    let identity = if task.has(task_flags::DENY_INODES) {
-        kernel::denied_file(&o, task.entry.slot, file, task.has(task_flags::DENY_DIRS))
-    } else {
-        None
-    };
-    lsm::decide(&task, sc, len, &check, identity)
+    check_file(&task, file, &check)
 }

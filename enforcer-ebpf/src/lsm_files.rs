@@ -31,9 +31,10 @@ fn wanted(mode: u32) -> u32 {
     want
 }
 
-/// Checks `file` (a trusted `struct file *`) for `check`, by its d_path and its identity.
+/// Checks `file` (a `struct file *` the verifier knows by its BTF type) for `check`, by its
+/// d_path and its identity.
 #[inline(always)]
-fn check_file(task: &task::Task, file: u64, check: &Check) -> i32 {
+pub fn check_file(task: &task::Task, file: u64, check: &Check) -> i32 {
     let (Some(o), Some(sc)) = (kernel::resolved(), path::scratch()) else {
         return 0;
     };
@@ -104,13 +105,14 @@ pub fn lsm_file_open(ctx: LsmContext) -> i32 {
 pub fn lsm_mmap_file(ctx: LsmContext) -> i32 {
     let file: u64 = ctx.arg(0);
     let prot: u64 = ctx.arg(2);
+    // Most mappings are anonymous or not executable: leave before looking for a task.
+    if file == 0 || prot & PROT_EXEC == 0 {
+        return ctx.arg(4);
+    }
     let task = match lsm::enter(ctx.arg(4)) {
         Ok(task) => task,
         Err(ret) => return ret,
     };
-    if file == 0 || prot & PROT_EXEC == 0 {
-        return 0;
-    }
     let check = Check {
         kind: event_kind::MMAP,
         want: access::MAP_EXEC,

@@ -16,7 +16,7 @@ use crate::{
     kernel::{
         cgroup::TaskCgroup,
         confine::{self, UserIds},
-        landlock::Ruleset,
+        landlock::{Handled, Ruleset},
         probe::{self, Probe},
     },
     policy::{
@@ -137,15 +137,27 @@ pub fn prepare(req: &RunRequest) -> Result<Prepared, RunError> {
     let files = file_entries(&policy);
     let net = net_entries(&policy, &resolved);
 
-    let ruleset = if lsm {
-        Some(
-            Ruleset::path_changes(probe.landlock_abi, &landlock_grants(&policy))
-                .map_err(|e| RunError::Setup(e.to_string()))?,
-        )
+    // Audit mode refuses nothing, so it gets no ruleset in either mode.
+    let ruleset = if lsm && probe.landlock_abi == 0 {
+        unenforced.push(
+            "creating, removing, renaming, linking and truncating names: not restricted (lsm \
+             mode leaves them to Landlock, which this kernel lacks)"
+                .to_owned(),
+        );
+        None
     } else if policy.mode == Mode::Enforce {
-        let (ruleset, skipped) =
-            Ruleset::build(probe.landlock_abi, &landlock_grants(&policy), &interpreters)
-                .map_err(|e| RunError::Setup(e.to_string()))?;
+        let handled = if lsm {
+            Handled::PathChanges
+        } else {
+            Handled::All
+        };
+        let (ruleset, skipped) = Ruleset::build(
+            probe.landlock_abi,
+            handled,
+            &landlock_grants(&policy),
+            &interpreters,
+        )
+        .map_err(|e| RunError::Setup(e.to_string()))?;
         for s in skipped {
             let labels: Vec<String> = s
                 .rules
@@ -184,6 +196,13 @@ pub fn prepare(req: &RunRequest) -> Result<Prepared, RunError> {
 /// event): never a silent gap.
 pub fn mode_gaps(policy: &Policy, probe: &Probe) -> Vec<String> {
     let mut gaps = Vec::new();
+    if policy.mode == policy::Mode::Enforce && probe.landlock_abi > 0 {
+        gaps.push(
+            "mount, move_mount, pivot_root: refused by Landlock (EPERM), which runs before the \
+             BPF LSM, so without an event"
+                .to_owned(),
+        );
+    }
     let has_unix = policy
         .rules
         .iter()
@@ -197,9 +216,9 @@ pub fn mode_gaps(policy: &Policy, probe: &Probe) -> Vec<String> {
             );
         }
         gaps.push(
-            "creating, removing, renaming, linking and truncating names: refused by Landlock \
-             (EACCES) outside the write rules, without an event (the BPF LSM path hooks are \
-             not in this version)"
+            "creating, removing, renaming, linking and truncating names: not seen by the BPF \
+             LSM in this version (no path hooks); in enforce mode Landlock refuses them (EACCES) \
+             outside the write rules, without an event"
                 .to_owned(),
         );
         gaps.push("chmod and chown: not restricted (no path hooks in this version)".to_owned());

@@ -6,8 +6,9 @@ use serde_json::{Map, Value, json};
 use super::record::{Record, rule_label};
 use crate::policy::Policy;
 
-/// Whether `ev` comes from an LSM hook (rather than a tracepoint or a cgroup program).
-pub fn is_lsm(ev: &Event, mode: &str) -> bool {
+/// Whether `ev` comes from an LSM hook (rather than a tracepoint or a cgroup program): the
+/// hooks set `enforced_by` to LSM on every event, audit ones included.
+pub fn is_lsm(ev: &Event) -> bool {
     let lsm_kind = matches!(
         ev.kind,
         event_kind::OPEN
@@ -16,9 +17,7 @@ pub fn is_lsm(ev: &Event, mode: &str) -> bool {
             | event_kind::MMAP
             | event_kind::UNIX_CONNECT
     );
-    lsm_kind
-        && (ev.enforced_by == enforcer_common::enforced_by::LSM
-            || (mode == "lsm" && ev.decision == decision::AUDIT && ev.dev == 0))
+    lsm_kind && ev.enforced_by == enforcer_common::enforced_by::LSM
 }
 
 /// The name of a path operation.
@@ -28,16 +27,6 @@ pub fn op_name(kind: u32, op: u32) -> &'static str {
         (event_kind::EXEC, _) => "exec",
         (event_kind::MMAP, _) => "mmap",
         (event_kind::UNIX_CONNECT, _) => "connect",
-        (_, file_op::UNLINK) => "unlink",
-        (_, file_op::MKDIR) => "mkdir",
-        (_, file_op::RMDIR) => "rmdir",
-        (_, file_op::MKNOD) => "mknod",
-        (_, file_op::RENAME) => "rename",
-        (_, file_op::LINK) => "link",
-        (_, file_op::SYMLINK) => "symlink",
-        (_, file_op::TRUNCATE) => "truncate",
-        (_, file_op::CHMOD) => "chmod",
-        (_, file_op::CHOWN) => "chown",
         (_, file_op::MOUNT) => "mount",
         _ => "file_op",
     }
@@ -121,8 +110,8 @@ mod tests {
 
     #[test]
     fn names_every_operation_and_access() {
-        assert_eq!(op_name(event_kind::FILE_OP, file_op::RENAME), "rename");
-        assert_eq!(op_name(event_kind::FILE_OP, file_op::CHOWN), "chown");
+        assert_eq!(op_name(event_kind::FILE_OP, file_op::MOUNT), "mount");
+        assert_eq!(op_name(event_kind::UNIX_CONNECT, 0), "connect");
         assert_eq!(op_name(event_kind::MMAP, 0), "mmap");
         assert_eq!(access_name(access::READ | access::WRITE), "read+write");
         assert_eq!(access_name(access::MAP_EXEC), "map_exec");

@@ -16,11 +16,6 @@ fn class_and_activity(r: &Record) -> (u32, u32) {
         "exec" | "task_start" => (1007, 1), // Process Activity: Launch
         "task_end" | "limit" => (1007, 2),  // Process Activity: Terminate
         "open" => (1001, 14),               // File System Activity: Open
-        "mkdir" | "mknod" | "symlink" | "link" => (1001, 1), // File System Activity: Create
-        "truncate" => (1001, 3),            // File System Activity: Update
-        "unlink" | "rmdir" => (1001, 4),    // File System Activity: Delete
-        "rename" => (1001, 5),              // File System Activity: Rename
-        "chmod" | "chown" => (1001, 7),     // File System Activity: Set Security
         "mount" => (1001, 12),              // File System Activity: Mount
         "mmap" => (1004, 9),                // Memory Activity: Map View
         "connect" if r.decision == "deny" => (4001, 5), // Network Activity: Refuse
@@ -284,8 +279,7 @@ mod tests {
             (record("open", "audit", "/etc/shadow"), 1001, 14),
             (record("connect", "deny", "127.0.0.66:4444"), 4001, 5),
             (record("connect", "allow", "[::1]:8080"), 4001, 1),
-            (record("unlink", "deny", "/srv/x"), 1001, 4),
-            (record("rename", "deny", "/srv/y"), 1001, 5),
+            (record("mount", "deny", ""), 1001, 12),
             (record("mmap", "deny", "/tmp/evil"), 1004, 9),
             (record("connect", "deny", "/run/docker.sock"), 4001, 5),
             (record("sendmsg", "deny", "127.0.0.66:53"), 4001, 5),

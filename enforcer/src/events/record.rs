@@ -228,7 +228,7 @@ pub fn from_kernel(ev: &Event, ctx: &TaskContext, policy: &Policy) -> Option<Rec
         unenforced: ctx.unenforced.clone(),
         details: Map::new(),
     };
-    if super::lsm::is_lsm(ev, ctx.mode) {
+    if super::lsm::is_lsm(ev) {
         return Some(super::lsm::fill(record, ev, policy));
     }
     match ev.kind {

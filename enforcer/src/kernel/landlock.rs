@@ -69,19 +69,7 @@ pub fn abi_version() -> u32 {
 
 /// Every filesystem right this ABI knows.
 fn handled_fs(abi: u32) -> u64 {
-    let mut fs = FS_EXECUTE
-        | FS_WRITE_FILE
-        | FS_READ_FILE
-        | FS_READ_DIR
-        | FS_REMOVE_DIR
-        | FS_REMOVE_FILE
-        | FS_MAKE_CHAR
-        | FS_MAKE_DIR
-        | FS_MAKE_REG
-        | FS_MAKE_SOCK
-        | FS_MAKE_FIFO
-        | FS_MAKE_BLOCK
-        | FS_MAKE_SYM;
+    let mut fs = FS_EXECUTE | FS_WRITE_FILE | FS_READ_FILE | FS_READ_DIR | MAKE_AND_REMOVE;
     if abi >= 2 {
         fs |= FS_REFER;
     }
@@ -151,8 +139,8 @@ pub struct Ruleset {
     handled: u64,
 }
 
-/// The rights of changing names and sizes, which lsm mode leaves to Landlock.
-const PATH_CHANGES: u64 = FS_REMOVE_DIR
+/// Creating and removing names, in every ABI.
+const MAKE_AND_REMOVE: u64 = FS_REMOVE_DIR
     | FS_REMOVE_FILE
     | FS_MAKE_CHAR
     | FS_MAKE_DIR
@@ -160,21 +148,41 @@ const PATH_CHANGES: u64 = FS_REMOVE_DIR
     | FS_MAKE_SOCK
     | FS_MAKE_FIFO
     | FS_MAKE_BLOCK
-    | FS_MAKE_SYM
-    | FS_REFER
-    | FS_TRUNCATE;
+    | FS_MAKE_SYM;
+
+/// Which rights a ruleset handles.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Handled {
+    /// Fallback mode: every filesystem right the ABI knows.
+    All,
+    /// lsm mode: the BPF LSM decides opens, exec and mappings; Landlock keeps what the hooks
+    /// of this version do not cover: creating, removing, renaming, linking and truncating
+    /// names (refused with EACCES outside the write grants).
+    PathChanges,
+}
+
+impl Handled {
+    fn rights(self, abi: u32) -> u64 {
+        match self {
+            Self::All => handled_fs(abi),
+            Self::PathChanges => handled_fs(abi) & (MAKE_AND_REMOVE | FS_REFER | FS_TRUNCATE),
+        }
+    }
+}
 
 impl Ruleset {
-    /// Builds the ruleset for `grants` (plus `extra` executable paths, e.g. ELF interpreters).
+    /// Builds the ruleset for `grants` (plus `extra` executable paths, e.g. ELF interpreters),
+    /// handling `handled` rights, with signal and abstract-socket scoping from ABI 6.
     pub fn build(
         abi: u32,
+        handled: Handled,
         grants: &[Grant],
         extra_exec: &[String],
     ) -> Result<(Self, Vec<Skipped>), LandlockError> {
         if abi == 0 {
             return Err(LandlockError::Unavailable);
         }
-        let ruleset = Self::create(abi, handled_fs(abi))?;
+        let ruleset = Self::create(abi, handled.rights(abi))?;
         let mut skipped = Vec::new();
         let extra = extra_exec
             .iter()
@@ -203,27 +211,6 @@ impl Ruleset {
         Ok((ruleset, skipped))
     }
 
-    /// lsm mode: the BPF LSM decides opens, exec and mappings; Landlock keeps what the
-    /// hooks of this version do not cover: creating, removing, renaming and linking names and
-    /// truncating (refused with EACCES outside the write grants), plus the scoping of signals
-    /// and abstract unix sockets where the kernel has it (ABI 6).
-    pub fn path_changes(abi: u32, grants: &[Grant]) -> Result<Self, LandlockError> {
-        if abi == 0 {
-            return Err(LandlockError::Unavailable);
-        }
-        let handled = handled_fs(abi) & PATH_CHANGES;
-        let ruleset = Self::create(abi, handled)?;
-        for g in grants.iter().filter(|g| g.access & access::WRITE != 0) {
-            match ruleset.add(abi, &g.pattern.path, access::WRITE) {
-                Err(LandlockError::AddRule { source, .. })
-                    if source.kind() == io::ErrorKind::NotFound => {}
-                other => other?,
-            }
-        }
-        Ok(ruleset)
-    }
-
-    /// A ruleset handling `handled`, with signal and abstract-socket scoping from ABI 6.
     fn create(abi: u32, handled: u64) -> Result<Self, LandlockError> {
         let attr = RulesetAttr {
             handled_access_fs: handled,
