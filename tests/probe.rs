@@ -195,6 +195,17 @@ fn bind_mount(src: &str, dst: &str) -> io::Result<()> {
     Ok(())
 }
 
+/// chroot into `dir` from a new user namespace (where the capability it needs is held).
+fn chroot_userns(dir: &str) -> io::Result<()> {
+    let d = cstr(dir);
+    // SAFETY: unshare and chroot with a valid string.
+    unsafe {
+        check(libc::unshare(libc::CLONE_NEWUSER).into())?;
+        check(libc::chroot(d.as_ptr()).into())?;
+    }
+    Ok(())
+}
+
 /// Opens `path` read-only through io_uring (IORING_OP_OPENAT); the result is the CQE's.
 fn io_uring_open(path: &str) -> io::Result<()> {
     #[repr(C)]
@@ -361,6 +372,7 @@ fn main() {
         }
         "unix-connect" => report(unix_connect(arg(2))),
         "bind-mount" => report(bind_mount(arg(2), arg(3))),
+        "chroot" => report(chroot_userns(arg(2))),
         // Replace this process with another program.
         "exec" => {
             let err = Command::new(arg(2)).args(&args[3..]).exec();

@@ -66,17 +66,45 @@ pub mod access {
 pub const LSM_PROGRAMS: &[(&str, &str)] = &[
     ("lsm_file_open", "file_open"),
     ("lsm_mmap_file", "mmap_file"),
+    ("lsm_file_mprotect", "file_mprotect"),
     ("lsm_bprm_check", "bprm_check_security"),
+    ("lsm_path_unlink", "path_unlink"),
+    ("lsm_path_mkdir", "path_mkdir"),
+    ("lsm_path_rmdir", "path_rmdir"),
+    ("lsm_path_mknod", "path_mknod"),
+    ("lsm_path_rename", "path_rename"),
+    ("lsm_path_link", "path_link"),
+    ("lsm_path_symlink", "path_symlink"),
+    ("lsm_path_truncate", "path_truncate"),
+    ("lsm_path_chmod", "path_chmod"),
+    ("lsm_path_chown", "path_chown"),
     ("lsm_sb_mount", "sb_mount"),
     ("lsm_move_mount", "move_mount"),
     ("lsm_sb_pivotroot", "sb_pivotroot"),
+    ("lsm_path_chroot", "path_chroot"),
     ("lsm_socket_connect", "socket_connect"),
 ];
 
+/// [`Event::op`] of an `MMAP` event from `file_mprotect` (0: from `mmap_file`).
+pub const MMAP_OP_MPROTECT: u32 = 1;
+
 /// [`Event::op`] of a `FILE_OP` event: which path operation.
 pub mod file_op {
+    pub const UNLINK: u32 = 1;
+    pub const MKDIR: u32 = 2;
+    pub const RMDIR: u32 = 3;
+    /// mknod, and the creation of a regular file by open(O_CREAT).
+    pub const MKNOD: u32 = 4;
+    pub const RENAME: u32 = 5;
+    pub const LINK: u32 = 6;
+    pub const SYMLINK: u32 = 7;
+    pub const TRUNCATE: u32 = 8;
+    pub const CHMOD: u32 = 9;
+    pub const CHOWN: u32 = 10;
     /// mount, move_mount or pivot_root.
     pub const MOUNT: u32 = 11;
+    /// chroot.
+    pub const CHROOT: u32 = 12;
 }
 
 /// Bits of [`TaskEntry::flags`].
@@ -237,6 +265,18 @@ pub struct KernelOffsets {
     pub file_flags: u32,
     pub bprm_file: u32,
     pub inode_mode: u32,
+    /// `path.mnt` and `path.dentry`, for the hooks given a `struct path *`.
+    pub path_mnt: u32,
+    pub path_dentry: u32,
+    /// `dentry.d_name` (a `struct qstr`: hash and length, then the name pointer).
+    pub dentry_name: u32,
+    /// `struct mount` around a `struct vfsmount`, to cross mount points walking up a path.
+    pub mount_mnt: u32,
+    pub mount_parent: u32,
+    pub mount_mountpoint: u32,
+    pub vfsmount_root: u32,
+    /// `vm_area_struct.vm_file`, the file of a mapping (file_mprotect).
+    pub vma_file: u32,
     /// Non-zero once userspace filled the offsets; the programs check nothing until then.
     pub valid: u32,
 }
@@ -344,7 +384,8 @@ const _: () = {
     assert!(size_of::<InodeKey>() == 24);
     assert!(offset_of!(InodeKey, dev) == 8);
     assert!(size_of::<PendingOp>() == 24);
-    assert!(size_of::<KernelOffsets>() == 76);
+    assert!(size_of::<KernelOffsets>() == 108);
+    assert!(offset_of!(KernelOffsets, valid) == 104);
     assert!(size_of::<RootCgroup>() == 16);
     assert!(offset_of!(Event, kind) == 48);
     assert!(offset_of!(Event, family) == 96);

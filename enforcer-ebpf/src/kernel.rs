@@ -29,6 +29,14 @@ static KERNEL_OFFSETS: KernelOffsets = KernelOffsets {
     file_flags: 0,
     bprm_file: 0,
     inode_mode: 0,
+    path_mnt: 0,
+    path_dentry: 0,
+    dentry_name: 0,
+    mount_mnt: 0,
+    mount_parent: 0,
+    mount_mountpoint: 0,
+    vfsmount_root: 0,
+    vma_file: 0,
     valid: 0,
 };
 

@@ -1,12 +1,12 @@
-//! lsm mode, files: `file_open` (read/write/exec opens) and `mmap_file` with PROT_EXEC (how
-//! `ld.so /forbidden/binary` or a loaded library runs code without execve).
+//! lsm mode, files: `file_open` (read/write/exec opens), and `mmap_file` and `file_mprotect`
+//! with PROT_EXEC (how `ld.so /forbidden/binary` or a loaded library runs code without execve).
 use aya_ebpf::{macros::lsm, programs::LsmContext};
 use enforcer_common::{access, event_kind, task_flags};
 
 use crate::{
     kernel::{self, read},
     lsm::{self, Check},
-    path,
+    lsm_paths, path,
     task::{self, Counter},
 };
 
@@ -121,4 +121,36 @@ pub fn lsm_mmap_file(ctx: LsmContext) -> i32 {
         any_of: 0,
     };
     check_file(&task, file, &check)
+}
+
+/// mprotect(vma, reqprot, prot) adding PROT_EXEC to a file mapping: the same rule as mapping
+/// it executable. The kernel does not allow `bpf_d_path` here, so the path is walked.
+#[lsm(hook = "file_mprotect")]
+pub fn lsm_file_mprotect(ctx: LsmContext) -> i32 {
+    let vma: u64 = ctx.arg(0);
+    let prot: u64 = ctx.arg(2);
+    if prot & PROT_EXEC == 0 {
+        return ctx.arg(3);
+    }
+    let Some(o) = kernel::resolved() else {
+        return ctx.arg(3);
+    };
+    let file: u64 = read(vma, o.vma_file).unwrap_or(0);
+    if file == 0 {
+        return ctx.arg(3);
+    }
+    let task = match lsm::enter(ctx.arg(3)) {
+        Ok(task) => task,
+        Err(ret) => return ret,
+    };
+    let mnt: u64 = read(file, o.file_path + o.path_mnt).unwrap_or(0);
+    let dentry: u64 = read(file, o.file_dentry).unwrap_or(0);
+    let check = Check {
+        kind: event_kind::MMAP,
+        want: access::MAP_EXEC,
+        op: enforcer_common::MMAP_OP_MPROTECT,
+        flags: prot as u32,
+        any_of: 0,
+    };
+    lsm_paths::check_dentry(&task, mnt, dentry, &check, false)
 }

@@ -1,41 +1,132 @@
-//! lsm mode, the mount table: no task process may mount, move a mount or pivot its root (a
-//! bind mount would give a file a second path; unprivileged user namespaces make mounting
-//! possible without any capability).
+//! lsm mode, write-like path operations: unlink, mkdir, rmdir, mknod (also every O_CREAT of a
+//! new file), rename, link, symlink, truncate, chmod and chown each need write access to the
+//! path they change.
+//!
+//! The kernel does not allow `bpf_d_path` in these hooks on every kernel (not on 6.1), so the
+//! path is found by walking up from the dentry (`path::walk`): one code path on every kernel.
 use aya_ebpf::{macros::lsm, programs::LsmContext};
-use enforcer_common::{RULE_DEFAULT_DENY, access, event_kind, file_op};
+use enforcer_common::{access, event_kind, file_op};
 
 use crate::{
+    kernel::{self, read},
     lsm::{self, Check},
+    path,
     task::Task,
 };
 
 #[inline(always)]
-fn refuse_mount(task: &Task) -> i32 {
-    let check = Check {
+fn op_check(op: u32) -> Check {
+    Check {
         kind: event_kind::FILE_OP,
         want: access::WRITE,
-        op: file_op::MOUNT,
+        op,
         flags: 0,
         any_of: 0,
-    };
-    lsm::refuse(task, &check, RULE_DEFAULT_DENY, |_| {})
+    }
 }
 
-macro_rules! refuse_mount_hook {
-    ($name:ident, $hook:literal, $ret:literal) => {
-        #[lsm(hook = $hook)]
-        pub fn $name(ctx: LsmContext) -> i32 {
-            match lsm::enter(ctx.arg($ret)) {
-                Ok(task) => refuse_mount(&task),
-                Err(ret) => ret,
-            }
+/// Checks `check` on `dentry` on the mount of `path_ptr` (a `struct path *`). `whole` is true
+/// when the path itself is the object (truncate, chmod, chown): a directory then matches its
+/// own `dir/` rules; otherwise a name is created or removed within its parent.
+#[inline(always)]
+pub fn check_dentry(task: &Task, vfsmount: u64, dentry: u64, check: &Check, whole: bool) -> i32 {
+    let (Some(o), Some(sc)) = (kernel::resolved(), path::scratch()) else {
+        return 0;
+    };
+    let mut len = match path::walk(sc, &o, dentry, vfsmount) {
+        Some(len) => len,
+        None => lsm::unresolved(sc),
+    };
+    if whole && len > 0 && path::is_dir(&o, dentry) {
+        len = path::mark_dir(sc, len);
+    }
+    lsm::decide(task, sc, len, check, None)
+}
+
+/// `dentry` within the directory `dir` (a `struct path *`).
+#[inline(always)]
+fn check_entry(task: &Task, dir: u64, dentry: u64, op: u32) -> i32 {
+    let Some(o) = kernel::resolved() else {
+        return 0;
+    };
+    let mnt: u64 = read(dir, o.path_mnt).unwrap_or(0);
+    check_dentry(task, mnt, dentry, &op_check(op), false)
+}
+
+/// The object `path` (a `struct path *`) itself.
+#[inline(always)]
+fn check_whole(task: &Task, path: u64, op: u32) -> i32 {
+    let Some(o) = kernel::resolved() else {
+        return 0;
+    };
+    let mnt: u64 = read(path, o.path_mnt).unwrap_or(0);
+    let dentry: u64 = read(path, o.path_dentry).unwrap_or(0);
+    check_dentry(task, mnt, dentry, &op_check(op), true)
+}
+
+macro_rules! enter {
+    ($ctx:expr, $ret:expr) => {
+        match lsm::enter($ctx.arg($ret)) {
+            Ok(task) => task,
+            Err(ret) => return ret,
         }
     };
 }
 
-// mount(dev_name, path, type, flags, data)
-refuse_mount_hook!(lsm_sb_mount, "sb_mount", 5);
-// move_mount(from_path, to_path)
-refuse_mount_hook!(lsm_move_mount, "move_mount", 2);
-// pivot_root(old_path, new_path)
-refuse_mount_hook!(lsm_sb_pivotroot, "sb_pivotroot", 2);
+/// A hook given `(dir, dentry, ...)`, the return value of earlier LSMs at argument `$ret`.
+macro_rules! entry_hook {
+    ($name:ident, $hook:literal, $ret:literal, $op:expr) => {
+        #[lsm(hook = $hook)]
+        pub fn $name(ctx: LsmContext) -> i32 {
+            let task = enter!(ctx, $ret);
+            check_entry(&task, ctx.arg(0), ctx.arg(1), $op)
+        }
+    };
+}
+
+/// A hook given `(path, ...)`.
+macro_rules! whole_hook {
+    ($name:ident, $hook:literal, $ret:literal, $op:expr) => {
+        #[lsm(hook = $hook)]
+        pub fn $name(ctx: LsmContext) -> i32 {
+            let task = enter!(ctx, $ret);
+            check_whole(&task, ctx.arg(0), $op)
+        }
+    };
+}
+
+// unlink(dir, dentry)
+entry_hook!(lsm_path_unlink, "path_unlink", 2, file_op::UNLINK);
+// mkdir(dir, dentry, mode)
+entry_hook!(lsm_path_mkdir, "path_mkdir", 3, file_op::MKDIR);
+// rmdir(dir, dentry)
+entry_hook!(lsm_path_rmdir, "path_rmdir", 2, file_op::RMDIR);
+// mknod(dir, dentry, mode, dev), also for open(O_CREAT) of a new file
+entry_hook!(lsm_path_mknod, "path_mknod", 4, file_op::MKNOD);
+// symlink(dir, dentry, old_name)
+entry_hook!(lsm_path_symlink, "path_symlink", 3, file_op::SYMLINK);
+// truncate(path)
+whole_hook!(lsm_path_truncate, "path_truncate", 1, file_op::TRUNCATE);
+// chmod(path, mode)
+whole_hook!(lsm_path_chmod, "path_chmod", 2, file_op::CHMOD);
+// chown(path, uid, gid)
+whole_hook!(lsm_path_chown, "path_chown", 3, file_op::CHOWN);
+
+/// link(old_dentry, new_dir, new_dentry): the new name must be writable. The file itself is
+/// matched by identity when it is opened under any name.
+#[lsm(hook = "path_link")]
+pub fn lsm_path_link(ctx: LsmContext) -> i32 {
+    let task = enter!(ctx, 3);
+    check_entry(&task, ctx.arg(1), ctx.arg(2), file_op::LINK)
+}
+
+/// rename(old_dir, old_dentry, new_dir, new_dentry, flags): both names must be writable.
+#[lsm(hook = "path_rename")]
+pub fn lsm_path_rename(ctx: LsmContext) -> i32 {
+    let task = enter!(ctx, 5);
+    let ret = check_entry(&task, ctx.arg(0), ctx.arg(1), file_op::RENAME);
+    if ret != 0 {
+        return ret;
+    }
+    check_entry(&task, ctx.arg(2), ctx.arg(3), file_op::RENAME)
+}

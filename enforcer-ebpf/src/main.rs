@@ -15,6 +15,7 @@ mod kernel;
 mod lsm;
 mod lsm_exec;
 mod lsm_files;
+mod lsm_mounts;
 mod lsm_net;
 mod lsm_paths;
 mod maps;

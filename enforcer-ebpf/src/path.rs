@@ -1,12 +1,18 @@
 //! The path an LSM hook checks, and its rule.
 //!
-//! `bpf_d_path` on a `struct path` the hook was given (file_open, mmap_file, bprm_check): the
-//! kernel's own d_path, after symlinks, `..`, relative names and directory fds are resolved.
+//! - `bpf_d_path` on a `struct path` the hook was given (file_open, mmap_file, bprm_check): the
+//!   kernel's own d_path, after symlinks, `..`, relative names and directory fds are resolved.
+//! - [`walk`], for the hooks where the kernel does not allow `bpf_d_path` (the path_* hooks on
+//!   6.1, file_mprotect everywhere): up the dentry tree to the root of the mount namespace,
+//!   crossing mount points through `struct mount`, one component per `bpf_loop` step (the
+//!   verifier checks the step once instead of an unrolled loop).
 //!
 //! The path ends up NUL-terminated at the start of [`Scratch::path`]; [`lookup`] matches it
 //! against the task's `FILE_RULES`, most specific prefix first.
+use core::ffi::c_void;
+
 use aya_ebpf::{
-    helpers::{bpf_d_path, bpf_probe_read_kernel_buf},
+    helpers::{bpf_d_path, bpf_loop, bpf_probe_read_kernel_buf},
     macros::map,
     maps::{PerCpuArray, lpm_trie::Key},
 };
@@ -14,13 +20,21 @@ use enforcer_common::{
     KEY_PATH_BYTES, KernelOffsets, PATH_BYTES, PATH_KEY_FIXED_BITS, PathKey, RULE_DEFAULT_DENY,
 };
 
-use crate::{kernel::read, maps::FILE_RULES};
+use crate::{
+    kernel::{self, read},
+    maps::FILE_RULES,
+};
 
 /// Bytes of a path the programs can resolve (the kernel's PATH_MAX).
 pub const PATH_MAX: usize = 4096;
 const MASK: usize = PATH_MAX - 1;
 /// Room after `PATH_MAX` so that writes at a masked offset plus a bounded length stay inside.
 const AREA: usize = PATH_MAX + 512;
+/// Components walked up from a dentry before giving up (the path is then refused): PATH_MAX
+/// holds at most 2,048 of them ("/a" each).
+const MAX_COMPONENTS: u32 = (PATH_MAX / 2) as u32;
+/// Longest name of one component (the kernel's NAME_MAX).
+const NAME_MAX: u32 = 255;
 
 const S_IFMT: u16 = 0o170000;
 const S_IFDIR: u16 = 0o040000;
@@ -31,6 +45,9 @@ pub struct Scratch {
     _pad: [u8; 4],
     /// The resolved path, NUL-terminated, at the start.
     pub path: [u8; AREA],
+    /// Where [`walk`] builds a path backwards, ending at `PATH_MAX - 1`. Twice PATH_MAX, so
+    /// that any masked offset plus any masked length stays inside.
+    walk: [u8; 2 * PATH_MAX],
 }
 
 /// One per CPU. LSM programs run with migration disabled, so a program keeps its CPU; on a
@@ -63,6 +80,132 @@ pub fn d_path(sc: &mut Scratch, path: u64) -> Option<usize> {
     (n > 0).then_some(n as usize)
 }
 
+/// A walk in progress: the caller's stack, handed to each [`walk_step`].
+#[repr(C)]
+struct Walk {
+    dentry: u64,
+    /// The `struct vfsmount` the dentry is on, and the `struct mount` around it.
+    vfsmount: u64,
+    mount: u64,
+    /// Start of the path built so far in `Scratch::walk`.
+    pos: u64,
+    state: u64,
+}
+
+const WALKING: u64 = 0;
+const DONE: u64 = 1;
+const FAILED: u64 = 2;
+
+/// Fills `sc.path` with the path of `dentry` on mount `vfsmount`, walking up to the root of the
+/// mount namespace. Returns the length including the NUL, or `None` when the path cannot be
+/// resolved (too deep, too long, a dentry cut off from its mount): the caller refuses it.
+#[inline(always)]
+pub fn walk(sc: &mut Scratch, o: &KernelOffsets, dentry: u64, vfsmount: u64) -> Option<usize> {
+    let mount = vfsmount.checked_sub(u64::from(o.mount_mnt))?;
+    let end = PATH_MAX - 1;
+    sc.walk[end] = 0;
+    let mut w = Walk {
+        dentry,
+        vfsmount,
+        mount,
+        pos: end as u64,
+        state: WALKING,
+    };
+    // SAFETY: `walk_step` is a BPF subprogram taking (index, ctx); `w` outlives the call.
+    unsafe {
+        bpf_loop(
+            MAX_COMPONENTS,
+            walk_step as *mut c_void,
+            core::ptr::addr_of_mut!(w) as *mut c_void,
+            0,
+        )
+    };
+    if w.state != DONE {
+        return None;
+    }
+    let mut pos = w.pos as usize & MASK;
+    if pos == end {
+        // The root itself.
+        pos -= 1;
+        sc.walk[pos] = b'/';
+    }
+    let len = (PATH_MAX - pos) & MASK;
+    if len == 0 {
+        return None;
+    }
+    // SAFETY: `pos + len` <= 2 * PATH_MAX and `len` <= AREA (both masked).
+    let src = unsafe { sc.walk.as_ptr().add(pos) };
+    let dst = unsafe { core::slice::from_raw_parts_mut(sc.path.as_mut_ptr(), len) };
+    unsafe { bpf_probe_read_kernel_buf(src, dst) }.ok()?;
+    Some(len)
+}
+
+/// One step of [`walk`]: prepends the current component, or crosses to the parent mount.
+/// Returns 1 to stop the loop.
+#[inline(never)]
+extern "C" fn walk_step(_index: u32, ctx: *mut c_void) -> i64 {
+    // SAFETY: `ctx` is the `Walk` that `walk` handed to bpf_loop.
+    let w = unsafe { &mut *(ctx as *mut Walk) };
+    match step(w) {
+        Some(false) => 0,
+        Some(true) => {
+            w.state = DONE;
+            1
+        }
+        None => {
+            w.state = FAILED;
+            1
+        }
+    }
+}
+
+/// `Some(true)` at the root, `Some(false)` to go on, `None` on failure.
+#[inline(always)]
+fn step(w: &mut Walk) -> Option<bool> {
+    let o = kernel::resolved()?;
+    let sc = scratch()?;
+    let root: u64 = read(w.vfsmount, o.vfsmount_root)?;
+    if w.dentry == root {
+        let parent: u64 = read(w.mount, o.mount_parent)?;
+        if parent == w.mount || parent == 0 {
+            return Some(true);
+        }
+        w.dentry = read(w.mount, o.mount_mountpoint)?;
+        w.mount = parent;
+        w.vfsmount = parent + u64::from(o.mount_mnt);
+        return Some(false);
+    }
+    let parent: u64 = read(w.dentry, o.dentry_parent)?;
+    if parent == w.dentry || parent == 0 {
+        // The top of a file system that is not its mount's root: a dentry cut off from the
+        // tree (a lazily unmounted or deleted directory). Refused.
+        return None;
+    }
+    // struct qstr: { u32 hash; u32 len; } then `const unsigned char *name`.
+    let len: u32 = read(w.dentry, o.dentry_name + 4)?;
+    let name: u64 = read(w.dentry, o.dentry_name + 8)?;
+    if len == 0 || len > NAME_MAX {
+        return None;
+    }
+    let len = len as usize;
+    let pos = w.pos as usize;
+    if pos < len + 2 {
+        return None;
+    }
+    let at = (pos - len) & MASK;
+    // The verifier loses the bounds of `len` in the subtraction above; an opaque masked copy
+    // (LLVM would drop a plain mask, knowing `len <= NAME_MAX`) gives the helper a bounded size.
+    let n = core::hint::black_box(len) & NAME_MAX as usize;
+    // SAFETY: `at + n` <= PATH_MAX + NAME_MAX < 2 * PATH_MAX; the helper checks `name`.
+    let dst = unsafe { core::slice::from_raw_parts_mut(sc.walk.as_mut_ptr().add(at), n) };
+    unsafe { bpf_probe_read_kernel_buf(name as *const u8, dst) }.ok()?;
+    let slash = (pos - len - 1) & MASK;
+    sc.walk[slash] = b'/';
+    w.pos = slash as u64;
+    w.dentry = parent;
+    Some(false)
+}
+
 /// Marks the path in `sc` as a directory (a trailing `/`, so `dir/` rules match the directory
 /// itself). Returns the new length.
 #[inline(always)]
@@ -74,8 +217,11 @@ pub fn mark_dir(sc: &mut Scratch, len: usize) -> usize {
     if len < 3 || len >= PATH_MAX {
         return len;
     }
-    sc.path[(len - 1) & MASK] = b'/';
-    sc.path[len & MASK] = 0;
+    // An opaque copy: LLVM would otherwise drop the masks (it knows `len < PATH_MAX`), and
+    // the 6.1 verifier does not carry the bound of a spilled `len` over to its reload.
+    let at = core::hint::black_box(len);
+    sc.path[(at - 1) & MASK] = b'/';
+    sc.path[at & MASK] = 0;
     len + 1
 }
 

@@ -137,17 +137,13 @@ pub fn prepare(req: &RunRequest) -> Result<Prepared, RunError> {
     let files = file_entries(&policy);
     let net = net_entries(&policy, &resolved);
 
-    // Audit mode refuses nothing, so it gets no ruleset in either mode.
-    let ruleset = if lsm && probe.landlock_abi == 0 {
-        unenforced.push(
-            "creating, removing, renaming, linking and truncating names: not restricted (lsm \
-             mode leaves them to Landlock, which this kernel lacks)"
-                .to_owned(),
-        );
+    // Audit mode refuses nothing, so it gets no ruleset in either mode. In lsm mode Landlock
+    // only scopes signals and abstract sockets (ABI 6); below that it has nothing to add.
+    let ruleset = if lsm && probe.landlock_abi < 6 {
         None
     } else if policy.mode == Mode::Enforce {
         let handled = if lsm {
-            Handled::PathChanges
+            Handled::ScopesOnly
         } else {
             Handled::All
         };
@@ -196,13 +192,6 @@ pub fn prepare(req: &RunRequest) -> Result<Prepared, RunError> {
 /// event): never a silent gap.
 pub fn mode_gaps(policy: &Policy, probe: &Probe) -> Vec<String> {
     let mut gaps = Vec::new();
-    if policy.mode == policy::Mode::Enforce && probe.landlock_abi > 0 {
-        gaps.push(
-            "mount, move_mount, pivot_root: refused by Landlock (EPERM), which runs before the \
-             BPF LSM, so without an event"
-                .to_owned(),
-        );
-    }
     let has_unix = policy
         .rules
         .iter()
@@ -215,13 +204,6 @@ pub fn mode_gaps(policy: &Policy, probe: &Probe) -> Vec<String> {
                     .to_owned(),
             );
         }
-        gaps.push(
-            "creating, removing, renaming, linking and truncating names: not seen by the BPF \
-             LSM in this version (no path hooks); in enforce mode Landlock refuses them (EACCES) \
-             outside the write rules, without an event"
-                .to_owned(),
-        );
-        gaps.push("chmod and chown: not restricted (no path hooks in this version)".to_owned());
         if policy.allow_io_uring {
             gaps.push(
                 "io_uring opens (allow_io_uring): measured not refused by the file_open hook on \
@@ -229,12 +211,14 @@ pub fn mode_gaps(policy: &Policy, probe: &Probe) -> Vec<String> {
                     .to_owned(),
             );
         }
+        return gaps;
+    }
+    if policy.mode == policy::Mode::Enforce && probe.landlock_abi > 0 {
         gaps.push(
-            "mprotect adding PROT_EXEC to a file mapped without it: not checked (mmap with \
-             PROT_EXEC is)"
+            "mount, move_mount, pivot_root: refused by Landlock (EPERM) without an event in \
+             fallback mode"
                 .to_owned(),
         );
-        return gaps;
     }
     let why = probe.fallback_reason().unwrap_or_default();
     gaps.push(format!(

@@ -27,7 +27,18 @@ pub fn op_name(kind: u32, op: u32) -> &'static str {
         (event_kind::EXEC, _) => "exec",
         (event_kind::MMAP, _) => "mmap",
         (event_kind::UNIX_CONNECT, _) => "connect",
+        (_, file_op::UNLINK) => "unlink",
+        (_, file_op::MKDIR) => "mkdir",
+        (_, file_op::RMDIR) => "rmdir",
+        (_, file_op::MKNOD) => "mknod",
+        (_, file_op::RENAME) => "rename",
+        (_, file_op::LINK) => "link",
+        (_, file_op::SYMLINK) => "symlink",
+        (_, file_op::TRUNCATE) => "truncate",
+        (_, file_op::CHMOD) => "chmod",
+        (_, file_op::CHOWN) => "chown",
         (_, file_op::MOUNT) => "mount",
+        (_, file_op::CHROOT) => "chroot",
         _ => "file_op",
     }
 }
@@ -57,6 +68,8 @@ pub fn fill(mut record: Record, ev: &Event, policy: &Policy) -> Record {
     record.errno = (!audit).then_some("EPERM");
     record.rule = if ev.op == file_op::MOUNT {
         "no task may mount (a mount would give files a second path)".into()
+    } else if ev.op == file_op::CHROOT {
+        "no task may chroot (a new root would change the paths the rules see)".into()
     } else if record.target.is_empty() || record.target == "?" {
         "the path could not be resolved in the kernel: refused (fail closed)".into()
     } else {
@@ -87,9 +100,21 @@ fn hook(kind: u32, op: u32) -> Value {
     json!(match (kind, op) {
         (event_kind::OPEN, _) => "file_open",
         (event_kind::EXEC, _) => "bprm_check_security",
-        (event_kind::MMAP, _) => "mmap_file/file_mprotect",
+        (event_kind::MMAP, enforcer_common::MMAP_OP_MPROTECT) => "file_mprotect",
+        (event_kind::MMAP, _) => "mmap_file",
         (event_kind::UNIX_CONNECT, _) => "socket_connect",
         (_, file_op::MOUNT) => "sb_mount/move_mount/sb_pivotroot",
+        (_, file_op::CHROOT) => "path_chroot",
+        (_, file_op::UNLINK) => "path_unlink",
+        (_, file_op::MKDIR) => "path_mkdir",
+        (_, file_op::RMDIR) => "path_rmdir",
+        (_, file_op::MKNOD) => "path_mknod",
+        (_, file_op::RENAME) => "path_rename",
+        (_, file_op::LINK) => "path_link",
+        (_, file_op::SYMLINK) => "path_symlink",
+        (_, file_op::TRUNCATE) => "path_truncate",
+        (_, file_op::CHMOD) => "path_chmod",
+        (_, file_op::CHOWN) => "path_chown",
         _ => "path hooks",
     })
 }

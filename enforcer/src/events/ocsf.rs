@@ -17,6 +17,12 @@ fn class_and_activity(r: &Record) -> (u32, u32) {
         "task_end" | "limit" => (1007, 2),  // Process Activity: Terminate
         "open" => (1001, 14),               // File System Activity: Open
         "mount" => (1001, 12),              // File System Activity: Mount
+        "mkdir" | "mknod" | "symlink" | "link" => (1001, 1), // File System Activity: Create
+        "truncate" => (1001, 3),            // File System Activity: Update
+        "unlink" | "rmdir" => (1001, 4),    // File System Activity: Delete
+        "rename" => (1001, 5),              // File System Activity: Rename
+        "chmod" | "chown" => (1001, 7),     // File System Activity: Set Security
+        "chroot" => (1001, 99),             // File System Activity: Other
         "mmap" => (1004, 9),                // Memory Activity: Map View
         "connect" if r.decision == "deny" => (4001, 5), // Network Activity: Refuse
         "connect" => (4001, 1),             // Network Activity: Open

@@ -219,6 +219,14 @@ pub fn kernel_offsets(btf: &Btf<'_>) -> Result<KernelOffsets, BtfError> {
         file_flags: m("file", "f_flags")?,
         bprm_file: m("linux_binprm", "file")?,
         inode_mode: m("inode", "i_mode")?,
+        path_mnt: m("path", "mnt")?,
+        path_dentry: m("path", "dentry")?,
+        dentry_name: m("dentry", "d_name")?,
+        mount_mnt: m("mount", "mnt")?,
+        mount_parent: m("mount", "mnt_parent")?,
+        mount_mountpoint: m("mount", "mnt_mountpoint")?,
+        vfsmount_root: m("vfsmount", "mnt_root")?,
+        vma_file: m("vm_area_struct", "vm_file")?,
         valid: 1,
     })
 }

@@ -155,17 +155,17 @@ const MAKE_AND_REMOVE: u64 = FS_REMOVE_DIR
 pub enum Handled {
     /// Fallback mode: every filesystem right the ABI knows.
     All,
-    /// lsm mode: the BPF LSM decides opens, exec and mappings; Landlock keeps what the hooks
-    /// of this version do not cover: creating, removing, renaming, linking and truncating
-    /// names (refused with EACCES outside the write grants).
-    PathChanges,
+    /// lsm mode: the BPF LSM decides every file operation, so Landlock handles no filesystem
+    /// right (it runs before the BPF LSM and would refuse first, without an event); it keeps
+    /// only signal and abstract-socket scoping (ABI 6).
+    ScopesOnly,
 }
 
 impl Handled {
     fn rights(self, abi: u32) -> u64 {
         match self {
             Self::All => handled_fs(abi),
-            Self::PathChanges => handled_fs(abi) & (MAKE_AND_REMOVE | FS_REFER | FS_TRUNCATE),
+            Self::ScopesOnly => 0,
         }
     }
 }
@@ -184,6 +184,9 @@ impl Ruleset {
         }
         let ruleset = Self::create(abi, handled.rights(abi))?;
         let mut skipped = Vec::new();
+        if ruleset.handled == 0 {
+            return Ok((ruleset, skipped));
+        }
         let extra = extra_exec
             .iter()
             .map(|p| (p.as_str(), access::EXEC, Vec::new()));
