@@ -1,7 +1,8 @@
-//! What only the BPF LSM hooks can decide: executable mappings, unix-socket connects, mounts,
-//! and opens reached through /proc/self/root, openat2 and io_uring. In lsm mode each is
-//! refused with EPERM and reported; in fallback mode the test checks the honest alternative:
-//! Landlock's refusal, or the gap named in the task's `unenforced` list.
+//! What only the BPF LSM hooks can decide: executable mappings, unix-socket connects, path
+//! changes (unlink, mkdir, rmdir, create, rename, link, symlink, truncate, chmod), mounts,
+//! chroot, and opens reached through /proc/self/root, openat2 and io_uring. In lsm mode each
+//! is refused with EPERM and reported; in fallback mode the test checks the honest
+//! alternative: Landlock's refusal, or the gap named in the task's `unenforced` list.
 use std::os::unix::net::UnixListener;
 
 use enforcer_tests::{
@@ -57,9 +58,139 @@ fn executable_mappings_need_an_exec_or_library_rule() {
         assert_eq!(out.probe_said(), "ok", "{}", out.stderr);
         assert_declared(&out, "executable mappings");
     }
-    // What may be executed may be mapped executable.
-    let own = run(&s, &policy(&s), &[], &[&probe(), "mmap-exec", &probe()]);
-    assert_eq!(own.probe_said(), "ok", "{}", own.stderr);
+    // mprotect adding PROT_EXEC to a read-only mapping of the same file.
+    let out = run(&s, &policy(&s), &[], &[&probe(), "mprotect-exec", &data]);
+    if mode().is_lsm() {
+        let e = lsm_denial(&out, "mmap", &data);
+        assert_eq!(e["checked_by"], "file_mprotect");
+        assert_eq!(e["access"], "map_exec");
+    } else {
+        assert_eq!(out.probe_said(), "ok", "{}", out.stderr);
+        assert_declared(&out, "executable mappings");
+    }
+    // What may be executed may be mapped executable, either way.
+    for how in ["mmap-exec", "mprotect-exec"] {
+        let own = run(&s, &policy(&s), &[], &[&probe(), how, &probe()]);
+        assert_eq!(own.probe_said(), "ok", "{how}: {}", own.stderr);
+    }
+}
+
+#[test]
+fn path_changes_need_a_write_rule() {
+    if !require_root("path_changes_need_a_write_rule") {
+        return;
+    }
+    let s = Scratch::new("path-ops");
+    let ws = |rel: &str| s.path(&format!("ws/{rel}"));
+    std::fs::create_dir_all(ws("dir")).expect("dir");
+    std::fs::create_dir_all(ws("out/dir")).expect("dir");
+    std::fs::write(ws("out/f"), "x").expect("file");
+    std::fs::write(ws("out/g"), "x").expect("file");
+    let notes = ws("notes.txt");
+    // (what, probe arguments, the path the hook checks, its op); ws/ is read-only and ws/out/
+    // writable, so each refused case has an allowed twin below.
+    let refused: Vec<(&str, Vec<String>, String, &str)> = vec![
+        ("unlink", vec![notes.clone()], notes.clone(), "unlink"),
+        ("mkdir", vec![ws("new")], ws("new"), "mkdir"),
+        ("rmdir", vec![ws("dir")], ws("dir"), "rmdir"),
+        ("write", vec![ws("created")], ws("created"), "mknod"),
+        (
+            "rename",
+            vec![notes.clone(), ws("out/moved")],
+            notes.clone(),
+            "rename",
+        ),
+        (
+            "link",
+            vec![ws("out/f"), ws("linked")],
+            ws("linked"),
+            "link",
+        ),
+        (
+            "symlink",
+            vec![notes.clone(), ws("sym")],
+            ws("sym"),
+            "symlink",
+        ),
+        (
+            "truncate-path",
+            vec![notes.clone()],
+            notes.clone(),
+            "truncate",
+        ),
+        ("chmod", vec![notes.clone()], notes.clone(), "chmod"),
+    ];
+    for (what, args, checked, op) in refused {
+        let mut argv = vec![probe(), what.to_owned()];
+        argv.extend(args);
+        let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+        let out = run(&s, &policy(&s), &[], &argv);
+        if mode().is_lsm() {
+            let e = lsm_denial(&out, op, &checked);
+            assert_eq!(e["access"], "write", "{what}");
+            assert_eq!(e["checked_by"], format!("path_{op}"), "{what}");
+            assert_eq!(
+                e["rule"],
+                format!("files.read[4] \"{}/\"", s.ws()),
+                "{what}"
+            );
+            continue;
+        }
+        match what {
+            // Landlock has no right for chmod; before ABI 3, none for truncate.
+            "chmod" => {
+                assert_eq!(out.probe_said(), "ok", "{what}: {}", out.stderr);
+                assert_declared(&out, "chmod and chown");
+            }
+            "truncate-path" if out.probe_said() == "ok" => assert_declared(&out, "truncate"),
+            // Across directories Landlock may answer EXDEV (no refer right) before EACCES.
+            "rename" | "link" => {
+                assert!(
+                    ["err EACCES (13)", "err EXDEV (18)"].contains(&out.probe_said()),
+                    "{what}: {} {}",
+                    out.probe_said(),
+                    out.stderr
+                );
+                assert_declared(&out, "creating, removing, renaming and linking names");
+            }
+            _ => {
+                assert_eq!(
+                    out.probe_said(),
+                    "err EACCES (13)",
+                    "{what}: {}",
+                    out.stderr
+                );
+                assert_declared(&out, "creating, removing, renaming and linking names");
+            }
+        }
+    }
+    let allowed: Vec<(&str, Vec<String>)> = vec![
+        ("mkdir", vec![ws("out/new")]),
+        ("rmdir", vec![ws("out/dir")]),
+        ("write", vec![ws("out/created")]),
+        ("rename", vec![ws("out/g"), ws("out/moved")]),
+        ("link", vec![ws("out/f"), ws("out/linked")]),
+        ("symlink", vec![notes.clone(), ws("out/sym")]),
+        ("truncate-path", vec![ws("out/f")]),
+        ("chmod", vec![ws("out/f")]),
+        ("unlink", vec![ws("out/f")]),
+    ];
+    for (what, args) in allowed {
+        let mut argv = vec![probe(), what.to_owned()];
+        argv.extend(args);
+        let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+        let out = run(&s, &policy(&s), &[], &argv);
+        assert_eq!(out.probe_said(), "ok", "{what} in ws/out: {}", out.stderr);
+        let ws_root = s.ws();
+        let denied: Vec<_> = out
+            .events
+            .iter()
+            .filter(|e| {
+                e["decision"] == "deny" && e["target"].as_str().unwrap_or("").starts_with(&ws_root)
+            })
+            .collect();
+        assert!(denied.is_empty(), "{what} in ws/out: {denied:?}");
+    }
 }
 
 #[test]
@@ -111,15 +242,12 @@ fn opens_through_proc_root_openat2_and_io_uring_are_checked_on_the_resolved_path
         argv.extend(args);
         let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
         let out = run(&s, &p, &[], &argv);
-        if what == "io_uring" {
-            // Measured: with io_uring allowed, its open goes through in both modes (fallback on
-            // 6.18, lsm on 6.12). Never silently: the gap is declared in every event. When a
-            // kernel starts refusing it, this fails and the gap can go.
-            assert_eq!(out.probe_said(), "ok", "{what}: {}", out.stderr);
+        assert_eq!(out.probe_said(), mode().refused(), "{what}: {}", out.stderr);
+        if what == "io_uring" && !mode().is_lsm() {
+            // Landlock refuses it, but no tracepoint sees io_uring's open: declared.
             assert_declared(&out, "io_uring opens");
             continue;
         }
-        assert_eq!(out.probe_said(), mode().refused(), "{what}: {}", out.stderr);
         if mode().is_lsm() {
             // The hook sees the file the kernel opened: the resolved path.
             let e = lsm_denial(&out, "open", &secret);
@@ -153,12 +281,37 @@ fn mounts_are_refused() {
             &s.path("ws/notes.txt"),
         ],
     );
-    // Landlock comes before the BPF LSM in the kernel's order and refuses mounts to any
-    // process whose domain handles filesystem rights (both modes apply such a domain), so the
-    // BPF hook is the second line and usually has nothing to report.
     assert_eq!(out.probe_said(), "err EPERM (1)", "{}", out.stderr);
-    assert_declared(&out, "mount, move_mount, pivot_root");
-    for e in out.events("mount", "deny") {
-        assert_eq!(e["enforced_by"], "lsm", "{e}");
+    if mode().is_lsm() {
+        // Landlock handles no filesystem right in lsm mode, so the BPF hook decides and
+        // names the mount point.
+        let e = lsm_denial(&out, "mount", &s.path("ws/notes.txt"));
+        assert_eq!(e["checked_by"], "sb_mount/move_mount/sb_pivotroot");
+    } else {
+        // Landlock refuses mounts to any process whose domain handles filesystem rights.
+        assert_declared(&out, "mount, move_mount, pivot_root");
+    }
+}
+
+#[test]
+fn chroot_is_refused_in_lsm_mode() {
+    if !require_root("chroot_is_refused_in_lsm_mode") {
+        return;
+    }
+    let s = Scratch::new("chroot");
+    let out = run(
+        &s,
+        &policy(&s),
+        &[],
+        &[&probe(), "chroot", &s.path("ws/out")],
+    );
+    if mode().is_lsm() {
+        // A new root would change the paths bpf_d_path reports, so no task may chroot (here
+        // from a user namespace of its own, where it holds CAP_SYS_CHROOT).
+        let e = lsm_denial(&out, "chroot", &s.path("ws/out"));
+        assert_eq!(e["checked_by"], "path_chroot");
+    } else {
+        // Landlock's rules follow inodes, which a new root does not change.
+        assert_eq!(out.probe_said(), "ok", "{}", out.stderr);
     }
 }

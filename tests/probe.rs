@@ -208,16 +208,32 @@ fn chroot_userns(dir: &str) -> io::Result<()> {
 
 /// Opens `path` read-only through io_uring (IORING_OP_OPENAT); the result is the CQE's.
 fn io_uring_open(path: &str) -> io::Result<()> {
+    // struct io_sqring_offsets and struct io_cqring_offsets (40 bytes each).
     #[repr(C)]
     #[derive(Default)]
-    struct Offsets {
+    struct SqOffsets {
         head: u32,
         tail: u32,
         ring_mask: u32,
         ring_entries: u32,
-        flags_or_overflow: u32,
-        array_or_cqes: u32,
-        resv: [u32; 2],
+        flags: u32,
+        dropped: u32,
+        array: u32,
+        resv1: u32,
+        user_addr: u64,
+    }
+    #[repr(C)]
+    #[derive(Default)]
+    struct CqOffsets {
+        head: u32,
+        tail: u32,
+        ring_mask: u32,
+        ring_entries: u32,
+        overflow: u32,
+        cqes: u32,
+        flags: u32,
+        resv1: u32,
+        user_addr: u64,
     }
     #[repr(C)]
     #[derive(Default)]
@@ -230,9 +246,10 @@ fn io_uring_open(path: &str) -> io::Result<()> {
         features: u32,
         wq_fd: u32,
         resv: [u32; 3],
-        sq_off: Offsets,
-        cq_off: Offsets,
+        sq_off: SqOffsets,
+        cq_off: CqOffsets,
     }
+    const _: () = assert!(size_of::<Params>() == 120);
     let c = cstr(path);
     let mut p = Params::default();
     // SAFETY: the io_uring ABI: map the rings and SQEs the kernel describes in `p`, fill one
@@ -254,8 +271,8 @@ fn io_uring_open(path: &str) -> io::Result<()> {
                 Ok(m.cast::<u8>())
             }
         };
-        let sq_len = p.sq_off.array_or_cqes as usize + 4 * p.sq_entries as usize;
-        let cq_len = p.cq_off.array_or_cqes as usize + 16 * p.cq_entries as usize;
+        let sq_len = p.sq_off.array as usize + 4 * p.sq_entries as usize;
+        let cq_len = p.cq_off.cqes as usize + 16 * p.cq_entries as usize;
         let sq = map(sq_len, 0)?;
         let cq = map(cq_len, 0x800_0000)?;
         let sqes = map(64 * p.sq_entries as usize, 0x1000_0000)?;
@@ -266,7 +283,7 @@ fn io_uring_open(path: &str) -> io::Result<()> {
         *(sqe.add(16) as *mut u64) = c.as_ptr() as u64; // addr: the path
         *(sqe.add(28) as *mut u32) = libc::O_RDONLY as u32; // open_flags
         let tail = sq.add(p.sq_off.tail as usize) as *mut u32;
-        let array = sq.add(p.sq_off.array_or_cqes as usize) as *mut u32;
+        let array = sq.add(p.sq_off.array as usize) as *mut u32;
         *array = 0;
         std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
         *tail += 1;
@@ -279,7 +296,16 @@ fn io_uring_open(path: &str) -> io::Result<()> {
             0usize,
             0usize,
         ))?;
-        let cqe = cq.add(p.cq_off.array_or_cqes as usize);
+        std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
+        let (head, tail) = (
+            *(cq.add(p.cq_off.head as usize) as *const u32),
+            *(cq.add(p.cq_off.tail as usize) as *const u32),
+        );
+        if tail == head {
+            return Err(io::Error::other("io_uring: no completion"));
+        }
+        let mask = *(cq.add(p.cq_off.ring_mask as usize) as *const u32);
+        let cqe = cq.add(p.cq_off.cqes as usize + 16 * (head & mask) as usize);
         let res = *(cqe.add(8) as *const i32);
         if res < 0 {
             return Err(io::Error::from_raw_os_error(-res));

@@ -373,31 +373,8 @@ pub fn run(args: &[String]) -> anyhow::Result<(u64, u64, u64)> {
     let mut total = (0, 0, 0);
     for kernel in kernels {
         let vmlinuz = fetch_kernel(&work.join("kernels"), kernel)?;
-        // Known, and said loudly: the 6.1 verifier refuses the LSM programs as aya builds them
-        // ("reg type unsupported for arg#0": the `void *` context in their BTF), so 6.1 runs
-        // the fallback mode only until that is solved.
-        let mut kernel_plan = GuestPlan {
-            modes: plan.modes.clone(),
-            filter: plan.filter,
-            script: plan.script.clone(),
-        };
-        let mut skipped_suites = 0;
-        if kernel == "6.1" && kernel_plan.modes.contains(&"lsm") {
-            kernel_plan.modes.retain(|m| *m != "lsm");
-            skipped_suites = tests.len() as u64;
-            println!(
-                "SKIP [6.1] lsm mode ({} suites): the 6.1 verifier refuses lsm_file_open \
-                 (\"reg type unsupported for arg#0\", the void * context in aya's BTF); 6.1 runs \
-                 the fallback mode only",
-                tests.len()
-            );
-        }
-        if kernel_plan.modes.is_empty() {
-            continue;
-        }
-        let initrd = initramfs(&work.join(kernel), &bin_dir, &tests, &kernel_plan)?;
+        let initrd = initramfs(&work.join(kernel), &bin_dir, &tests, &plan)?;
         let (p, f, s) = boot(kernel, &vmlinuz, &initrd)?;
-        let s = s + skipped_suites;
         println!("[{kernel}] summary: {p} passed, {f} failed, {s} skipped");
         total = (total.0 + p, total.1 + f, total.2 + s);
     }

@@ -108,6 +108,22 @@ pub fn attach_lsm(ebpf: &mut Ebpf) -> Result<(), BpfError> {
     Ok(())
 }
 
+/// A load error in one line: what failed and the verifier's verdict (the line before its
+/// statistics), not its whole log.
+pub fn brief_load_error(e: &str) -> String {
+    let Some((head, log)) = e.split_once("Verifier output:") else {
+        return e.lines().next().unwrap_or("").to_owned();
+    };
+    let verdict = log
+        .lines()
+        .map(str::trim)
+        .take_while(|l| !l.starts_with("verification time"))
+        .filter(|l| !l.is_empty())
+        .last()
+        .unwrap_or("");
+    format!("{} verifier: {verdict}", head.trim_end())
+}
+
 /// The cgroup programs, attached to each task's cgroup.
 pub const CGROUP_PROGRAMS: &[&str] = &["connect4", "connect6", "sendmsg4", "sendmsg6"];
 
@@ -256,4 +272,22 @@ fn raise_memlock() {
     };
     // SAFETY: plain setrlimit; failure only matters on old kernels, where load then fails loudly.
     unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &limit) };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::brief_load_error;
+
+    #[test]
+    fn a_load_error_is_cut_to_the_verifiers_verdict() {
+        let e = "program lsm_x: the BPF_PROG_LOAD syscall returned Permission denied (os error \
+                 13). Verifier output: 0: R1=ctx()\n1: (79) r6 = *(u64 *)(r1 +8)\nR1 unbounded \
+                 memory access\nverification time 41 usec\nstack depth 8\n";
+        assert_eq!(
+            brief_load_error(e),
+            "program lsm_x: the BPF_PROG_LOAD syscall returned Permission denied (os error 13). \
+             verifier: R1 unbounded memory access"
+        );
+        assert_eq!(brief_load_error("no such program\nmore"), "no such program");
+    }
 }

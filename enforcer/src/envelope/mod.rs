@@ -81,6 +81,39 @@ pub async fn run(req: RunRequest) -> i32 {
     }
 }
 
+/// Why the programs could not be loaded: the LSM programs (lsm mode only), or anything else.
+enum LoadError {
+    Lsm(String),
+    Other(RunError),
+}
+
+impl LoadError {
+    fn into_run(self) -> RunError {
+        match self {
+            Self::Lsm(why) => {
+                RunError::Setup(format!("eBPF (lsm mode; --mode fallback avoids it): {why}"))
+            }
+            Self::Other(e) => e,
+        }
+    }
+}
+
+/// Loads the programs the plan's mode needs and attaches the global ones.
+fn load_programs(plan: &setup::Prepared, ring_bytes: Option<u32>) -> Result<aya::Ebpf, LoadError> {
+    let other = |what: &str, e: String| LoadError::Other(setup_err(what)(e));
+    let root = crate::kernel::cgroup::enforcer_root(&plan.cgroup2)
+        .map_err(|e| other("cgroup", e.to_string()))?;
+    let mut ebpf = bpf::load(plan.offsets, Some(root), ring_bytes)
+        .map_err(|e| other("eBPF", e.to_string()))?;
+    let lsm_mode = plan.probe.lsm_mode();
+    bpf::attach_tracepoints(&mut ebpf, lsm_mode).map_err(|e| other("eBPF", e.to_string()))?;
+    if lsm_mode {
+        bpf::attach_lsm(&mut ebpf).map_err(|e| LoadError::Lsm(e.to_string()))?;
+    }
+    bpf::load_cgroup_programs(&mut ebpf).map_err(|e| other("eBPF", e.to_string()))?;
+    Ok(ebpf)
+}
+
 /// Removes the cgroup if setup fails half way.
 struct CgroupGuard(Option<TaskCgroup>);
 
@@ -101,21 +134,26 @@ async fn run_task(req: RunRequest) -> Result<i32, RunError> {
         ));
     }
     let t0 = Instant::now();
-    let plan = setup::prepare(&req)?;
+    let plan = setup::prepare(&req, None)?;
+    let (mut ebpf, plan) = match load_programs(&plan, req.ring_bytes) {
+        Ok(ebpf) => (ebpf, plan),
+        // The probe's trivial program loaded but the real ones did not (a verifier that
+        // refuses them): in auto mode, fall back, saying so now and in every event.
+        Err(LoadError::Lsm(why)) if req.mode == probe::ModeRequest::Auto => {
+            let why = format!(
+                "the BPF LSM programs did not load on this kernel: {}",
+                bpf::brief_load_error(&why)
+            );
+            eprintln!("enforcer: warning: {why}; using the fallback mode");
+            let plan = setup::prepare(&req, Some(why))?;
+            let ebpf = load_programs(&plan, req.ring_bytes).map_err(LoadError::into_run)?;
+            (ebpf, plan)
+        }
+        Err(e) => return Err(e.into_run()),
+    };
     let policy = &plan.policy;
     let t_prepared = t0.elapsed();
-
-    let root = crate::kernel::cgroup::enforcer_root(&plan.cgroup2)
-        .map_err(|e| setup_err("cgroup")(e.to_string()))?;
-    let mut ebpf = bpf::load(plan.offsets, Some(root), req.ring_bytes)
-        .map_err(|e| setup_err("eBPF")(e.to_string()))?;
     let lsm_mode = plan.probe.lsm_mode();
-    bpf::attach_tracepoints(&mut ebpf, lsm_mode).map_err(|e| setup_err("eBPF")(e.to_string()))?;
-    if lsm_mode {
-        bpf::attach_lsm(&mut ebpf)
-            .map_err(|e| setup_err("eBPF (lsm mode; --mode fallback avoids it)")(e.to_string()))?;
-    }
-    bpf::load_cgroup_programs(&mut ebpf).map_err(|e| setup_err("eBPF")(e.to_string()))?;
     let (mut maps, ring) =
         bpf::maps::Maps::take(&mut ebpf).map_err(|e| setup_err("eBPF")(e.to_string()))?;
 

@@ -83,7 +83,9 @@ pub fn resolve_command(command: &OsString) -> Result<PathBuf, RunError> {
         .ok_or_else(|| RunError::CommandNotFound(format!("{}: command not found", given.display())))
 }
 
-pub fn prepare(req: &RunRequest) -> Result<Prepared, RunError> {
+/// Plans the task. `lsm_refused` demotes an auto-mode choice of lsm to the fallback mode,
+/// with the reason (the LSM programs did not load).
+pub fn prepare(req: &RunRequest, lsm_refused: Option<String>) -> Result<Prepared, RunError> {
     let mut policy = policy::load(&req.policy, &req.vars)
         .map_err(|e| RunError::Setup(format!("invalid policy:\n{e}")))?;
     policy.add_resolved_paths(|p| {
@@ -105,7 +107,10 @@ pub fn prepare(req: &RunRequest) -> Result<Prepared, RunError> {
         .map_err(|e| RunError::Setup(format!("--user: {e}")))?;
 
     probe::ensure_tracefs().map_err(RunError::Setup)?;
-    let probe = Probe::run(req.mode);
+    let mut probe = Probe::run(req.mode);
+    if let Some(why) = lsm_refused {
+        probe.bpf_lsm = Err(why);
+    }
     probe.check_requested().map_err(RunError::Setup)?;
     let cgroup2 = probe
         .cgroup2
@@ -204,13 +209,6 @@ pub fn mode_gaps(policy: &Policy, probe: &Probe) -> Vec<String> {
                     .to_owned(),
             );
         }
-        if policy.allow_io_uring {
-            gaps.push(
-                "io_uring opens (allow_io_uring): measured not refused by the file_open hook on \
-                 6.12 (under investigation); keep allow_io_uring off to refuse io_uring"
-                    .to_owned(),
-            );
-        }
         return gaps;
     }
     if policy.mode == policy::Mode::Enforce && probe.landlock_abi > 0 {
@@ -243,8 +241,8 @@ pub fn mode_gaps(policy: &Policy, probe: &Probe) -> Vec<String> {
     ));
     if policy.allow_io_uring {
         gaps.push(format!(
-            "io_uring opens (allow_io_uring): not checked in fallback mode; the tracepoints do \
-             not see them and Landlock was measured to let them through (kernel 6.18); {why}"
+            "io_uring opens (allow_io_uring): refused by Landlock (EACCES) without an event in \
+             fallback mode; the tracepoints do not see them ({why})"
         ));
     }
     if probe.landlock_abi < 3 {

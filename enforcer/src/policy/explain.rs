@@ -93,8 +93,9 @@ pub fn explain(policy: &Policy, support: &Support) -> Explanation {
                         Section::ExecAllow => "execve (bprm_check_security)",
                         Section::FilesRead => "opens for reading (file_open)",
                         _ => {
-                            "opens for writing (file_open; creating, removing, renaming and \
-                             truncating names are Landlock's in this version)"
+                            "opens for writing (file_open) and changes of names and attributes \
+                             (unlink, mkdir, rmdir, mknod/create, rename, link, symlink, \
+                             truncate, chmod, chown: the path_* hooks)"
                         }
                     };
                     (
@@ -238,9 +239,9 @@ pub fn explain(policy: &Policy, support: &Support) -> Explanation {
         );
         if policy.allow_io_uring {
             notes.push(
-                "io_uring is allowed by the policy: its opens are not checked in fallback mode \
-                 (the tracepoints do not see them, and Landlock was measured to let them \
-                 through on kernel 6.18); lsm mode checks them in file_open"
+                "io_uring is allowed by the policy: Landlock refuses its opens outside the \
+                 rules (EACCES), but the tracepoints do not see them, so they are not reported \
+                 in fallback mode; lsm mode checks and reports them in file_open"
                     .to_owned(),
             );
         } else {
@@ -253,10 +254,11 @@ pub fn explain(policy: &Policy, support: &Support) -> Explanation {
     }
     if support.bpf_lsm {
         notes.push(
-            "lsm mode: the BPF LSM hooks decide every open, exec, executable mapping and \
-             unix-socket connect in the kernel from the task's maps (EPERM); no task process \
-             may mount; io_uring opens pass the same file_open hook; name changes (create, \
-             remove, rename, link, truncate) stay with Landlock (EACCES)"
+            "lsm mode: the BPF LSM hooks decide every open, exec, executable mapping \
+             (mmap and mprotect), change of a name or of attributes, and unix-socket connect in \
+             the kernel from the task's maps (EPERM, with an event); no task process may \
+             mount, pivot_root or chroot; Landlock only scopes signals and abstract unix \
+             sockets (ABI 6)"
                 .to_owned(),
         );
     }
