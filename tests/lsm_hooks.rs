@@ -315,3 +315,56 @@ fn chroot_is_refused_in_lsm_mode() {
         assert_eq!(out.probe_said(), "ok", "{}", out.stderr);
     }
 }
+
+/// Two enforcers on one kernel: each attaches its own programs to the same hooks. A denial by
+/// either one holds while the other's programs run on the same operations (each hook keeps
+/// an earlier verdict and passes processes that are not its own).
+#[test]
+fn two_enforcers_keep_each_others_denials() {
+    if !require_root("two_enforcers_keep_each_others_denials") {
+        return;
+    }
+    let (a, b) = (Scratch::new("chain-a"), Scratch::new("chain-b"));
+    let mark = b.path("ws/out/mark");
+    let (secret_a, secret_b) = (a.path("outside/secret.txt"), b.path("outside/secret.txt"));
+    let events_a = a.dir.join("events.jsonl");
+    let first = {
+        let (mark, secret_a) = (mark.clone(), secret_a.clone());
+        std::thread::spawn(move || {
+            let out = run(
+                &a,
+                &policy(&a),
+                &[],
+                &[&probe(), "wait-read", &mark, &secret_a],
+            );
+            (a, out)
+        })
+    };
+    // Start the second once the first task runs (its programs are attached by then).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !std::fs::read_to_string(&events_a).is_ok_and(|e| e.contains("task_start")) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the first task did not start"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    // The second marks, then waits while the first reads its secret, then reads its own.
+    let second = run(
+        &b,
+        &policy(&b),
+        &[],
+        &[&probe(), "mark-sleep-read", &mark, "2", &secret_b],
+    );
+    let (_a, first) = first.join().expect("first task");
+    for (name, out, secret) in [("first", &first, &secret_a), ("second", &second, &secret_b)] {
+        assert_eq!(out.probe_said(), mode().refused(), "{name}: {}", out.stderr);
+        let e = out
+            .events("open", "deny")
+            .into_iter()
+            .find(|e| e["target"] == secret.as_str())
+            .unwrap_or_else(|| panic!("{name}: no denial of {secret}:\n{}", out.dump()));
+        assert_eq!(e["enforced_by"], mode().file_enforcer(), "{name}");
+        assert_eq!(e["errno"], mode().errno(), "{name}");
+    }
+}

@@ -420,6 +420,20 @@ fn main() {
             }
             report(Ok(()))
         }
+        // Wait (up to 60 s) until MARK exists, then read PATH.
+        "wait-read" => {
+            let deadline = std::time::Instant::now() + Duration::from_secs(60);
+            while !std::path::Path::new(arg(2)).exists() && std::time::Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            report(open(arg(3), libc::O_RDONLY))
+        }
+        // Create MARK, wait SECS (while another task acts), then read PATH.
+        "mark-sleep-read" => {
+            let marked = std::fs::write(arg(2), "");
+            std::thread::sleep(Duration::from_secs_f64(arg(3).parse().unwrap_or(1.0)));
+            report(marked.and_then(|()| open(arg(4), libc::O_RDONLY)))
+        }
         "sleep" => {
             std::thread::sleep(Duration::from_secs_f64(arg(2).parse().unwrap_or(1.0)));
             report(Ok(()))
