@@ -1,6 +1,6 @@
 //! The task's budget: TTL and count limits, counted in the kernel. On excess the whole task is
 //! killed (exit 137) and one `limit` event names the limit and the counts.
-use std::{net::TcpListener, time::Duration};
+use std::net::TcpListener;
 
 use enforcer_tests::{PolicyBuilder, Scratch, assert_common_fields, probe, require_root, run};
 
@@ -28,6 +28,18 @@ fn assert_one_limit(out: &enforcer_tests::Outcome, name: &str) -> serde_json::Va
     e.clone()
 }
 
+/// The task (its command sleeps 30 s) ended within a few seconds of its 1 s TTL. Measured from
+/// the task's start (`task_end.duration_ms`), not from `enforcer run`'s: loading the programs
+/// takes seconds under emulation in the VM stage.
+fn assert_killed_soon_after_ttl(out: &enforcer_tests::Outcome) {
+    let end = out.lifecycle("task_end");
+    let ms = end["duration_ms"].as_u64().unwrap_or(u64::MAX);
+    assert!(
+        (1_000..10_000).contains(&ms),
+        "the task lasted {ms} ms: {end}"
+    );
+}
+
 #[test]
 fn ttl_kills_the_whole_task() {
     if !require_root("ttl_kills_the_whole_task") {
@@ -42,11 +54,7 @@ fn ttl_kills_the_whole_task() {
         &[&pr, "spawn", &pr, "sleep", "30"],
     );
     assert_one_limit(&out, "ttl");
-    assert!(
-        out.elapsed < Duration::from_secs(10),
-        "took {:?}",
-        out.elapsed
-    );
+    assert_killed_soon_after_ttl(&out);
 
     // --ttl overrides the policy.
     let out = run(
@@ -56,11 +64,7 @@ fn ttl_kills_the_whole_task() {
         &[&pr, "sleep", "30"],
     );
     assert_one_limit(&out, "ttl");
-    assert!(
-        out.elapsed < Duration::from_secs(10),
-        "took {:?}",
-        out.elapsed
-    );
+    assert_killed_soon_after_ttl(&out);
 }
 
 #[test]
