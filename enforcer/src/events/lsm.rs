@@ -20,26 +20,34 @@ pub fn is_lsm(ev: &Event) -> bool {
     lsm_kind && ev.enforced_by == enforcer_common::enforced_by::LSM
 }
 
+/// The path operations, by their `file_op` code. Each but mount has a hook of its own,
+/// `path_<name>`.
+const FILE_OPS: &[(u32, &str)] = &[
+    (file_op::UNLINK, "unlink"),
+    (file_op::MKDIR, "mkdir"),
+    (file_op::RMDIR, "rmdir"),
+    (file_op::MKNOD, "mknod"),
+    (file_op::RENAME, "rename"),
+    (file_op::LINK, "link"),
+    (file_op::SYMLINK, "symlink"),
+    (file_op::TRUNCATE, "truncate"),
+    (file_op::CHMOD, "chmod"),
+    (file_op::CHOWN, "chown"),
+    (file_op::MOUNT, "mount"),
+    (file_op::CHROOT, "chroot"),
+];
+
 /// The name of a path operation.
 pub fn op_name(kind: u32, op: u32) -> &'static str {
-    match (kind, op) {
-        (event_kind::OPEN, _) => "open",
-        (event_kind::EXEC, _) => "exec",
-        (event_kind::MMAP, _) => "mmap",
-        (event_kind::UNIX_CONNECT, _) => "connect",
-        (_, file_op::UNLINK) => "unlink",
-        (_, file_op::MKDIR) => "mkdir",
-        (_, file_op::RMDIR) => "rmdir",
-        (_, file_op::MKNOD) => "mknod",
-        (_, file_op::RENAME) => "rename",
-        (_, file_op::LINK) => "link",
-        (_, file_op::SYMLINK) => "symlink",
-        (_, file_op::TRUNCATE) => "truncate",
-        (_, file_op::CHMOD) => "chmod",
-        (_, file_op::CHOWN) => "chown",
-        (_, file_op::MOUNT) => "mount",
-        (_, file_op::CHROOT) => "chroot",
-        _ => "file_op",
+    match kind {
+        event_kind::OPEN => "open",
+        event_kind::EXEC => "exec",
+        event_kind::MMAP => "mmap",
+        event_kind::UNIX_CONNECT => "connect",
+        _ => FILE_OPS
+            .iter()
+            .find(|(code, _)| *code == op)
+            .map_or("file_op", |(_, name)| name),
     }
 }
 
@@ -98,24 +106,13 @@ pub fn fill(mut record: Record, ev: &Event, policy: &Policy) -> Record {
 
 fn hook(kind: u32, op: u32) -> Value {
     json!(match (kind, op) {
-        (event_kind::OPEN, _) => "file_open",
-        (event_kind::EXEC, _) => "bprm_check_security",
-        (event_kind::MMAP, enforcer_common::MMAP_OP_MPROTECT) => "file_mprotect",
-        (event_kind::MMAP, _) => "mmap_file",
-        (event_kind::UNIX_CONNECT, _) => "socket_connect",
-        (_, file_op::MOUNT) => "sb_mount/move_mount/sb_pivotroot",
-        (_, file_op::CHROOT) => "path_chroot",
-        (_, file_op::UNLINK) => "path_unlink",
-        (_, file_op::MKDIR) => "path_mkdir",
-        (_, file_op::RMDIR) => "path_rmdir",
-        (_, file_op::MKNOD) => "path_mknod",
-        (_, file_op::RENAME) => "path_rename",
-        (_, file_op::LINK) => "path_link",
-        (_, file_op::SYMLINK) => "path_symlink",
-        (_, file_op::TRUNCATE) => "path_truncate",
-        (_, file_op::CHMOD) => "path_chmod",
-        (_, file_op::CHOWN) => "path_chown",
-        _ => "path hooks",
+        (event_kind::OPEN, _) => "file_open".to_owned(),
+        (event_kind::EXEC, _) => "bprm_check_security".to_owned(),
+        (event_kind::MMAP, enforcer_common::MMAP_OP_MPROTECT) => "file_mprotect".to_owned(),
+        (event_kind::MMAP, _) => "mmap_file".to_owned(),
+        (event_kind::UNIX_CONNECT, _) => "socket_connect".to_owned(),
+        (_, file_op::MOUNT) => "sb_mount/move_mount/sb_pivotroot".to_owned(),
+        _ => format!("path_{}", op_name(kind, op)),
     })
 }
 
@@ -136,6 +133,17 @@ mod tests {
     #[test]
     fn names_every_operation_and_access() {
         assert_eq!(op_name(event_kind::FILE_OP, file_op::MOUNT), "mount");
+        assert_eq!(op_name(event_kind::FILE_OP, file_op::MKNOD), "mknod");
+        assert_eq!(hook(event_kind::FILE_OP, file_op::RENAME), "path_rename");
+        assert_eq!(hook(event_kind::FILE_OP, file_op::CHROOT), "path_chroot");
+        assert_eq!(
+            hook(event_kind::FILE_OP, file_op::MOUNT),
+            "sb_mount/move_mount/sb_pivotroot"
+        );
+        assert_eq!(
+            hook(event_kind::MMAP, enforcer_common::MMAP_OP_MPROTECT),
+            "file_mprotect"
+        );
         assert_eq!(op_name(event_kind::UNIX_CONNECT, 0), "connect");
         assert_eq!(op_name(event_kind::MMAP, 0), "mmap");
         assert_eq!(access_name(access::READ | access::WRITE), "read+write");
