@@ -47,8 +47,21 @@ pub struct RootCgroup {
     pub id: u64,
     /// Depth of the root in the cgroup2 hierarchy (the hierarchy's own root is 0).
     pub level: u32,
-    /// Zero: unknown; every process is looked up in `TASKS`.
+    /// [`root_scope`]: whether the root is known, and whether a cgroup under it without a
+    /// task entry fails closed.
     pub valid: u32,
+}
+
+/// Values of [`RootCgroup::valid`].
+pub mod root_scope {
+    /// Unknown: every process is looked up in `TASKS`.
+    pub const UNKNOWN: u32 = 0;
+    /// Processes outside the root leave at once; inside it, a cgroup without an entry is not
+    /// ours (standalone runs share the root with each other).
+    pub const SCOPE: u32 = 1;
+    /// As `SCOPE`, and a cgroup under the root without a task entry is refused everything
+    /// (the daemon owns its whole subtree).
+    pub const FAIL_CLOSED: u32 = 2;
 }
 
 /// Access bits used in file rules and events.
@@ -120,6 +133,9 @@ pub mod task_flags {
     /// Check the identity of every executed program (exec-only entries: ELF interpreters run
     /// directly). Opens are not checked unless `DENY_INODES` is set too.
     pub const EXEC_IDENTITIES: u32 = 16;
+    /// Set by the programs, never stored: a process under a fail-closed root whose cgroup has
+    /// no task entry. Every checked operation of it is refused (`RULE_NO_TASK`).
+    pub const NO_TASK: u32 = 32;
 }
 
 /// Value of `TASKS`, keyed by cgroup id (the inode number of the task's cgroup directory).
@@ -132,7 +148,11 @@ pub struct TaskEntry {
     pub generation: u32,
     /// [`task_flags`] bits.
     pub flags: u32,
-    pub _reserved: u32,
+    /// The rule set: the slot part of every rule key (`FILE_RULES`, `NET_RULES`,
+    /// `DENY_INODES`). A policy reload fills a new rule set and then swaps this entry in one
+    /// update, so each operation sees either the old rules or the new ones, never a mix;
+    /// `slot` (counters, limits) stays.
+    pub rules: u32,
 }
 
 /// Value of `LIMITS`, an array indexed by slot. Zero means "no limit".

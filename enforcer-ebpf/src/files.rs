@@ -71,6 +71,20 @@ pub fn enter(kind: u32, dirfd: i32, path_ptr: u64, flags: u32) -> u32 {
 /// [`enter`] for a task already looked up.
 #[inline(always)]
 pub fn enter_task(task: &Task, kind: u32, dirfd: i32, path_ptr: u64, flags: u32) -> u32 {
+    // Fail closed (fallback mode): a stranger under the daemon's root dies at its first open
+    // or exec; Landlock, if it was ever confined, stays with it regardless.
+    if task.has(task_flags::NO_TASK) {
+        kill_current();
+        events::emit_urgent(task, kind, |ev| {
+            ev.decision = decision::KILL;
+            ev.enforced_by = enforced_by::KILL;
+            ev.rule_id = enforcer_common::RULE_NO_TASK;
+            ev.flags = flags;
+            ev.dirfd = dirfd;
+            events::read_user_path(ev, path_ptr);
+        });
+        return 0;
+    }
     check_ttl(task);
     // Once the task is being ended, any process of it that tries anything dies at once.
     if !task.has(task_flags::AUDIT) && task::ended(task) {
@@ -131,7 +145,7 @@ pub fn enforce_identity(
         return false;
     };
     let dirs = task.has(task_flags::DENY_DIRS);
-    let Some(hit) = kernel::denied_file(&o, task.entry.slot, file, dirs) else {
+    let Some(hit) = kernel::denied_file(&o, task.entry.rules, file, dirs) else {
         return false;
     };
     // Interpreters may be opened and mapped; only running one directly is refused.

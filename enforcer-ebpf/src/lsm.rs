@@ -65,10 +65,11 @@ pub fn decide(
     identity: Option<DenyHit>,
 ) -> i32 {
     let (rule_id, dev, ino) = match identity {
+        _ if task.has(task_flags::NO_TASK) => (enforcer_common::RULE_NO_TASK, 0, 0),
         Some(hit) => (hit.rule_id, hit.dev, hit.ino),
         None if len == 0 => (enforcer_common::RULE_DEFAULT_DENY, 0, 0),
         None => {
-            let v = path::lookup(sc, task.entry.slot, len);
+            let v = path::lookup(sc, task.entry.rules, len);
             let allowed = if check.any_of != 0 {
                 v.allow & check.any_of != 0
             } else {

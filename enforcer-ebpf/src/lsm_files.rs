@@ -55,7 +55,7 @@ pub fn check_file(task: &task::Task, file: u64, check: &Check) -> i32 {
         len = path::mark_dir(sc, len);
     }
     let identity = if task.has(task_flags::DENY_INODES) {
-        kernel::denied_file(&o, task.entry.slot, file, task.has(task_flags::DENY_DIRS))
+        kernel::denied_file(&o, task.entry.rules, file, task.has(task_flags::DENY_DIRS))
     } else {
         None
     };

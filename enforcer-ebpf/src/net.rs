@@ -143,7 +143,10 @@ fn decide(task: &Task, kind: u32, port: u16, addr: [u8; 16]) -> (u32, u32) {
             return (decision::DENY, RULE_TASK_ENDED);
         }
     }
-    if let Some(rule) = rule_for(task.entry.slot, port, addr) {
+    if task.has(task_flags::NO_TASK) {
+        return (decision::DENY, RULE_NO_TASK);
+    }
+    if let Some(rule) = rule_for(task.entry.rules, port, addr) {
         return (decision::ALLOW, rule);
     }
     if let Some(hit) = task::count(task, Counter::Denials) {

@@ -4,7 +4,9 @@ use core::intrinsics::{AtomicOrdering, atomic_xadd};
 use aya_ebpf::helpers::{
     bpf_get_current_ancestor_cgroup_id, bpf_get_current_cgroup_id, bpf_ktime_get_boot_ns,
 };
-use enforcer_common::{ENDED_BY_KILL, RootCgroup, TaskCounters, TaskEntry, limit_kind};
+use enforcer_common::{
+    ENDED_BY_KILL, RootCgroup, TaskCounters, TaskEntry, limit_kind, root_scope, task_flags,
+};
 
 use crate::{
     events,
@@ -44,11 +46,24 @@ pub fn current() -> Option<Task> {
     }
     let cgroup_id = unsafe { bpf_get_current_cgroup_id() };
     // SAFETY: the value is copied out at once; userspace may replace it concurrently.
-    let entry = unsafe { TASKS.get(cgroup_id) }?;
-    Some(Task {
-        cgroup_id,
-        entry: *entry,
-    })
+    match unsafe { TASKS.get(cgroup_id) } {
+        Some(entry) => Some(Task {
+            cgroup_id,
+            entry: *entry,
+        }),
+        // Under a daemon's root every cgroup must be a task's: a stranger there (a cgroup a
+        // task made for itself, or a task being torn down) is refused everything.
+        None if root.valid == root_scope::FAIL_CLOSED => Some(Task {
+            cgroup_id,
+            entry: TaskEntry {
+                slot: u32::MAX,
+                generation: 0,
+                flags: task_flags::NO_TASK,
+                rules: u32::MAX,
+            },
+        }),
+        None => None,
+    }
 }
 
 /// A counter in [`TaskCounters`].

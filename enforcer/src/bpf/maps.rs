@@ -35,6 +35,8 @@ where
 /// Everything the kernel needs to enforce one task.
 pub struct TaskEntries<'a> {
     pub slot: u32,
+    /// The rule set id (`TaskEntry::rules`).
+    pub rules: u32,
     pub cgroup_id: u64,
     pub entry: TaskEntry,
     pub limits: TaskLimits,
@@ -74,25 +76,90 @@ impl Maps {
         Ok((maps, ring))
     }
 
-    /// Writes a task's rules, limits and zeroed counters, and tags its cgroup last: the
-    /// programs see the task only once everything it needs is in place.
-    pub fn install_task(&mut self, t: &TaskEntries<'_>) -> Result<(), BpfError> {
+    /// Opens the maps a daemon pinned (returns the ring buffer separately, for the reader).
+    pub fn open_pinned(
+        pins: &super::pin::PinDir,
+    ) -> Result<(Self, RingBuf<MapData>), super::pin::PinError> {
+        fn open<T>(pins: &super::pin::PinDir, name: &'static str) -> Result<T, super::pin::PinError>
+        where
+            T: TryFrom<aya::maps::Map, Error = aya::maps::MapError>,
+        {
+            T::try_from(pins.open_map(name)?)
+                .map_err(|source| BpfError::Map { name, source }.into())
+        }
+        let maps = Self {
+            tasks: open(pins, map_names::TASKS)?,
+            limits: open(pins, map_names::LIMITS)?,
+            counters: open(pins, map_names::COUNTERS)?,
+            file_rules: open(pins, map_names::FILE_RULES)?,
+            net_rules: open(pins, map_names::NET_RULES)?,
+            deny_inodes: open(pins, map_names::DENY_INODES)?,
+            drops: open(pins, map_names::DROPS)?,
+        };
+        let ring = open(pins, map_names::EVENTS)?;
+        Ok((maps, ring))
+    }
+
+    /// Writes one rule set. Nothing uses it until a task entry names it.
+    pub fn install_rules(
+        &mut self,
+        rules: u32,
+        files: &[FileEntry],
+        net: &[NetEntry],
+        inodes: &[(InodeKey, u32)],
+    ) -> Result<(), BpfError> {
         let err = |name| move |source| BpfError::Map { name, source };
-        for f in t.files {
+        for f in files {
             self.file_rules
-                .insert(&Key::new(f.prefix_bits, f.key(t.slot)), f.value, 0)
+                .insert(&Key::new(f.prefix_bits, f.key(rules)), f.value, 0)
                 .map_err(err(map_names::FILE_RULES))?;
         }
-        for n in t.net {
+        for n in net {
             self.net_rules
-                .insert(&Key::new(n.prefix_bits(), n.key(t.slot)), n.value(), 0)
+                .insert(&Key::new(n.prefix_bits(), n.key(rules)), n.value(), 0)
                 .map_err(err(map_names::NET_RULES))?;
         }
-        for (key, rule) in t.inodes {
+        for (key, rule) in inodes {
+            let key = InodeKey {
+                slot: rules,
+                ..*key
+            };
             self.deny_inodes
                 .insert(key, rule, 0)
                 .map_err(err(map_names::DENY_INODES))?;
         }
+        Ok(())
+    }
+
+    /// Points a task at another rule set (and generation, flags) in one map update: each
+    /// operation sees the old entry or the new one, never a mix.
+    pub fn swap_entry(&mut self, cgroup_id: u64, entry: TaskEntry) -> Result<(), BpfError> {
+        self.tasks
+            .insert(cgroup_id, entry, 0)
+            .map_err(|source| BpfError::Map {
+                name: map_names::TASKS,
+                source,
+            })
+    }
+
+    /// Removes one rule set (after no task entry names it any more).
+    pub fn remove_rules(&mut self, rules: u32) {
+        for k in self.file_keys(rules) {
+            let _ = self.file_rules.remove(&k);
+        }
+        for k in self.net_keys(rules) {
+            let _ = self.net_rules.remove(&k);
+        }
+        for k in self.inode_keys(rules) {
+            let _ = self.deny_inodes.remove(&k);
+        }
+    }
+
+    /// Writes a task's rules, limits and zeroed counters, and tags its cgroup last: the
+    /// programs see the task only once everything it needs is in place.
+    pub fn install_task(&mut self, t: &TaskEntries<'_>) -> Result<(), BpfError> {
+        let err = |name| move |source| BpfError::Map { name, source };
+        self.install_rules(t.rules, t.files, t.net, t.inodes)?;
         self.limits
             .set(t.slot, t.limits, 0)
             .map_err(err(map_names::LIMITS))?;
@@ -145,28 +212,20 @@ impl Maps {
 
     /// Removes every entry of a task: the tag first (from then on its processes are strangers),
     /// then its rules.
-    pub fn remove_task(&mut self, slot: u32, cgroup_id: u64) -> Leftovers {
+    pub fn remove_task(&mut self, slot: u32, rules: u32, cgroup_id: u64) -> Leftovers {
         let _ = self.tasks.remove(&cgroup_id);
-        for k in self.file_keys(slot) {
-            let _ = self.file_rules.remove(&k);
-        }
-        for k in self.net_keys(slot) {
-            let _ = self.net_rules.remove(&k);
-        }
-        for k in self.inode_keys(slot) {
-            let _ = self.deny_inodes.remove(&k);
-        }
+        self.remove_rules(rules);
         let _ = self.limits.set(slot, TaskLimits::default(), 0);
-        self.leftovers(slot, cgroup_id)
+        self.leftovers(rules, cgroup_id)
     }
 
     /// Entries of a task still present.
-    pub fn leftovers(&self, slot: u32, cgroup_id: u64) -> Leftovers {
+    pub fn leftovers(&self, rules: u32, cgroup_id: u64) -> Leftovers {
         Leftovers {
             tasks: usize::from(self.tasks.get(&cgroup_id, 0).is_ok()),
-            file_rules: self.file_keys(slot).len(),
-            net_rules: self.net_keys(slot).len(),
-            deny_inodes: self.inode_keys(slot).len(),
+            file_rules: self.file_keys(rules).len(),
+            net_rules: self.net_keys(rules).len(),
+            deny_inodes: self.inode_keys(rules).len(),
         }
     }
 }

@@ -1,11 +1,12 @@
 //! Loading and attaching the kernel programs.
 pub mod maps;
+pub mod pin;
 
 use std::os::fd::AsFd;
 
 use aya::{
     Ebpf, EbpfLoader,
-    programs::{CgroupAttachMode, CgroupSockAddr, Lsm, TracePoint},
+    programs::{CgroupAttachMode, CgroupSockAddr, Lsm, TracePoint, links::FdLink},
 };
 use enforcer_common::{KERNEL_OFFSETS_GLOBAL, KernelOffsets, ROOT_CGROUP_GLOBAL, RootCgroup};
 
@@ -37,6 +38,27 @@ pub enum BpfError {
     MissingMap(&'static str),
     #[error("reading the kernel's BTF for the LSM hooks: {0}")]
     Btf(String),
+    #[error("program {name}: its link cannot be pinned: {detail}")]
+    Link { name: String, detail: String },
+}
+
+/// Where attach functions put their links to be pinned (the daemon); `None` leaves them with
+/// the `Ebpf` (standalone runs, whose programs go when they exit).
+pub type Links<'a> = Option<&'a mut Vec<(String, FdLink)>>;
+
+fn keep<L>(links: &mut Links<'_>, name: String, link: L) -> Result<(), BpfError>
+where
+    FdLink: TryFrom<L>,
+    <FdLink as TryFrom<L>>::Error: std::error::Error,
+{
+    if let Some(out) = links.as_deref_mut() {
+        let fd = FdLink::try_from(link).map_err(|e| BpfError::Link {
+            name: name.clone(),
+            detail: chain(&e),
+        })?;
+        out.push((name, fd));
+    }
+    Ok(())
 }
 
 /// An error with every cause behind it: "a: b: c".
@@ -49,6 +71,11 @@ pub fn chain(e: &dyn std::error::Error) -> String {
         source = s.source();
     }
     out
+}
+
+/// The embedded eBPF object (its hash tells a daemon whether pinned programs are its own).
+pub fn object() -> &'static [u8] {
+    OBJECT
 }
 
 /// Tracepoints and the program attached to each. The exit programs are shared.
@@ -85,14 +112,18 @@ pub const LSM_MODE_TRACEPOINTS: &[&str] = &[
 
 /// Loads and attaches every BPF LSM program (lsm mode). They stay attached while `ebpf` is
 /// alive; a process outside every task leaves each hook after one cgroup compare.
-pub fn attach_lsm(ebpf: &mut Ebpf) -> Result<(), BpfError> {
+pub fn attach_lsm(ebpf: &mut Ebpf, mut links: Links<'_>) -> Result<(), BpfError> {
     let btf = aya::Btf::from_sys_fs().map_err(|e| BpfError::Btf(chain(&e)))?;
     let trace = std::env::var_os("ENFORCER_TRACE_LOAD").is_some();
     for (name, hook) in enforcer_common::LSM_PROGRAMS {
         let t = std::time::Instant::now();
         let program: &mut Lsm = program(ebpf, name)?;
         program.load(hook, &btf).map_err(program_err(name))?;
-        program.attach().map_err(program_err(name))?;
+        let id = program.attach().map_err(program_err(name))?;
+        if links.is_some() {
+            let link = program.take_link(id).map_err(program_err(name))?;
+            keep(&mut links, format!("lsm-{hook}"), link)?;
+        }
         if trace {
             let insns = program
                 .info()
@@ -175,7 +206,11 @@ pub fn program_stats(ebpf: &Ebpf) -> serde_json::Value {
 
 /// Loads and attaches the tracepoint programs (once each, attached to all its tracepoints):
 /// all of them in fallback mode, [`LSM_MODE_TRACEPOINTS`] in lsm mode.
-pub fn attach_tracepoints(ebpf: &mut Ebpf, lsm_mode: bool) -> Result<(), BpfError> {
+pub fn attach_tracepoints(
+    ebpf: &mut Ebpf,
+    lsm_mode: bool,
+    mut links: Links<'_>,
+) -> Result<(), BpfError> {
     let mut loaded: Vec<&str> = Vec::new();
     for (name, category, event) in TRACEPOINTS {
         if lsm_mode && !LSM_MODE_TRACEPOINTS.contains(name) {
@@ -186,7 +221,11 @@ pub fn attach_tracepoints(ebpf: &mut Ebpf, lsm_mode: bool) -> Result<(), BpfErro
             program.load().map_err(program_err(name))?;
             loaded.push(name);
         }
-        program.attach(category, event).map_err(program_err(name))?;
+        let id = program.attach(category, event).map_err(program_err(name))?;
+        if links.is_some() {
+            let link = program.take_link(id).map_err(program_err(name))?;
+            keep(&mut links, format!("tp-{event}"), link)?;
+        }
     }
     Ok(())
 }
@@ -202,14 +241,22 @@ pub fn load_cgroup_programs(ebpf: &mut Ebpf) -> Result<(), BpfError> {
 
 /// Attaches the cgroup programs to one task cgroup. The links stay with `ebpf`; the kernel
 /// releases them when the cgroup is removed.
-pub fn attach_cgroup(ebpf: &mut Ebpf, cgroup: impl AsFd) -> Result<(), BpfError> {
+pub fn attach_cgroup(
+    ebpf: &mut Ebpf,
+    cgroup: impl AsFd,
+    mut links: Links<'_>,
+) -> Result<(), BpfError> {
     for name in CGROUP_PROGRAMS {
         let program: &mut CgroupSockAddr = program(ebpf, name)?;
         // On kernels with cgroup bpf_links (5.7+) aya attaches through a link, whose flags must
         // be 0 (`Single`); a link coexists with other programs on the cgroup regardless.
-        program
+        let id = program
             .attach(cgroup.as_fd(), CgroupAttachMode::Single)
             .map_err(program_err(name))?;
+        if links.is_some() {
+            let link = program.take_link(id).map_err(program_err(name))?;
+            keep(&mut links, format!("cgroup-{name}"), link)?;
+        }
     }
     Ok(())
 }

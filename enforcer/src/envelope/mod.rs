@@ -3,7 +3,7 @@
 pub mod identity;
 mod monitor;
 pub mod resolve;
-mod setup;
+pub mod setup;
 
 use std::{
     ffi::OsString,
@@ -106,12 +106,46 @@ fn load_programs(plan: &setup::Prepared, ring_bytes: Option<u32>) -> Result<aya:
     let mut ebpf = bpf::load(plan.offsets, Some(root), ring_bytes)
         .map_err(|e| other("eBPF", e.to_string()))?;
     let lsm_mode = plan.probe.lsm_mode();
-    bpf::attach_tracepoints(&mut ebpf, lsm_mode).map_err(|e| other("eBPF", e.to_string()))?;
+    bpf::attach_tracepoints(&mut ebpf, lsm_mode, None).map_err(|e| other("eBPF", e.to_string()))?;
     if lsm_mode {
-        bpf::attach_lsm(&mut ebpf).map_err(|e| LoadError::Lsm(e.to_string()))?;
+        bpf::attach_lsm(&mut ebpf, None).map_err(|e| LoadError::Lsm(e.to_string()))?;
     }
     bpf::load_cgroup_programs(&mut ebpf).map_err(|e| other("eBPF", e.to_string()))?;
     Ok(ebpf)
+}
+
+/// The identity deny entries of a planned task (keyed by rule set `rules`) and the task flags
+/// that go with them.
+pub fn kernel_identities(plan: &setup::Prepared, rules: u32) -> (identity::Identities, u32) {
+    let policy = &plan.policy;
+    let mut identities = identity::deny_identities(policy, rules);
+    identities.entries.extend(identity::interpreter_identities(
+        policy,
+        &plan.interpreters,
+        rules,
+    ));
+    let mut flags = 0;
+    if plan.offsets.is_some() {
+        let exec_only = |(_, rule): &&(_, u32)| rule & enforcer_common::RULE_EXEC_ONLY != 0;
+        if identities.entries.iter().any(|e| !exec_only(&e)) {
+            flags |= task_flags::DENY_INODES;
+        }
+        if identities.entries.iter().any(|e| exec_only(&e)) {
+            flags |= task_flags::EXEC_IDENTITIES;
+        }
+    }
+    if identities.has_dirs {
+        flags |= task_flags::DENY_DIRS;
+    }
+    if policy.mode == Mode::Audit {
+        // In lsm mode the hooks decide audit-mode operations themselves; in fallback mode
+        // nothing refuses them, so every open and exec is reported for userspace to decide.
+        flags |= task_flags::AUDIT;
+        if !plan.probe.lsm_mode() {
+            flags |= task_flags::OBSERVE_ALL;
+        }
+    }
+    (identities, flags)
 }
 
 /// Removes the cgroup if setup fails half way.
@@ -153,7 +187,6 @@ async fn run_task(req: RunRequest) -> Result<i32, RunError> {
     };
     let policy = &plan.policy;
     let t_prepared = t0.elapsed();
-    let lsm_mode = plan.probe.lsm_mode();
     let (mut maps, ring) =
         bpf::maps::Maps::take(&mut ebpf).map_err(|e| setup_err("eBPF")(e.to_string()))?;
 
@@ -169,36 +202,10 @@ async fn run_task(req: RunRequest) -> Result<i32, RunError> {
     let dir = cgroup
         .dir()
         .map_err(|e| setup_err("cgroup")(e.to_string()))?;
-    bpf::attach_cgroup(&mut ebpf, &dir).map_err(|e| setup_err("eBPF")(e.to_string()))?;
+    bpf::attach_cgroup(&mut ebpf, &dir, None).map_err(|e| setup_err("eBPF")(e.to_string()))?;
 
     const SLOT: u32 = 0;
-    let mut identities = identity::deny_identities(policy, SLOT);
-    identities.entries.extend(identity::interpreter_identities(
-        policy,
-        &plan.interpreters,
-        SLOT,
-    ));
-    let mut flags = 0;
-    if plan.offsets.is_some() {
-        let exec_only = |(_, rule): &&(_, u32)| rule & enforcer_common::RULE_EXEC_ONLY != 0;
-        if identities.entries.iter().any(|e| !exec_only(&e)) {
-            flags |= task_flags::DENY_INODES;
-        }
-        if identities.entries.iter().any(|e| exec_only(&e)) {
-            flags |= task_flags::EXEC_IDENTITIES;
-        }
-    }
-    if identities.has_dirs {
-        flags |= task_flags::DENY_DIRS;
-    }
-    if policy.mode == Mode::Audit {
-        // In lsm mode the hooks decide audit-mode operations themselves; in fallback mode
-        // nothing refuses them, so every open and exec is reported for userspace to decide.
-        flags |= task_flags::AUDIT;
-        if !lsm_mode {
-            flags |= task_flags::OBSERVE_ALL;
-        }
-    }
+    let (identities, flags) = kernel_identities(&plan, SLOT);
     let mut unenforced = plan.unenforced.clone();
     unenforced.extend(identities.missing.iter().cloned());
     for line in &unenforced {
@@ -217,12 +224,13 @@ async fn run_task(req: RunRequest) -> Result<i32, RunError> {
     let generation = 1;
     maps.install_task(&TaskEntries {
         slot: SLOT,
+        rules: SLOT,
         cgroup_id: cgroup.id,
         entry: TaskEntry {
             slot: SLOT,
             generation,
             flags,
-            _reserved: 0,
+            rules: SLOT,
         },
         limits,
         files: &plan.files,
@@ -255,11 +263,12 @@ async fn run_task(req: RunRequest) -> Result<i32, RunError> {
         seccomp: (!policy.allow_io_uring).then(crate::kernel::seccomp::io_uring_filter),
         user: plan.user.clone(),
         last_cap: confine::last_cap(),
+        pdeathsig: true,
     };
     let procs = cgroup
         .procs_writer()
         .map_err(|e| setup_err("cgroup")(e.to_string()))?;
-    let mut start_details = setup::start_details(&req, &plan, cgroup, ttl, flags);
+    let mut start_details = setup::start_details(&req.command, &plan, cgroup, ttl, flags);
     if let Some(obj) = start_details.as_object_mut() {
         let us = |d: Duration| d.as_micros() as u64;
         obj.insert(
@@ -342,7 +351,7 @@ async fn run_task(req: RunRequest) -> Result<i32, RunError> {
     };
 
     let counters = maps.counters(SLOT);
-    let leftovers = maps.remove_task(SLOT, cgroup.id);
+    let leftovers = maps.remove_task(SLOT, SLOT, cgroup.id);
     let cgroup_path = cgroup.path.display().to_string();
     let removed = guard.0.take().map(|cg| cg.remove());
     let cgroup_removed = matches!(removed, Some(Ok(())));

@@ -86,13 +86,8 @@ pub fn resolve_command(command: &OsString) -> Result<PathBuf, RunError> {
 /// Plans the task. `lsm_refused` demotes an auto-mode choice of lsm to the fallback mode,
 /// with the reason (the LSM programs did not load).
 pub fn prepare(req: &RunRequest, lsm_refused: Option<String>) -> Result<Prepared, RunError> {
-    let mut policy = policy::load(&req.policy, &req.vars)
+    let policy = policy::load(&req.policy, &req.vars)
         .map_err(|e| RunError::Setup(format!("invalid policy:\n{e}")))?;
-    policy.add_resolved_paths(|p| {
-        std::fs::canonicalize(p)
-            .ok()
-            .map(|r| r.display().to_string())
-    });
     check_task_name(&req.task)?;
     let command = req
         .command
@@ -112,6 +107,22 @@ pub fn prepare(req: &RunRequest, lsm_refused: Option<String>) -> Result<Prepared
         probe.bpf_lsm = Err(why);
     }
     probe.check_requested().map_err(RunError::Setup)?;
+    plan(policy, command_path, user, probe)
+}
+
+/// Plans a task of `policy` (variables already substituted) on a probed kernel: what every
+/// rule compiles to, the Landlock ruleset, and what cannot be enforced as written.
+pub fn plan(
+    mut policy: Policy,
+    command_path: PathBuf,
+    user: Option<UserIds>,
+    probe: Probe,
+) -> Result<Prepared, RunError> {
+    policy.add_resolved_paths(|p| {
+        std::fs::canonicalize(p)
+            .ok()
+            .map(|r| r.display().to_string())
+    });
     let cgroup2 = probe
         .cgroup2
         .clone()
@@ -255,7 +266,7 @@ pub fn mode_gaps(policy: &Policy, probe: &Probe) -> Vec<String> {
 
 /// What `task_start` says: the command, the envelope, and how each rule is enforced here.
 pub fn start_details(
-    req: &RunRequest,
+    command: &[OsString],
     plan: &Prepared,
     cgroup: &TaskCgroup,
     ttl: Option<Duration>,
@@ -269,7 +280,7 @@ pub fn start_details(
         .collect();
     let l = &plan.policy.limits;
     json!({
-        "command": req.command.iter().map(|a| a.to_string_lossy().into_owned()).collect::<Vec<_>>(),
+        "command": command.iter().map(|a| a.to_string_lossy().into_owned()).collect::<Vec<_>>(),
         "executable": plan.command_path.display().to_string(),
         "user": plan.user.as_ref().map_or_else(
             || json!({ "uid": unsafe { libc::getuid() }, "as": "invoking user" }),

@@ -62,8 +62,28 @@ pub fn enforcer_root(mount: &Path) -> Result<enforcer_common::RootCgroup, Cgroup
         id,
         // `<mount>/enforcer` is one level below the hierarchy's root.
         level: 1,
-        valid: 1,
+        valid: enforcer_common::root_scope::SCOPE,
     })
+}
+
+/// Creates (if needed) a daemon's subtree `<cgroup2>/<relative>` and returns it with its id and
+/// depth; a cgroup under it without a task entry is refused everything (fail closed).
+pub fn daemon_root(
+    mount: &Path,
+    relative: &str,
+) -> Result<(PathBuf, enforcer_common::RootCgroup), CgroupError> {
+    let root = mount.join(relative);
+    fs::create_dir_all(&root).map_err(io_err(&root))?;
+    let id = fs::metadata(&root).map_err(io_err(&root))?.ino();
+    let level = Path::new(relative).components().count() as u32;
+    Ok((
+        root,
+        enforcer_common::RootCgroup {
+            id,
+            level,
+            valid: enforcer_common::root_scope::FAIL_CLOSED,
+        },
+    ))
 }
 
 /// Removes task cgroups left by an enforcer that was killed before it could clean up: named
@@ -111,6 +131,25 @@ impl TaskCgroup {
         fs::create_dir(&path).map_err(io_err(&path))?;
         let id = fs::metadata(&path).map_err(io_err(&path))?.ino();
         Ok(Self { path, id })
+    }
+
+    /// Creates `<parent>/<name>`.
+    pub fn create_in(parent: &Path, name: &str) -> Result<Self, CgroupError> {
+        let path = parent.join(name);
+        fs::create_dir(&path).map_err(io_err(&path))?;
+        Self::open(path)
+    }
+
+    /// An existing cgroup (a task adopted by a restarted daemon).
+    pub fn open(path: PathBuf) -> Result<Self, CgroupError> {
+        let id = fs::metadata(&path).map_err(io_err(&path))?.ino();
+        Ok(Self { path, id })
+    }
+
+    /// Moves process `pid` into the cgroup.
+    pub fn add_pid(&self, pid: u32) -> Result<(), CgroupError> {
+        let p = self.path.join("cgroup.procs");
+        fs::write(&p, pid.to_string()).map_err(io_err(&p))
     }
 
     /// An fd of the directory, to attach cgroup programs to.

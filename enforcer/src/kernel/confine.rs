@@ -10,6 +10,9 @@ pub struct Plan {
     pub seccomp: Option<Vec<libc::sock_filter>>,
     pub user: Option<UserIds>,
     pub last_cap: u32,
+    /// Die with the enforcer (standalone, where it is the parent); a daemon-started task
+    /// outlives its launcher's exec, so it has none.
+    pub pdeathsig: bool,
 }
 
 /// The identity the command runs as.
@@ -37,10 +40,19 @@ pub unsafe fn apply(plan: &Plan) -> io::Result<()> {
     // SAFETY (whole body): raw syscalls on memory owned by `plan`.
     unsafe {
         // 1. Into the envelope: from here on the kernel programs see this process as the task.
-        check(libc::write(plan.cgroup_procs_fd, b"0".as_ptr().cast(), 1) as libc::c_long)?;
+        // (Through the daemon, it has moved the process already: no fd.)
+        if plan.cgroup_procs_fd >= 0 {
+            check(libc::write(plan.cgroup_procs_fd, b"0".as_ptr().cast(), 1) as libc::c_long)?;
+        }
 
-        // 2. Empty the bounding set (needs CAP_SETPCAP, so before anything else drops it).
+        // 2. Empty the bounding set (needs CAP_SETPCAP, so before anything else drops it; a
+        //    process without it has nothing there it could use under no_new_privs).
+        let can_setpcap = libc::prctl(libc::PR_CAPBSET_READ, 8 /* CAP_SETPCAP */, 0, 0, 0) == 1
+            && libc::geteuid() == 0;
         for cap in 0..=plan.last_cap {
+            if !can_setpcap {
+                break;
+            }
             check(
                 libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) as libc::c_long,
             )?;
@@ -104,7 +116,9 @@ pub unsafe fn apply(plan: &Plan) -> io::Result<()> {
         }
 
         // 8. If the enforcer dies, so does the command (set after the uid change, which clears it).
-        check(libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) as libc::c_long)?;
+        if plan.pdeathsig {
+            check(libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) as libc::c_long)?;
+        }
     }
     Ok(())
 }

@@ -280,6 +280,11 @@ impl Ruleset {
         Ok(())
     }
 
+    /// The ruleset's fd (to pass to a process that restricts itself with it).
+    pub fn into_fd(self) -> OwnedFd {
+        self.fd
+    }
+
     pub fn raw_fd(&self) -> i32 {
         self.fd.as_raw_fd()
     }

@@ -40,7 +40,7 @@ impl ModeRequest {
 }
 
 /// The results of probing the running kernel.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct Probe {
     pub landlock_abi: u32,
     pub offsets: Result<KernelOffsets, String>,

@@ -1,0 +1,209 @@
+//! The daemon's programs and maps, pinned in bpffs so enforcement outlives the daemon: a
+//! `kill -9` leaves the links attached and the maps filled, and a restarted daemon opens the
+//! maps from their pins instead of loading anything.
+use std::{
+    ffi::CString,
+    fs, io,
+    path::{Path, PathBuf},
+};
+
+use aya::{
+    Ebpf,
+    maps::{Map, MapData},
+    programs::links::FdLink,
+};
+use enforcer_common::map_names;
+
+use super::{BpfError, chain};
+
+/// Wraps a pinned map's data as the map type userspace expects.
+type MapKind = fn(MapData) -> Map;
+
+/// The maps userspace reads or writes, and the kind of each.
+const MAPS: &[(&str, MapKind)] = &[
+    (map_names::TASKS, Map::HashMap),
+    (map_names::LIMITS, Map::Array),
+    (map_names::COUNTERS, Map::Array),
+    (map_names::FILE_RULES, Map::LpmTrie),
+    (map_names::NET_RULES, Map::LpmTrie),
+    (map_names::DENY_INODES, Map::HashMap),
+    (map_names::EVENTS, Map::RingBuf),
+    (map_names::DROPS, Map::PerCpuArray),
+];
+
+/// bpffs's magic number (statfs f_type).
+const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PinError {
+    #[error("{}: {source}", path.display())]
+    Io { path: PathBuf, source: io::Error },
+    #[error("pinning {what} at {}: {detail}", path.display())]
+    Pin {
+        what: String,
+        path: PathBuf,
+        detail: String,
+    },
+    #[error("opening the pinned map {}: {detail}", path.display())]
+    Open { path: PathBuf, detail: String },
+    #[error("{0}")]
+    Bpf(#[from] BpfError),
+}
+
+fn io_err(path: &Path) -> impl FnOnce(io::Error) -> PinError + '_ {
+    move |source| PinError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// A directory in bpffs holding `maps/` and `links/`.
+#[derive(Clone, Debug)]
+pub struct PinDir {
+    pub root: PathBuf,
+}
+
+impl PinDir {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self { root: root.into() }
+    }
+
+    fn maps(&self) -> PathBuf {
+        self.root.join("maps")
+    }
+
+    fn links(&self) -> PathBuf {
+        self.root.join("links")
+    }
+
+    /// Makes sure bpffs is mounted where the pins go (a fresh machine without systemd may
+    /// not have it) and creates the directories.
+    pub fn prepare(&self) -> Result<(), PinError> {
+        let mount = self
+            .root
+            .parent()
+            .ok_or_else(|| io_err(&self.root)(io::ErrorKind::InvalidInput.into()))?;
+        if !is_bpffs(mount) {
+            let c = |s: &str| CString::new(s).map_err(|e| io_err(mount)(io::Error::other(e)));
+            let (src, target) = (c("bpf")?, c(&mount.to_string_lossy())?);
+            // SAFETY: valid C strings; no data argument.
+            let rc = unsafe {
+                libc::mount(
+                    src.as_ptr(),
+                    target.as_ptr(),
+                    src.as_ptr(),
+                    0,
+                    std::ptr::null(),
+                )
+            };
+            if rc != 0 {
+                return Err(io_err(mount)(io::Error::last_os_error()));
+            }
+        }
+        for dir in [self.root.clone(), self.maps(), self.links()] {
+            match fs::create_dir(&dir) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(io_err(&dir)(e)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether a previous daemon left its maps pinned here.
+    pub fn has_state(&self) -> bool {
+        self.maps().join(map_names::TASKS).exists()
+    }
+
+    /// Pins the maps of a freshly loaded object.
+    pub fn pin_maps(&self, ebpf: &Ebpf) -> Result<(), PinError> {
+        for (name, _) in MAPS {
+            let path = self.maps().join(name);
+            let map = ebpf.map(name).ok_or(BpfError::MissingMap(name))?;
+            map.pin(&path).map_err(|e| PinError::Pin {
+                what: format!("map {name}"),
+                path: path.clone(),
+                detail: chain(&e),
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Pins links: they keep their programs attached with no process holding them.
+    pub fn pin_links(&self, links: Vec<(String, FdLink)>) -> Result<(), PinError> {
+        for (name, link) in links {
+            let path = self.links().join(&name);
+            link.pin(&path).map_err(|e| PinError::Pin {
+                what: format!("link {name}"),
+                path: path.clone(),
+                detail: chain(&e),
+            })?;
+        }
+        Ok(())
+    }
+
+    /// How many links are pinned.
+    pub fn link_count(&self) -> usize {
+        fs::read_dir(self.links()).map_or(0, |d| d.count())
+    }
+
+    /// The names of the pinned links.
+    pub fn link_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = fs::read_dir(self.links())
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        names.sort();
+        names
+    }
+
+    /// Opens one pinned map as the map type userspace expects.
+    pub fn open_map(&self, name: &'static str) -> Result<Map, PinError> {
+        let path = self.maps().join(name);
+        let kind = MAPS
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, k)| *k)
+            .ok_or(BpfError::MissingMap(name))?;
+        let data = MapData::from_pin(&path).map_err(|e| PinError::Open {
+            path: path.clone(),
+            detail: chain(&e),
+        })?;
+        Ok(kind(data))
+    }
+
+    /// Unpins everything: the programs detach once no process holds them.
+    pub fn remove(&self) -> Result<(), PinError> {
+        for dir in [self.links(), self.maps()] {
+            if let Ok(entries) = fs::read_dir(&dir) {
+                for e in entries.flatten() {
+                    fs::remove_file(e.path()).map_err(io_err(&e.path()))?;
+                }
+            }
+            match fs::remove_dir(&dir) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io_err(&dir)(e)),
+            }
+        }
+        match fs::remove_dir(&self.root) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(io_err(&self.root)(e)),
+        }
+    }
+}
+
+fn is_bpffs(path: &Path) -> bool {
+    let Ok(c) = CString::new(path.as_os_str().as_encoded_bytes()) else {
+        return false;
+    };
+    // SAFETY: zeroed statfs is a valid out-parameter; `c` is a valid C string.
+    unsafe {
+        let mut st: libc::statfs = std::mem::zeroed();
+        libc::statfs(c.as_ptr(), &mut st) == 0 && st.f_type as i64 == BPF_FS_MAGIC
+    }
+}
