@@ -3,9 +3,11 @@
 //! - [`policy`]: TOML policies, parsed, validated and compiled into kernel map entries (pure).
 //! - [`bpf`]: loading the eBPF programs and the maps they share.
 //! - [`kernel`]: Landlock, seccomp, cgroups, credentials, BTF and feature probes.
+//! - [`daemon`]: the long-running enforcer: pinned programs, control socket, hot reload.
 //! - [`envelope`]: one task, standalone: setup, confinement, monitoring, teardown.
 //! - [`events`]: kernel records to attributed JSON lines.
 pub mod bpf;
+pub mod daemon;
 pub mod envelope;
 pub mod events;
 pub mod kernel;

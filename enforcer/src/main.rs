@@ -21,6 +21,11 @@ fn main() {
     };
     let code = match cli.command {
         Command::Run(args) => cli::run::run(args),
+        Command::Daemon(args) => cli::daemon::run(args),
+        Command::Status(args) => cli::status::run(args),
+        Command::Tasks(args) => cli::tasks::run(args),
+        Command::Kill(args) => cli::kill::run(args),
+        Command::Reload(args) => cli::reload::run(args),
         Command::Policy {
             command: PolicyCommand::Check(args),
         } => cli::policy::check(args),

@@ -1,6 +1,11 @@
 //! Command-line interface: one module per subcommand.
+pub mod daemon;
+pub mod kill;
 pub mod policy;
+pub mod reload;
 pub mod run;
+pub mod status;
+pub mod tasks;
 
 use std::{ffi::OsString, path::PathBuf, time::Duration};
 
@@ -23,8 +28,18 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run a command inside a task envelope.
+    /// Run a command inside a task envelope (through the daemon when one is running).
     Run(RunArgs),
+    /// Run the enforcer daemon (as a systemd service).
+    Daemon(DaemonArgs),
+    /// The daemon's mode, programs, kernel features, tasks and event drops.
+    Status(SocketArgs),
+    /// The daemon's tasks: policy and generation, pids, age, TTL left, counters.
+    Tasks(TasksArgs),
+    /// End a task now (its processes are killed; one task_end event says why).
+    Kill(KillArgs),
+    /// Make the daemon read its policy directory again.
+    Reload(SocketArgs),
     /// Work with policy files.
     Policy {
         #[command(subcommand)]
@@ -39,10 +54,43 @@ pub enum PolicyCommand {
 }
 
 #[derive(Debug, Args)]
+pub struct SocketArgs {
+    /// The daemon's control socket (default: $ENFORCER_SOCKET, else /run/enforcer/enforcer.sock).
+    #[arg(long, value_name = "PATH")]
+    pub socket: Option<PathBuf>,
+    /// Print the daemon's JSON reply instead of a summary.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DaemonArgs {
+    /// The daemon's configuration.
+    #[arg(long, value_name = "FILE", default_value = enforcer::daemon::config::DEFAULT_PATH)]
+    pub config: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct TasksArgs {
+    #[command(flatten)]
+    pub socket: SocketArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct KillArgs {
+    /// A task id (as `enforcer tasks` shows it), or a task name that only one task has.
+    #[arg(value_name = "TASK")]
+    pub task: String,
+    #[command(flatten)]
+    pub socket: SocketArgs,
+}
+
+#[derive(Debug, Args)]
 pub struct RunArgs {
-    /// The policy file.
-    #[arg(long, value_name = "FILE")]
-    pub policy: PathBuf,
+    /// The policy: a file (standalone), or a policy name of the daemon's policy directory
+    /// (default there: the policy named like the task).
+    #[arg(long, value_name = "FILE|NAME")]
+    pub policy: Option<String>,
     /// The task's name (appears in every event).
     #[arg(long, value_name = "NAME")]
     pub task: String,
@@ -55,15 +103,18 @@ pub struct RunArgs {
     /// What the agent was asked to do (recorded in every event).
     #[arg(long, value_name = "TEXT")]
     pub intent: Option<String>,
-    /// Where events go: a file, `-` for stdout, or `stderr`.
-    #[arg(long, value_name = "PATH|-", default_value = "stderr")]
-    pub events: String,
+    /// Where events go (standalone): a file, `-` for stdout, or `stderr` (the default).
+    #[arg(long, value_name = "PATH|-")]
+    pub events: Option<String>,
     /// Run the command as this user (name or uid) instead of the invoking user.
     #[arg(long, value_name = "USER")]
     pub user: Option<String>,
-    /// Run without a daemon (the only mode of this version; accepted for compatibility).
+    /// Run without the daemon even when one is running: this process loads its own programs.
     #[arg(long)]
     pub standalone: bool,
+    /// The daemon's control socket (default: $ENFORCER_SOCKET, else /run/enforcer/enforcer.sock).
+    #[arg(long, value_name = "PATH")]
+    pub socket: Option<PathBuf>,
     /// Event format: `native` (the enforcer's JSON) or `ocsf` (OCSF 1.8).
     #[arg(long, value_name = "FORMAT", default_value = "native", value_parser = enforcer::events::Format::parse)]
     pub format: enforcer::events::Format,
@@ -111,4 +162,23 @@ fn parse_mode(s: &str) -> Result<ModeRequest, String> {
 
 fn parse_ttl(s: &str) -> Result<Duration, String> {
     enforcer::policy::values::parse_duration(s)
+}
+
+/// Sends one request to the daemon; prints the error and returns `None` on failure.
+fn ask(args: &SocketArgs, op: &enforcer::daemon::protocol::Op) -> Option<serde_json::Value> {
+    let socket = args
+        .socket
+        .clone()
+        .unwrap_or_else(enforcer::daemon::client::default_socket);
+    match enforcer::daemon::client::request(&socket, op) {
+        Ok((reply, _)) if reply.ok => Some(reply.result),
+        Ok((reply, _)) => {
+            eprintln!("enforcer: {}", reply.error.unwrap_or_default());
+            None
+        }
+        Err(e) => {
+            eprintln!("enforcer: {e}");
+            None
+        }
+    }
 }

@@ -1,5 +1,8 @@
-//! `enforcer run`: one task, standalone.
+//! `enforcer run`: one task, through the daemon when one is listening, else standalone.
+use std::path::PathBuf;
+
 use enforcer::{
+    daemon::{client, protocol::StartRequest},
     envelope::{self, RunRequest},
     events::writer::Target,
     kernel::probe::ModeRequest,
@@ -8,6 +11,57 @@ use enforcer::{
 use super::RunArgs;
 
 pub fn run(args: RunArgs) -> i32 {
+    let socket = args.socket.clone().unwrap_or_else(client::default_socket);
+    if !args.standalone && client::daemon_listening(&socket) {
+        return via_daemon(args, &socket);
+    }
+    standalone(args)
+}
+
+fn via_daemon(args: RunArgs, socket: &std::path::Path) -> i32 {
+    let standalone_only = [
+        (args.events.is_some(), "--events"),
+        (args.mode.is_some(), "--mode"),
+        (args.ring_bytes.is_some(), "--ring-bytes"),
+    ];
+    for (given, flag) in standalone_only {
+        if given {
+            eprintln!(
+                "enforcer: {flag} applies to standalone runs; the daemon at {} decides it in its \
+                 config (add --standalone to run without the daemon)",
+                socket.display()
+            );
+            return 125;
+        }
+    }
+    if let Some(p) = &args.policy
+        && (p.contains('/') || p.ends_with(".toml"))
+    {
+        eprintln!(
+            "enforcer: a daemon is running ({}): --policy takes the name of a policy in its \
+             policy directory, not a file (\"{p}\"); add --standalone to run a policy file \
+             yourself",
+            socket.display()
+        );
+        return 125;
+    }
+    let req = StartRequest {
+        task: args.task,
+        policy: args.policy,
+        vars: args.vars.into_iter().collect(),
+        ttl_ms: args.ttl.map(|t| t.as_millis() as u64),
+        intent: args.intent,
+        user: args.user,
+        ..StartRequest::default()
+    };
+    client::run_via_daemon(socket, req, &args.command)
+}
+
+fn standalone(args: RunArgs) -> i32 {
+    let Some(policy) = args.policy else {
+        eprintln!("enforcer: --policy FILE is required without a daemon");
+        return 125;
+    };
     let mode = match args.mode.map_or_else(ModeRequest::from_env, Ok) {
         Ok(mode) => mode,
         Err(e) => {
@@ -16,12 +70,12 @@ pub fn run(args: RunArgs) -> i32 {
         }
     };
     let request = RunRequest {
-        policy: args.policy,
+        policy: PathBuf::from(policy),
         task: args.task,
         vars: args.vars.into_iter().collect(),
         ttl: args.ttl,
         intent: args.intent,
-        events: Target::parse(&args.events),
+        events: Target::parse(args.events.as_deref().unwrap_or("stderr")),
         user: args.user,
         command: args.command,
         ring_bytes: args.ring_bytes,

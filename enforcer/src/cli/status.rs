@@ -1,0 +1,59 @@
+//! `enforcer status`.
+use enforcer::daemon::protocol::Op;
+
+use super::SocketArgs;
+
+pub fn run(args: SocketArgs) -> i32 {
+    let Some(v) = super::ask(&args, &Op::Status) else {
+        return 1;
+    };
+    if args.json {
+        println!("{v:#}");
+        return 0;
+    }
+    let s = |k: &str| {
+        v[k].as_str()
+            .map(str::to_owned)
+            .unwrap_or_else(|| v[k].to_string())
+    };
+    println!("mode:        {}", s("mode"));
+    if let Some(why) = v["fallback_reason"].as_str() {
+        println!("  fallback because: {why}");
+    }
+    let programs = v["programs"].as_array().map_or(0, Vec::len);
+    println!(
+        "programs:    {programs} attached, pinned in {}",
+        s("pin_dir")
+    );
+    println!("cgroup root: {}", s("cgroup_root"));
+    let k = &v["kernel"];
+    println!(
+        "kernel:      {} (Landlock ABI {}, BPF LSM listed: {}, identity checks: {})",
+        k["release"].as_str().unwrap_or("?"),
+        k["landlock_abi"],
+        k["bpf_lsm_listed"],
+        k["identity_checks"]
+    );
+    if let Some(limits) = v["enforcement"].as_array() {
+        for l in limits {
+            println!(
+                "  {}",
+                l.as_str().map_or_else(|| l.to_string(), str::to_owned)
+            );
+        }
+    }
+    println!("tasks:       {}", v["tasks"]);
+    println!("generation:  {}", v["generation"]);
+    if let Some(ps) = v["policies"].as_array() {
+        for p in ps {
+            println!(
+                "  policy {} (generation {}, {})",
+                p["name"].as_str().unwrap_or("?"),
+                p["generation"],
+                p["file"].as_str().unwrap_or("?")
+            );
+        }
+    }
+    println!("events dropped: {}", v["events_dropped"]);
+    0
+}

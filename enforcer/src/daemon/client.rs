@@ -1,0 +1,159 @@
+//! The client side of the control socket: requests for the CLI, and `enforcer run` through a
+//! daemon, where the launcher is moved into the task, confines itself and execs in place, so
+//! the command keeps the caller's pid, stdio, terminal, signals and exit status.
+use std::{
+    ffi::OsString,
+    io::Write as _,
+    os::{
+        fd::{AsRawFd as _, OwnedFd},
+        unix::{net::UnixStream, process::CommandExt as _},
+    },
+    path::{Path, PathBuf},
+};
+
+use super::protocol::{self, Confinement, Op, Reply, StartRequest};
+use crate::kernel::{confine, seccomp};
+
+/// The default control socket, unless `ENFORCER_SOCKET` names another.
+pub fn default_socket() -> PathBuf {
+    std::env::var_os("ENFORCER_SOCKET").map_or_else(
+        || PathBuf::from("/run/enforcer/enforcer.sock"),
+        PathBuf::from,
+    )
+}
+
+/// Sends one request; returns the reply and the fd that came with it.
+pub fn request(socket: &Path, op: &Op) -> Result<(Reply, Option<OwnedFd>), String> {
+    let mut stream = UnixStream::connect(socket).map_err(|e| {
+        format!(
+            "cannot reach the daemon at {}: {e} (is `enforcer daemon` running?)",
+            socket.display()
+        )
+    })?;
+    let mut line = protocol::encode_request(op);
+    line.push('\n');
+    stream
+        .write_all(line.as_bytes())
+        .map_err(|e| format!("sending to the daemon: {e}"))?;
+    let mut buf = Vec::new();
+    let mut fd = None;
+    let mut chunk = vec![0u8; 64 * 1024];
+    while !buf.ends_with(b"\n") {
+        let (n, got) = protocol::recv_with_fd(stream.as_raw_fd(), &mut chunk)
+            .map_err(|e| format!("reading the daemon's reply: {e}"))?;
+        if n == 0 {
+            break;
+        }
+        fd = fd.or(got);
+        buf.extend_from_slice(&chunk[..n]);
+        if buf.len() > protocol::MAX_LINE {
+            return Err("the daemon's reply is too long".into());
+        }
+    }
+    let reply: Reply = serde_json::from_slice(&buf)
+        .map_err(|e| format!("malformed reply from the daemon: {e}"))?;
+    Ok((reply, fd))
+}
+
+/// Whether a daemon answers at `socket`.
+pub fn daemon_listening(socket: &Path) -> bool {
+    UnixStream::connect(socket).is_ok()
+}
+
+/// `enforcer run` through the daemon. Returns only on failure (the exit status to use).
+pub fn run_via_daemon(socket: &Path, mut req: StartRequest, command: &[OsString]) -> i32 {
+    let Some(first) = command.first() else {
+        eprintln!("enforcer: no command given after --");
+        return 127;
+    };
+    let executable = match crate::envelope::setup::resolve_command(first) {
+        Ok(p) if p.is_absolute() => p,
+        Ok(p) => match std::env::current_dir() {
+            Ok(cwd) => cwd.join(p),
+            Err(e) => {
+                eprintln!("enforcer: {e}");
+                return 125;
+            }
+        },
+        Err(e) => {
+            eprintln!("enforcer: {e}");
+            return e.exit_code();
+        }
+    };
+    req.executable = executable.display().to_string();
+    req.command = command
+        .iter()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    let (reply, ruleset) = match request(socket, &Op::Start(req)) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("enforcer: {e}");
+            return 125;
+        }
+    };
+    if !reply.ok {
+        eprintln!(
+            "enforcer: the daemon refused the task: {}",
+            reply.error.unwrap_or_default()
+        );
+        return 125;
+    }
+    let confinement: Confinement = match serde_json::from_value(reply.result) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("enforcer: malformed reply from the daemon: {e}");
+            return 125;
+        }
+    };
+    for line in &confinement.unenforced {
+        eprintln!("enforcer: warning: {line}");
+    }
+    if confinement.landlock && ruleset.is_none() {
+        eprintln!("enforcer: the daemon's reply lacks the task's Landlock ruleset");
+        return 125;
+    }
+    let plan = confine::Plan {
+        cgroup_procs_fd: -1,
+        ruleset_fd: ruleset.as_ref().map(|f| f.as_raw_fd()),
+        seccomp: confinement.seccomp_io_uring.then(seccomp::io_uring_filter),
+        user: confinement.user.as_ref().map(|u| confine::UserIds {
+            name: u.name.clone(),
+            uid: u.uid,
+            gid: u.gid,
+            groups: u.groups.clone(),
+        }),
+        last_cap: confine::last_cap(),
+        pdeathsig: false,
+    };
+    // SAFETY: this process is single-threaded (no runtime was started for this path) and
+    // about to exec: changing its own credentials is the point.
+    if let Err(e) = unsafe { confine::apply(&plan) } {
+        eprintln!(
+            "enforcer: confining task {} failed: {e}",
+            confinement.task_id
+        );
+        return 125;
+    }
+    drop(ruleset);
+    let mut cmd = std::process::Command::new(&executable);
+    cmd.args(command.iter().skip(1)).arg0(first);
+    let e = cmd.exec();
+    match e.kind() {
+        std::io::ErrorKind::PermissionDenied => {
+            eprintln!(
+                "enforcer: the policy does not allow executing {} ({e})",
+                executable.display()
+            );
+            126
+        }
+        std::io::ErrorKind::NotFound => {
+            eprintln!("enforcer: {}: {e}", executable.display());
+            127
+        }
+        _ => {
+            eprintln!("enforcer: cannot start {}: {e}", executable.display());
+            126
+        }
+    }
+}

@@ -1,0 +1,343 @@
+//! The daemon's state: the programs (loaded once, or adopted from their pins), the maps, the
+//! task table, the policy set and the event writer. Requests and kernel events are applied
+//! to it one at a time by the main loop.
+use std::{
+    collections::{BTreeMap, HashMap},
+    path::PathBuf,
+    time::Instant,
+};
+
+use aya::maps::{MapData, RingBuf};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use sha2::Digest as _;
+
+use super::{
+    DaemonError, config::Config, inotify::Inotify, policies::PolicySet, task::Saved, task::Task,
+};
+use crate::{
+    bpf::{self, maps::Maps, pin::PinDir},
+    events::{
+        Emitter,
+        record::{PolicyRef, Record, TaskContext},
+        time,
+        writer::{Target, Writer},
+    },
+    kernel::{cgroup, probe::Probe},
+    policy::{Limits, Mode, Policy},
+};
+
+/// What a restarted daemon needs besides the tasks (`<state_dir>/daemon.json`).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct DaemonState {
+    pub object_sha256: String,
+    pub mode: String,
+    pub fallback_reason: Option<String>,
+    pub root_cgroup_id: u64,
+    pub next_rules: u32,
+    pub next_seq: u64,
+    pub generation: u32,
+    /// Each policy's sha256 and generation, so a restart does not renumber unchanged ones.
+    #[serde(default)]
+    pub policies: BTreeMap<String, (String, u32)>,
+}
+
+pub struct Core {
+    pub config: Config,
+    pub probe: Probe,
+    pub maps: Maps,
+    pub pins: PinDir,
+    pub root: PathBuf,
+    pub tasks: BTreeMap<String, Task>,
+    pub by_cgroup: HashMap<u64, String>,
+    pub policies: PolicySet,
+    pub emitter: Emitter,
+    pub state: DaemonState,
+    pub daemon_ctx: TaskContext,
+    pub inotify: Inotify,
+    /// The inotify watch on the policy directory.
+    pub policy_watch: Option<i32>,
+    pub started: Instant,
+    pub adopted: usize,
+    pub drops_seen: u64,
+    /// Kept alive when this daemon loaded the programs (the pins keep them attached anyway).
+    pub _ebpf: Option<aya::Ebpf>,
+}
+
+/// The sha256 of the embedded eBPF object: pins from another build are not adopted.
+pub fn object_sha256() -> String {
+    let digest = sha2::Sha256::digest(bpf::object());
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+impl Core {
+    /// Loads (or adopts) the programs, opens the maps, the cgroup subtree and the events.
+    pub fn open(config: Config) -> Result<(Self, RingBuf<MapData>), DaemonError> {
+        let probe = {
+            crate::kernel::probe::ensure_tracefs().map_err(DaemonError::Setup)?;
+            let p = Probe::run(config.mode);
+            p.check_requested().map_err(DaemonError::Setup)?;
+            p
+        };
+        let cgroup2 = probe
+            .cgroup2
+            .clone()
+            .map_err(|e| DaemonError::Setup(format!("{e}; tasks need cgroup v2")))?;
+        let (root, root_cg) = cgroup::daemon_root(&cgroup2, &config.cgroup)
+            .map_err(|e| DaemonError::Setup(e.to_string()))?;
+        let pins = PinDir::new(&config.pin_dir);
+        pins.prepare()
+            .map_err(|e| DaemonError::Setup(e.to_string()))?;
+        std::fs::create_dir_all(config.state_dir.join("tasks"))
+            .map_err(|e| DaemonError::Setup(format!("{}: {e}", config.state_dir.display())))?;
+        let state_file = config.state_dir.join("daemon.json");
+        let saved_state: Option<DaemonState> = std::fs::read(&state_file)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok());
+        let sha = object_sha256();
+        let (saved_tasks, bad) = Saved::load_all(&config.state_dir);
+        for b in &bad {
+            eprintln!("enforcer: warning: unreadable task state {b}");
+        }
+
+        let mut probe = probe;
+        let (maps, ring, ebpf, state) = match saved_state {
+            Some(st)
+                if pins.has_state()
+                    && st.object_sha256 == sha
+                    && st.root_cgroup_id == root_cg.id =>
+            {
+                let (maps, ring) =
+                    Maps::open_pinned(&pins).map_err(|e| DaemonError::Setup(e.to_string()))?;
+                if st.mode != "lsm" {
+                    probe.bpf_lsm = Err(st
+                        .fallback_reason
+                        .clone()
+                        .unwrap_or_else(|| "the pinned programs are the fallback mode's".into()));
+                }
+                (maps, ring, None, st)
+            }
+            _ if pins.has_state() && !saved_tasks.is_empty() => {
+                return Err(DaemonError::Setup(format!(
+                    "{} holds pinned programs of another enforcer build (or another cgroup \
+                     root) and {} task(s) are saved in {}: they keep being enforced by the \
+                     pinned programs; end them (or reboot) before starting this daemon",
+                    pins.root.display(),
+                    saved_tasks.len(),
+                    config.state_dir.display()
+                )));
+            }
+            _ => {
+                if pins.has_state() {
+                    pins.remove()
+                        .map_err(|e| DaemonError::Setup(e.to_string()))?;
+                    pins.prepare()
+                        .map_err(|e| DaemonError::Setup(e.to_string()))?;
+                }
+                let (ebpf, mode_reason) = super::load::load_and_pin(&probe, root_cg, &root, &pins)?;
+                if let Some(why) = &mode_reason {
+                    probe.bpf_lsm = Err(why.clone());
+                }
+                let mut ebpf = ebpf;
+                let (maps, ring) =
+                    Maps::take(&mut ebpf).map_err(|e| DaemonError::Setup(e.to_string()))?;
+                let st = DaemonState {
+                    object_sha256: sha,
+                    mode: if probe.lsm_mode() { "lsm" } else { "fallback" }.into(),
+                    fallback_reason: probe.fallback_reason(),
+                    root_cgroup_id: root_cg.id,
+                    next_rules: 1,
+                    next_seq: 1,
+                    generation: saved_state_generation(&state_file),
+                    policies: BTreeMap::new(),
+                };
+                (maps, ring, Some(ebpf), st)
+            }
+        };
+
+        let target = Target::parse(&config.events);
+        let writer = Writer::open(target.clone())
+            .map_err(|e| DaemonError::Setup(format!("events {}: {e}", config.events)))?;
+        let emitter = Emitter::new(writer, config.format);
+        let inotify = Inotify::new().map_err(|e| DaemonError::Setup(format!("inotify: {e}")))?;
+        let daemon_ctx = TaskContext {
+            task: "enforcer-daemon".into(),
+            task_id: "daemon".into(),
+            intent: None,
+            policy: PolicyRef {
+                name: String::new(),
+                version: 0,
+                sha256: String::new(),
+                generation: state.generation,
+            },
+            mode: if probe.lsm_mode() { "lsm" } else { "fallback" },
+            unenforced: probe
+                .fallback_reason()
+                .into_iter()
+                .map(|r| format!("fallback mode: {r}"))
+                .collect(),
+            boot_to_unix_ns: time::boot_to_unix_offset(),
+        };
+        let policies = PolicySet {
+            by_name: state
+                .policies
+                .iter()
+                .map(|(name, (sha, generation))| {
+                    let pf = super::policies::PolicyFile {
+                        name: name.clone(),
+                        file: PathBuf::new(),
+                        text: String::new(),
+                        sha256: sha.clone(),
+                        generation: *generation,
+                    };
+                    (name.clone(), pf)
+                })
+                .collect(),
+            generation: state.generation,
+        };
+        let mut core = Self {
+            config,
+            probe,
+            maps,
+            pins,
+            root,
+            tasks: BTreeMap::new(),
+            by_cgroup: HashMap::new(),
+            policies,
+            emitter,
+            state,
+            daemon_ctx,
+            inotify,
+            policy_watch: None,
+            started: Instant::now(),
+            adopted: 0,
+            drops_seen: 0,
+            _ebpf: ebpf,
+        };
+        core.adopt(saved_tasks);
+        core.save_state();
+        Ok((core, ring))
+    }
+
+    /// Writes `daemon.json` (atomically).
+    pub fn save_state(&self) {
+        let path = self.config.state_dir.join("daemon.json");
+        let tmp = path.with_extension("json.tmp");
+        let ok = serde_json::to_vec_pretty(&self.state)
+            .map_err(std::io::Error::other)
+            .and_then(|b| std::fs::write(&tmp, b))
+            .and_then(|()| std::fs::rename(&tmp, &path));
+        if let Err(e) = ok {
+            eprintln!("enforcer: cannot save {}: {e}", path.display());
+        }
+    }
+
+    pub fn mode(&self) -> &'static str {
+        if self.probe.lsm_mode() {
+            "lsm"
+        } else {
+            "fallback"
+        }
+    }
+
+    /// Emits a daemon-level event (no task).
+    pub fn emit_daemon(&mut self, op: &'static str, details: serde_json::Value) {
+        self.daemon_ctx.policy.generation = self.policies.generation;
+        let r = Record::lifecycle(&self.daemon_ctx, op, std::process::id(), details);
+        self.emitter.emit(&r);
+    }
+
+    /// A new rule set id (never reused while the daemon's state lives).
+    pub fn next_rules(&mut self) -> u32 {
+        let id = self.state.next_rules.max(1);
+        self.state.next_rules = id.wrapping_add(1).max(1);
+        self.save_state();
+        id
+    }
+
+    pub fn free_slot(&self) -> Option<u32> {
+        (0..enforcer_common::MAX_TASKS).find(|s| !self.tasks.values().any(|t| t.saved.slot == *s))
+    }
+
+    /// `enforcer status`.
+    pub fn status(&self) -> serde_json::Value {
+        let support = self.probe.support();
+        let explanation = crate::policy::explain::explain(&empty_policy(), &support);
+        json!({
+            "pid": std::process::id(),
+            "uptime_s": self.started.elapsed().as_secs(),
+            "mode": self.mode(),
+            "fallback_reason": self.probe.fallback_reason(),
+            "enforcement": explanation.limits,
+            "programs": self.pins.link_names(),
+            "pin_dir": self.pins.root.display().to_string(),
+            "cgroup_root": self.root.display().to_string(),
+            "kernel": {
+                "release": self.probe.kernel_release,
+                "landlock_abi": self.probe.landlock_abi,
+                "bpf_lsm_listed": self.probe.bpf_lsm_listed,
+                "bpf_lsm": self.probe.bpf_lsm.as_ref().err(),
+                "identity_checks": self.probe.offsets.is_ok(),
+            },
+            "tasks": self.tasks.len(),
+            "adopted_at_start": self.adopted,
+            "policies": self.policies.by_name.values().map(|p| json!({
+                "name": p.name, "file": p.file.display().to_string(),
+                "sha256": p.sha256, "generation": p.generation,
+            })).collect::<Vec<_>>(),
+            "generation": self.policies.generation,
+            "events_dropped": self.drops_seen,
+            "events_queued": self.emitter.writer.queued(),
+        })
+    }
+
+    /// `enforcer tasks`: every task for an admin, the peer's own otherwise.
+    pub fn task_list(&self, uid: Option<u32>) -> serde_json::Value {
+        let now = time::boot_ns();
+        let rows: Vec<_> = self
+            .tasks
+            .values()
+            .filter(|t| uid.is_none_or(|u| t.saved.owner_uid == u))
+            .map(|t| {
+                let s = &t.saved;
+                let c = self.maps.counters(s.slot);
+                json!({
+                    "task": s.task,
+                    "task_id": s.task_id,
+                    "policy": s.policy_name,
+                    "generation": s.generation,
+                    "pids": t.cgroup.pids(),
+                    "age_s": now.saturating_sub(s.started_boot_ns) / 1_000_000_000,
+                    "ttl_left_s": (s.deadline_boot_ns != 0)
+                        .then(|| s.deadline_boot_ns.saturating_sub(now) / 1_000_000_000),
+                    "owner_uid": s.owner_uid,
+                    "counters": { "execs": c.execs, "opens": c.opens, "connects": c.connects, "denials": c.denials },
+                    "ending": t.ending,
+                })
+            })
+            .collect();
+        json!(rows)
+    }
+}
+
+fn saved_state_generation(path: &std::path::Path) -> u32 {
+    std::fs::read(path)
+        .ok()
+        .and_then(|b| serde_json::from_slice::<DaemonState>(&b).ok())
+        .map_or(0, |s| s.generation)
+}
+
+/// A policy with no rules: names events of processes that belong to no task.
+pub fn empty_policy() -> Policy {
+    Policy {
+        file: PathBuf::new(),
+        sha256: String::new(),
+        name: String::new(),
+        version: 0,
+        description: None,
+        mode: Mode::Enforce,
+        allow_io_uring: false,
+        limits: Limits::default(),
+        rules: Vec::new(),
+    }
+}

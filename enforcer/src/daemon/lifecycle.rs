@@ -1,0 +1,490 @@
+//! A task's life in the daemon: started for a peer, watched (exit, TTL, limits, kernel kills),
+//! ended, torn down to nothing, and adopted again after a daemon restart.
+use std::{os::fd::OwnedFd, path::PathBuf, time::Duration};
+
+use aya::maps::{MapData, RingBuf};
+use enforcer_common::{TaskEntry, TaskLimits, decision, event_kind};
+use serde_json::json;
+
+use super::{
+    authz::Peer,
+    core::{Core, empty_policy},
+    protocol::{Confinement, StartRequest, UserSpec},
+    task::{Saved, Task},
+};
+use crate::{
+    bpf::maps::TaskEntries,
+    envelope::{kernel_identities, setup},
+    events::{
+        decode,
+        record::{Record, TaskContext, from_kernel},
+        time,
+    },
+    kernel::{cgroup::TaskCgroup, confine},
+    policy,
+};
+
+/// `IN_MODIFY` on `cgroup.events`: `populated` changed.
+const CGROUP_EVENTS_MASK: u32 = libc::IN_MODIFY;
+
+impl Core {
+    /// Creates the envelope for `peer` and moves the peer into it. The reply tells the peer
+    /// how to confine itself before it execs the command; the fd is its Landlock ruleset.
+    pub fn start(
+        &mut self,
+        peer: &Peer,
+        req: StartRequest,
+    ) -> Result<(Confinement, Option<OwnedFd>), String> {
+        setup::check_task_name(&req.task).map_err(|e| e.to_string())?;
+        let policy_name = req.policy.clone().unwrap_or_else(|| req.task.clone());
+        let Some(pf) = self.policies.by_name.get(&policy_name).cloned() else {
+            let mut names: Vec<&str> = self
+                .policies
+                .by_name
+                .keys()
+                .map(String::as_str)
+                .filter(|n| {
+                    super::authz::may_start(&self.config, &super::authz::SystemIds, peer, n)
+                })
+                .collect();
+            names.sort_unstable();
+            return Err(format!(
+                "no policy \"{policy_name}\" in {}; policies you may use: {}",
+                self.config.policies.display(),
+                if names.is_empty() {
+                    "none".into()
+                } else {
+                    names.join(", ")
+                }
+            ));
+        };
+        let executable = PathBuf::from(&req.executable);
+        if !executable.is_absolute() || !executable.is_file() {
+            return Err(format!("{}: no such executable", req.executable));
+        }
+        let user = match &req.user {
+            Some(_) if !peer.is_root() => {
+                return Err("--user needs a root client (the command runs as you)".into());
+            }
+            Some(u) => Some(confine::lookup_user(u).map_err(|e| format!("--user: {e}"))?),
+            None => None,
+        };
+        let vars: policy::Vars = req.vars.clone().into_iter().collect();
+        let parsed = policy::parse(&pf.file, &pf.text, &vars)
+            .map_err(|e| format!("invalid policy:\n{e}"))?;
+        let plan = setup::plan(parsed, executable.clone(), user.clone(), self.probe.clone())
+            .map_err(|e| e.to_string())?;
+        let slot = self
+            .free_slot()
+            .ok_or_else(|| format!("{} tasks are running: no slot left", self.tasks.len()))?;
+        let rules = self.next_rules();
+        let (identities, flags) = kernel_identities(&plan, rules);
+        let mut unenforced = plan.unenforced.clone();
+        unenforced.extend(identities.missing.iter().cloned());
+
+        self.state.next_seq += 1;
+        let task_id = format!("{}-{}", req.task, self.state.next_seq);
+        self.save_state();
+        let cgroup = TaskCgroup::create_in(&self.root, &task_id).map_err(|e| e.to_string())?;
+        let ttl = req
+            .ttl_ms
+            .map(Duration::from_millis)
+            .or(plan.policy.limits.ttl);
+        let now = time::boot_ns();
+        let deadline = ttl.map_or(0, |t| now + t.as_nanos() as u64);
+        let limits = TaskLimits {
+            deadline_ns: deadline,
+            max_execs: plan.policy.limits.max_execs.unwrap_or(0),
+            max_connects: plan.policy.limits.max_connects.unwrap_or(0),
+            max_denials: plan.policy.limits.max_denials.unwrap_or(0),
+        };
+        let entry = TaskEntry {
+            slot,
+            generation: pf.generation,
+            flags,
+            rules,
+        };
+        let installed = self.maps.install_task(&TaskEntries {
+            slot,
+            rules,
+            cgroup_id: cgroup.id,
+            entry,
+            limits,
+            files: &plan.files,
+            net: &plan.net,
+            inodes: &identities.entries,
+        });
+        if let Err(e) = installed {
+            self.maps.remove_task(slot, rules, cgroup.id);
+            let _ = cgroup.remove();
+            return Err(format!("maps: {e}"));
+        }
+        let saved = Saved {
+            task: req.task.clone(),
+            task_id: task_id.clone(),
+            intent: req.intent.clone(),
+            policy_name: pf.name.clone(),
+            policy_file: pf.file.clone(),
+            policy_text: pf.text.clone(),
+            vars: req.vars.clone(),
+            generation: pf.generation,
+            slot,
+            rules,
+            flags,
+            cgroup: cgroup.path.clone(),
+            cgroup_id: cgroup.id,
+            pid: peer.pid as u32,
+            owner_uid: peer.uid,
+            command: req.command.clone(),
+            executable: executable.clone(),
+            user: req.user.clone(),
+            started_unix_ns: time::now_unix_ns(),
+            started_boot_ns: now,
+            deadline_boot_ns: deadline,
+            mode: self.mode().into(),
+            unenforced: unenforced.clone(),
+        };
+        let ctx = saved.context(&plan.policy, self.daemon_ctx.boot_to_unix_ns);
+        let command: Vec<std::ffi::OsString> = req.command.iter().map(Into::into).collect();
+        let mut details = setup::start_details(&command, &plan, &cgroup, ttl, flags);
+        if let Some(obj) = details.as_object_mut() {
+            obj.insert(
+                "launcher".into(),
+                json!({ "pid": peer.pid, "uid": peer.uid, "gid": peer.gid }),
+            );
+            obj.insert("via".into(), json!("daemon"));
+        }
+        self.emitter.emit(&Record::lifecycle(
+            &ctx,
+            "task_start",
+            peer.pid as u32,
+            details,
+        ));
+
+        // The launcher joins the envelope itself: from here on every checked operation of it
+        // and of everything it execs is the task's.
+        if let Err(e) = cgroup.add_pid(peer.pid as u32) {
+            let mut task = self.make_task(saved, cgroup, plan.policy, ctx);
+            task.ending = Some(format!(
+                "the launcher could not be moved into the task: {e}"
+            ));
+            self.tasks.insert(task_id.clone(), task);
+            self.by_cgroup
+                .insert(self.tasks[&task_id].saved.cgroup_id, task_id.clone());
+            self.finalize(&task_id);
+            return Err(format!("moving you into the task's cgroup: {e}"));
+        }
+        if let Err(e) = saved.store(&self.config.state_dir) {
+            eprintln!("enforcer: warning: cannot save task {task_id}: {e}");
+        }
+        let confinement = Confinement {
+            task_id: task_id.clone(),
+            landlock: plan.ruleset.is_some(),
+            seccomp_io_uring: !plan.policy.allow_io_uring,
+            user: user.map(|u| UserSpec {
+                name: u.name,
+                uid: u.uid,
+                gid: u.gid,
+                groups: u.groups,
+            }),
+            generation: pf.generation,
+            mode: self.mode().into(),
+            unenforced,
+        };
+        let fd = plan.ruleset.map(crate::kernel::landlock::Ruleset::into_fd);
+        let task = self.make_task(saved, cgroup, plan.policy, ctx);
+        self.by_cgroup.insert(task.saved.cgroup_id, task_id.clone());
+        self.tasks.insert(task_id, task);
+        Ok((confinement, fd))
+    }
+
+    fn make_task(
+        &mut self,
+        saved: Saved,
+        cgroup: TaskCgroup,
+        policy: policy::Policy,
+        ctx: TaskContext,
+    ) -> Task {
+        let watch = self
+            .inotify
+            .watch(&cgroup.path.join("cgroup.events"), CGROUP_EVENTS_MASK)
+            .ok();
+        Task {
+            saved,
+            cgroup,
+            policy,
+            previous: None,
+            ctx,
+            ending: None,
+            watch,
+        }
+    }
+
+    /// Ends a task: kills whatever is left of it. The teardown follows when its cgroup is empty.
+    pub fn end_task(&mut self, task_id: &str, why: String) {
+        let Some(task) = self.tasks.get_mut(task_id) else {
+            return;
+        };
+        if task.ending.is_none() {
+            task.ending = Some(why);
+        }
+        if let Err(e) = task.cgroup.kill() {
+            eprintln!("enforcer: cannot kill task {task_id}: {e}");
+        }
+    }
+
+    /// Tears an ended (empty) task down: map entries, cgroup, state; one `task_end`.
+    pub fn finalize(&mut self, task_id: &str) {
+        let Some(task) = self.tasks.remove(task_id) else {
+            return;
+        };
+        self.by_cgroup.remove(&task.saved.cgroup_id);
+        if let Some(wd) = task.watch {
+            self.inotify.unwatch(wd);
+        }
+        let s = &task.saved;
+        let counters = self.maps.counters(s.slot);
+        let leftovers = self.maps.remove_task(s.slot, s.rules, s.cgroup_id);
+        let removed = task.cgroup.remove();
+        if let Err(e) = &removed {
+            eprintln!("enforcer: cleanup of {task_id}: {e}");
+        }
+        Saved::remove(&self.config.state_dir, task_id);
+        let details = json!({
+            "reason": task.ending.clone().unwrap_or_else(|| "exited".into()),
+            "exit_code": null,
+            "counters": {
+                "execs": counters.execs, "opens": counters.opens,
+                "connects": counters.connects, "denials": counters.denials,
+            },
+            "duration_ms": time::boot_ns().saturating_sub(s.started_boot_ns) / 1_000_000,
+            "events_dropped": self.drops_seen,
+            "cleanup": {
+                "cgroup": s.cgroup.display().to_string(),
+                "cgroup_removed": removed.is_ok(),
+                "map_entries_left": leftovers.total(),
+            },
+        });
+        self.emitter
+            .emit(&Record::lifecycle(&task.ctx, "task_end", s.pid, details));
+    }
+
+    /// Ends the tasks whose TTL passed and tears down the ones that are empty.
+    pub fn tick(&mut self) {
+        let now = time::boot_ns();
+        let expired: Vec<String> = self
+            .tasks
+            .values()
+            .filter(|t| {
+                t.ending.is_none()
+                    && t.saved.deadline_boot_ns != 0
+                    && now > t.saved.deadline_boot_ns
+            })
+            .map(|t| t.saved.task_id.clone())
+            .collect();
+        for id in expired {
+            self.ttl_expired(&id, "limit ttl exceeded");
+        }
+        self.check_populated(None);
+    }
+
+    pub fn ttl_expired(&mut self, task_id: &str, why: &str) {
+        let Some(task) = self.tasks.get(task_id) else {
+            return;
+        };
+        let record = Record {
+            op: "limit",
+            target: "ttl".into(),
+            decision: "kill",
+            enforced_by: "kill",
+            rule: "limits.ttl".into(),
+            ..Record::lifecycle(&task.ctx, "limit", task.saved.pid, json!({}))
+        };
+        self.emitter.emit(&record);
+        self.end_task(task_id, why.into());
+    }
+
+    /// Tears down tasks (those watched by `wds`, or all) whose cgroup is empty.
+    pub fn check_populated(&mut self, wds: Option<&[i32]>) {
+        let empty: Vec<String> = self
+            .tasks
+            .values()
+            .filter(|t| wds.is_none_or(|w| t.watch.is_some_and(|wd| w.contains(&wd))))
+            .filter(|t| !t.cgroup.populated())
+            .map(|t| t.saved.task_id.clone())
+            .collect();
+        for id in empty {
+            self.finalize(&id);
+        }
+    }
+
+    /// Writes what the kernel reported, attributed to each task and generation. At most a
+    /// batch per call: a task producing events as fast as they are read must not starve
+    /// requests, reloads and timers (the next tick reads on).
+    pub fn drain(&mut self, ring: &mut RingBuf<MapData>) {
+        const BATCH: usize = 4096;
+        let mut to_end: Vec<(String, String)> = Vec::new();
+        let mut n = 0;
+        while n < BATCH
+            && let Some(item) = ring.next()
+        {
+            n += 1;
+            let Some(ev) = decode(&item) else { continue };
+            drop(item);
+            let task = self
+                .by_cgroup
+                .get(&ev.cgroup_id)
+                .and_then(|id| self.tasks.get(id));
+            let record = match task {
+                Some(t) => {
+                    let policy = match &t.previous {
+                        Some(p) if ev.generation != t.saved.generation => p,
+                        _ => &t.policy,
+                    };
+                    let mut ctx = t.ctx.clone();
+                    ctx.policy.generation = ev.generation;
+                    from_kernel(&ev, &ctx, policy)
+                }
+                None => {
+                    let mut ctx = self.daemon_ctx.clone();
+                    ctx.task = "(none)".into();
+                    ctx.task_id = format!("cgroup-{}", ev.cgroup_id);
+                    from_kernel(&ev, &ctx, &empty_policy())
+                }
+            };
+            if let Some(id) = task.map(|t| t.saved.task_id.clone()) {
+                if ev.kind == event_kind::LIMIT {
+                    let name = record
+                        .as_ref()
+                        .map_or("limit".to_owned(), |r| r.target.clone());
+                    if self.tasks.get(&id).is_some_and(|t| t.ending.is_some()) {
+                        continue;
+                    }
+                    to_end.push((id.clone(), format!("limit {name} exceeded")));
+                } else if ev.decision == decision::KILL {
+                    to_end.push((id, "kill-on-violation".into()));
+                }
+            }
+            if let Some(r) = record {
+                self.emitter.emit(&r);
+            }
+            for (id, why) in to_end.drain(..) {
+                self.end_task(&id, why);
+            }
+        }
+        let total = self.maps.drops();
+        if total > self.drops_seen {
+            let d = json!({ "dropped": total - self.drops_seen, "dropped_total": total });
+            self.drops_seen = total;
+            self.emit_daemon("events_dropped", d);
+        }
+    }
+
+    /// `enforcer kill TASK` (a task id, or a task name if only one task has it).
+    pub fn kill_request(
+        &mut self,
+        peer: &Peer,
+        admin: bool,
+        which: &str,
+    ) -> Result<serde_json::Value, String> {
+        let visible = |t: &Task| admin || t.saved.owner_uid == peer.uid;
+        let matches: Vec<String> = self
+            .tasks
+            .values()
+            .filter(|t| visible(t) && (t.saved.task_id == which || t.saved.task == which))
+            .map(|t| t.saved.task_id.clone())
+            .collect();
+        match matches.as_slice() {
+            [] => Err(format!("no task \"{which}\" that you may kill")),
+            [id] => {
+                self.end_task(id, format!("killed by uid {} (enforcer kill)", peer.uid));
+                Ok(json!({ "killed": id }))
+            }
+            many => Err(format!(
+                "\"{which}\" names {} tasks: {}; give a task id",
+                many.len(),
+                many.join(", ")
+            )),
+        }
+    }
+
+    /// Takes over the tasks a previous daemon left (its pinned maps already opened).
+    pub fn adopt(&mut self, saved: Vec<Saved>) {
+        for s in saved {
+            let cgroup = match TaskCgroup::open(s.cgroup.clone()) {
+                Ok(c) if c.id == s.cgroup_id => c,
+                _ => {
+                    // Gone with its processes while no daemon ran: nothing left to kill.
+                    self.maps.remove_task(s.slot, s.rules, s.cgroup_id);
+                    Saved::remove(&self.config.state_dir, &s.task_id);
+                    let ctx = s.context(&empty_policy(), self.daemon_ctx.boot_to_unix_ns);
+                    let r = Record::lifecycle(
+                        &ctx,
+                        "task_end",
+                        s.pid,
+                        json!({
+                            "reason": "its cgroup was gone when the daemon restarted",
+                        }),
+                    );
+                    self.emitter.emit(&r);
+                    continue;
+                }
+            };
+            let vars: policy::Vars = s.vars.clone().into_iter().collect();
+            let mut policy = policy::parse(&s.policy_file, &s.policy_text, &vars)
+                .unwrap_or_else(|_| empty_policy());
+            policy.add_resolved_paths(|p| {
+                std::fs::canonicalize(p)
+                    .ok()
+                    .map(|r| r.display().to_string())
+            });
+            let ctx = s.context(&policy, self.daemon_ctx.boot_to_unix_ns);
+            let id = s.task_id.clone();
+            let task = self.make_task(s, cgroup, policy, ctx);
+            self.by_cgroup.insert(task.saved.cgroup_id, id.clone());
+            self.tasks.insert(id, task);
+            self.adopted += 1;
+        }
+        // Entries no saved task explains: refused everything already (fail closed); remove
+        // them and end what runs there.
+        let known: Vec<u64> = self.by_cgroup.keys().copied().collect();
+        let orphans: Vec<(u64, TaskEntry)> = self
+            .maps
+            .tasks
+            .iter()
+            .filter_map(Result::ok)
+            .filter(|(id, _)| !known.contains(id))
+            .collect();
+        for (cgroup_id, entry) in orphans {
+            self.maps.remove_task(entry.slot, entry.rules, cgroup_id);
+            eprintln!("enforcer: removed the entry of unknown task cgroup {cgroup_id}");
+        }
+    }
+
+    /// After adoption and the first drain: end what finished or expired while no daemon ran.
+    pub fn settle_adopted(&mut self) {
+        let now = time::boot_ns();
+        let ids: Vec<String> = self.tasks.keys().cloned().collect();
+        for id in ids {
+            let Some(t) = self.tasks.get(&id) else {
+                continue;
+            };
+            if !t.cgroup.populated() {
+                let expired = t.saved.deadline_boot_ns != 0 && now > t.saved.deadline_boot_ns;
+                if let Some(t) = self.tasks.get_mut(&id) {
+                    t.ending = Some(
+                        if expired {
+                            "limit ttl exceeded (while the daemon was down; the kernel enforced it)"
+                        } else {
+                            "exited while the daemon was down"
+                        }
+                        .into(),
+                    );
+                }
+                self.finalize(&id);
+            } else if t.saved.deadline_boot_ns != 0 && now > t.saved.deadline_boot_ns {
+                self.ttl_expired(&id, "limit ttl exceeded (while the daemon was down)");
+            }
+        }
+    }
+}

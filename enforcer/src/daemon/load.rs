@@ -1,0 +1,65 @@
+//! Loading the programs once for the daemon, attaching them, and pinning maps and links.
+use std::path::Path;
+
+use aya::Ebpf;
+use enforcer_common::RootCgroup;
+
+use super::DaemonError;
+use crate::{
+    bpf::{self, pin::PinDir},
+    kernel::probe::{ModeRequest, Probe},
+};
+
+fn attach_all(
+    probe: &Probe,
+    lsm: bool,
+    root_cg: RootCgroup,
+    root: &Path,
+    pins: &PinDir,
+) -> Result<Ebpf, (bool, String)> {
+    let other = |e: String| (false, e);
+    let mut ebpf = bpf::load(probe.offsets.clone().ok(), Some(root_cg), None)
+        .map_err(|e| other(e.to_string()))?;
+    let mut links = Vec::new();
+    bpf::attach_tracepoints(&mut ebpf, lsm, Some(&mut links)).map_err(|e| other(e.to_string()))?;
+    if lsm {
+        bpf::attach_lsm(&mut ebpf, Some(&mut links)).map_err(|e| (true, e.to_string()))?;
+    }
+    bpf::load_cgroup_programs(&mut ebpf).map_err(|e| other(e.to_string()))?;
+    // Attached once, to the subtree's root: every task cgroup below inherits them.
+    let dir = std::fs::File::open(root).map_err(|e| other(format!("{}: {e}", root.display())))?;
+    bpf::attach_cgroup(&mut ebpf, &dir, Some(&mut links)).map_err(|e| other(e.to_string()))?;
+    pins.pin_maps(&ebpf).map_err(|e| other(e.to_string()))?;
+    pins.pin_links(links).map_err(|e| other(e.to_string()))?;
+    Ok(ebpf)
+}
+
+/// Loads, attaches and pins. In auto mode, LSM programs the verifier refuses demote the daemon
+/// to the fallback mode, with the reason returned (said at start and in every event).
+pub fn load_and_pin(
+    probe: &Probe,
+    root_cg: RootCgroup,
+    root: &Path,
+    pins: &PinDir,
+) -> Result<(Ebpf, Option<String>), DaemonError> {
+    match attach_all(probe, probe.lsm_mode(), root_cg, root, pins) {
+        Ok(ebpf) => Ok((ebpf, None)),
+        Err((true, e)) if probe.requested == ModeRequest::Auto => {
+            let why = format!(
+                "the BPF LSM programs did not load on this kernel: {}",
+                bpf::brief_load_error(&e)
+            );
+            eprintln!("enforcer: warning: {why}; using the fallback mode");
+            let _ = pins.remove();
+            pins.prepare()
+                .map_err(|e| DaemonError::Setup(e.to_string()))?;
+            let ebpf = attach_all(probe, false, root_cg, root, pins)
+                .map_err(|(_, e)| DaemonError::Setup(format!("eBPF: {e}")))?;
+            Ok((ebpf, Some(why)))
+        }
+        Err((_, e)) => {
+            let _ = pins.remove();
+            Err(DaemonError::Setup(format!("eBPF: {e}")))
+        }
+    }
+}

@@ -1,0 +1,186 @@
+//! Hot reload: the policy directory validated as a whole, then each running task of a changed
+//! policy moved to the new generation in one map update (a new rule set, then the swap).
+use enforcer_common::{TaskEntry, TaskLimits};
+use serde_json::json;
+
+use super::{core::Core, policies};
+use crate::{
+    envelope::{kernel_identities, setup},
+    policy,
+};
+
+impl Core {
+    /// Reads the policy directory; a bad set changes nothing and is reported (log and event).
+    pub fn reload(&mut self, trigger: &str) -> Result<serde_json::Value, String> {
+        let files = match policies::read(&self.config.policies) {
+            Ok(f) => f,
+            Err(errors) => {
+                for e in &errors {
+                    eprintln!("enforcer: policy error: {e}");
+                }
+                eprintln!(
+                    "enforcer: the policies of generation {} stay in force",
+                    self.policies.generation
+                );
+                let kept = self.policies.generation;
+                self.emit_daemon(
+                    "policy_error",
+                    json!({ "trigger": trigger, "errors": errors, "kept_generation": kept }),
+                );
+                return Err(format!(
+                    "the policy set is invalid; generation {kept} stays in force:\n{}",
+                    errors.join("\n")
+                ));
+            }
+        };
+        let (set, change) = self.policies.replace(files);
+        self.policies = set;
+        self.state.generation = self.policies.generation;
+        self.state.policies = self
+            .policies
+            .by_name
+            .values()
+            .map(|p| (p.name.clone(), (p.sha256.clone(), p.generation)))
+            .collect();
+        self.save_state();
+        if !change.is_empty() {
+            self.emit_daemon(
+                "policy_reload",
+                json!({
+                    "trigger": trigger,
+                    "generation": self.policies.generation,
+                    "changed": change.changed,
+                    "added": change.added,
+                    "removed": change.removed,
+                }),
+            );
+        }
+        let stale: Vec<(String, policies::PolicyFile)> = self
+            .tasks
+            .values()
+            .filter_map(|t| {
+                let pf = self.policies.by_name.get(&t.saved.policy_name)?;
+                (pf.text != t.saved.policy_text).then(|| (t.saved.task_id.clone(), pf.clone()))
+            })
+            .collect();
+        let mut applied = Vec::new();
+        let mut failed = Vec::new();
+        for (id, pf) in stale {
+            match self.apply_generation(&id, &pf) {
+                Ok(()) => applied.push(id),
+                Err(e) => {
+                    eprintln!("enforcer: task {id} keeps its generation: {e}");
+                    failed.push(json!({ "task_id": id, "error": e }));
+                }
+            }
+        }
+        Ok(json!({
+            "generation": self.policies.generation,
+            "changed": change.changed,
+            "added": change.added,
+            "removed": change.removed,
+            "tasks_updated": applied,
+            "tasks_failed": failed,
+        }))
+    }
+
+    /// Moves one task to `pf`'s generation: its new rules are written under a new rule set id,
+    /// the task entry is swapped in one update, and only then are the old rules removed.
+    fn apply_generation(&mut self, task_id: &str, pf: &policies::PolicyFile) -> Result<(), String> {
+        let (vars, executable, slot, old_rules, cgroup_id, deadline, from) = {
+            let t = self.tasks.get(task_id).ok_or("task gone")?;
+            let s = &t.saved;
+            let vars: policy::Vars = s.vars.clone().into_iter().collect();
+            (
+                vars,
+                s.executable.clone(),
+                s.slot,
+                s.rules,
+                s.cgroup_id,
+                s.deadline_boot_ns,
+                s.generation,
+            )
+        };
+        let parsed = policy::parse(&pf.file, &pf.text, &vars).map_err(|e| e.to_string())?;
+        let plan =
+            setup::plan(parsed, executable, None, self.probe.clone()).map_err(|e| e.to_string())?;
+        let rules = self.next_rules();
+        let (identities, flags) = kernel_identities(&plan, rules);
+        self.maps
+            .install_rules(rules, &plan.files, &plan.net, &identities.entries)
+            .map_err(|e| {
+                self.maps.remove_rules(rules);
+                e.to_string()
+            })?;
+        let l = &plan.policy.limits;
+        let limits = TaskLimits {
+            deadline_ns: deadline,
+            max_execs: l.max_execs.unwrap_or(0),
+            max_connects: l.max_connects.unwrap_or(0),
+            max_denials: l.max_denials.unwrap_or(0),
+        };
+        let entry = TaskEntry {
+            slot,
+            generation: pf.generation,
+            flags,
+            rules,
+        };
+        if let Err(e) = self.maps.swap_entry(cgroup_id, entry) {
+            self.maps.remove_rules(rules);
+            return Err(e.to_string());
+        }
+        let _ = self.maps.limits.set(slot, limits, 0);
+        self.maps.remove_rules(old_rules);
+
+        let mut unenforced = plan.unenforced.clone();
+        unenforced.extend(identities.missing.iter().cloned());
+        let lsm = self.probe.lsm_mode();
+        let start_generation = self.tasks.get(task_id).map_or(from, |t| {
+            t.saved
+                .unenforced
+                .iter()
+                .find_map(|u| landlock_generation(u))
+                .unwrap_or(from)
+        });
+        if !lsm {
+            unenforced.push(format!(
+                "files and exec: the Landlock ruleset of generation {start_generation}, applied when \
+                 the task started, stays in force (fallback mode cannot change a running task's \
+                 Landlock domain); generation {}'s network rules, deny rules and limits are enforced",
+                pf.generation
+            ));
+        }
+        let Some(t) = self.tasks.get_mut(task_id) else {
+            return Ok(());
+        };
+        t.saved.generation = pf.generation;
+        t.saved.rules = rules;
+        t.saved.flags = flags;
+        t.saved.policy_text = pf.text.clone();
+        t.saved.unenforced = unenforced;
+        let old = std::mem::replace(&mut t.policy, plan.policy);
+        t.previous = Some(old);
+        t.ctx = t.saved.context(&t.policy, t.ctx.boot_to_unix_ns);
+        if let Err(e) = t.saved.store(&self.config.state_dir) {
+            eprintln!("enforcer: warning: cannot save task {task_id}: {e}");
+        }
+        let r = crate::events::record::Record::lifecycle(
+            &t.ctx,
+            "policy_applied",
+            t.saved.pid,
+            json!({ "from_generation": from, "to_generation": pf.generation, "rule_entries": plan.files.len() + plan.net.len() }),
+        );
+        self.emitter.emit(&r);
+        Ok(())
+    }
+}
+
+/// The generation named by an earlier fallback-mode Landlock note, if any.
+fn landlock_generation(note: &str) -> Option<u32> {
+    note.strip_prefix("files and exec: the Landlock ruleset of generation ")?
+        .split(',')
+        .next()?
+        .trim()
+        .parse()
+        .ok()
+}

@@ -1,0 +1,181 @@
+//! The control socket: each connection sends one request line; the peer's credentials come
+//! from the kernel (SO_PEERCRED, SO_PEERGROUPS), never from the request.
+use std::{
+    io,
+    os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd, RawFd},
+    path::Path,
+    time::Duration,
+};
+
+use tokio::{
+    io::BufReader,
+    net::{UnixListener, UnixStream},
+    sync::mpsc,
+};
+
+use super::{
+    authz::{self, Peer, SystemIds},
+    core::Core,
+    protocol::{self, Op, Reply},
+};
+
+/// One request, read and attributed, waiting for the main loop.
+pub struct Incoming {
+    pub peer: Peer,
+    /// A pidfd of the peer, opened at accept: the process to move is the one that asked.
+    pub pidfd: Option<OwnedFd>,
+    pub op: Result<Op, String>,
+    pub stream: UnixStream,
+}
+
+/// Binds the socket (replacing a stale one), readable and writable by everyone: who may do
+/// what is decided per request from the peer's credentials.
+pub fn bind(path: &Path) -> io::Result<UnixListener> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    match std::fs::remove_file(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    let listener = UnixListener::bind(path)?;
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o666))?;
+    Ok(listener)
+}
+
+fn peer_of(stream: &UnixStream) -> io::Result<Peer> {
+    let cred = stream.peer_cred()?;
+    let fd = stream.as_raw_fd();
+    let mut groups = vec![0u32; 256];
+    let mut len = (groups.len() * 4) as libc::socklen_t;
+    // SAFETY: getsockopt into our buffer of `len` bytes.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_PEERGROUPS,
+            groups.as_mut_ptr().cast(),
+            &mut len,
+        )
+    };
+    groups.truncate(if rc == 0 { len as usize / 4 } else { 0 });
+    Ok(Peer {
+        pid: cred.pid().unwrap_or(0),
+        uid: cred.uid(),
+        gid: cred.gid(),
+        groups,
+    })
+}
+
+fn pidfd_open(pid: i32) -> Option<OwnedFd> {
+    // SAFETY: plain syscall; the fd is owned from here on.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+/// Whether the process behind a pidfd has exited (its pidfd polls readable).
+pub fn exited(pidfd: &OwnedFd) -> bool {
+    let mut p = libc::pollfd {
+        fd: pidfd.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one pollfd, no wait.
+    unsafe { libc::poll(&mut p, 1, 0) == 1 }
+}
+
+/// Accepts connections; each one's request line goes to the main loop.
+pub async fn accept_loop(listener: UnixListener, tx: mpsc::Sender<Incoming>) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            let Ok(peer) = peer_of(&stream) else { return };
+            let pidfd = pidfd_open(peer.pid);
+            let mut reader = BufReader::new(stream);
+            let mut line = String::new();
+            let read = tokio::time::timeout(Duration::from_secs(10), async {
+                let mut limited = (&mut reader).take(protocol::MAX_LINE as u64);
+                tokio::io::AsyncBufReadExt::read_line(&mut limited, &mut line).await
+            })
+            .await;
+            let op = match read {
+                Ok(Ok(n)) if n > 0 => protocol::parse_request(line.trim_end()),
+                Ok(Ok(_)) => return,
+                Ok(Err(e)) => Err(format!("reading the request: {e}")),
+                Err(_) => Err("no request within 10 s".into()),
+            };
+            let _ = tx
+                .send(Incoming {
+                    peer,
+                    pidfd,
+                    op,
+                    stream: reader.into_inner(),
+                })
+                .await;
+        });
+    }
+}
+
+use tokio::io::AsyncReadExt as _;
+
+/// Handles one request and writes the reply.
+pub fn handle(core: &mut Core, incoming: Incoming) {
+    let Incoming {
+        peer,
+        pidfd,
+        op,
+        stream,
+    } = incoming;
+    let ids = SystemIds;
+    let admin = authz::is_admin(&core.config, &ids, &peer);
+    let denied = || Reply::err("permission denied");
+    let (reply, fd) = match op {
+        Err(e) => (Reply::err(e), None),
+        Ok(Op::Status) if admin => (Reply::ok(core.status()), None),
+        Ok(Op::Reload) if admin => match core.reload("enforcer reload") {
+            Ok(v) => (Reply::ok(v), None),
+            Err(e) => (Reply::err(e), None),
+        },
+        Ok(Op::Status | Op::Reload) => (denied(), None),
+        Ok(Op::Tasks) => (
+            Reply::ok(core.task_list((!admin).then_some(peer.uid))),
+            None,
+        ),
+        Ok(Op::Kill { task }) => match core.kill_request(&peer, admin, &task) {
+            Ok(v) => (Reply::ok(v), None),
+            Err(e) => (Reply::err(e), None),
+        },
+        Ok(Op::Start(req)) => {
+            let policy = req.policy.clone().unwrap_or_else(|| req.task.clone());
+            if !authz::may_start(&core.config, &ids, &peer, &policy) {
+                (
+                    Reply::err(format!(
+                        "permission denied: uid {} may not start tasks with policy \"{policy}\"",
+                        peer.uid
+                    )),
+                    None,
+                )
+            } else if pidfd.as_ref().is_none_or(exited) {
+                (Reply::err("the requesting process is gone"), None)
+            } else {
+                match core.start(&peer, req) {
+                    Ok((c, fd)) => (Reply::ok(serde_json::to_value(c).unwrap_or_default()), fd),
+                    Err(e) => (Reply::err(e), None),
+                }
+            }
+        }
+    };
+    let mut line = serde_json::to_string(&reply).unwrap_or_default();
+    line.push('\n');
+    let raw = stream.as_raw_fd();
+    let fd_raw = fd.as_ref().map(|f| f.as_raw_fd());
+    // The reply is small and the socket's buffer empty: one send does it.
+    if let Err(e) = protocol::send_with_fd(raw, line.as_bytes(), fd_raw) {
+        eprintln!("enforcer: replying to pid {}: {e}", peer.pid);
+    }
+}
