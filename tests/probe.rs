@@ -434,6 +434,33 @@ fn main() {
             std::thread::sleep(Duration::from_secs_f64(arg(3).parse().unwrap_or(1.0)));
             report(marked.and_then(|()| open(arg(4), libc::O_RDONLY)))
         }
+        // For MILLIS: read ALLOWED and DENIED, connect to ALLOWED_ADDR and DENIED_ADDR, over
+        // and over; prints how often each was allowed and refused (a policy reload runs
+        // meanwhile: the allowed must never be refused, the denied never allowed).
+        "hammer" => {
+            let end =
+                std::time::Instant::now() + Duration::from_millis(arg(2).parse().unwrap_or(1000));
+            let mut n = [0u64; 8];
+            let conn = |a: &str| {
+                a.parse::<SocketAddr>()
+                    .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))
+                    .and_then(|a| TcpStream::connect_timeout(&a, Duration::from_secs(1)))
+                    .map(|_| ())
+            };
+            while std::time::Instant::now() < end {
+                n[usize::from(open(arg(3), libc::O_RDONLY).is_err())] += 1;
+                n[2 + usize::from(open(arg(4), libc::O_RDONLY).is_err())] += 1;
+                n[4 + usize::from(conn(arg(5)).is_err())] += 1;
+                n[6 + usize::from(conn(arg(6)).is_err())] += 1;
+                // About a thousand rounds a second: load, not a flood of the event ring.
+                std::thread::sleep(Duration::from_micros(500));
+            }
+            println!(
+                "read_allowed ok {} refused {}; read_denied ok {} refused {}; connect_allowed ok {} refused {}; connect_denied ok {} refused {}",
+                n[0], n[1], n[2], n[3], n[4], n[5], n[6], n[7]
+            );
+            std::process::exit(0)
+        }
         "sleep" => {
             std::thread::sleep(Duration::from_secs_f64(arg(2).parse().unwrap_or(1.0)));
             report(Ok(()))

@@ -1,0 +1,658 @@
+//! The daemon for real: tasks started through its socket, who may start them, hot reload under
+//! load, `kill -9` of the daemon with a task running, fail closed, and the systemd unit.
+use std::{
+    fs,
+    net::TcpListener,
+    path::{Path, PathBuf},
+    process::{Child, Command, Output, Stdio},
+    time::{Duration, Instant},
+};
+
+use enforcer_tests::{PolicyBuilder, Scratch, enforcer, mode, probe, require_root};
+use serde_json::Value;
+
+/// A daemon with its own socket, state, pins, cgroup subtree and policy directory.
+struct Daemon {
+    child: Option<Child>,
+    dir: PathBuf,
+    name: String,
+}
+
+impl Daemon {
+    fn start(s: &Scratch, name: &str, extra: &str) -> Self {
+        let dir = s.dir.join("daemon");
+        fs::create_dir_all(dir.join("policies")).expect("policies dir");
+        let config = format!(
+            "[daemon]\nstate_dir = \"{d}/state\"\npolicies = \"{d}/policies\"\n\
+             pin_dir = \"/sys/fs/bpf/enforcer-it-{name}\"\ncgroup = \"enforcer/it-{name}\"\n\
+             events = \"{d}/events.jsonl\"\nmode = \"{mode}\"\n{extra}\n",
+            d = dir.display(),
+            mode = mode().name(),
+        );
+        fs::write(dir.join("enforcer.toml"), config).expect("config");
+        let mut d = Self {
+            child: None,
+            dir,
+            name: name.into(),
+        };
+        d.spawn();
+        d
+    }
+
+    fn spawn(&mut self) {
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("daemon.log"))
+            .expect("log");
+        let child = Command::new(enforcer())
+            .args(["daemon", "--config"])
+            .arg(self.dir.join("enforcer.toml"))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("enforcer daemon");
+        self.child = Some(child);
+        let t = Instant::now();
+        let before = self.log().matches("ready (").count();
+        while self.log().matches("ready (").count() == before {
+            assert!(
+                t.elapsed() < Duration::from_secs(120),
+                "the daemon did not get ready:\n{}",
+                self.log()
+            );
+            if let Some(c) = self.child.as_mut()
+                && let Ok(Some(status)) = c.try_wait()
+            {
+                panic!("the daemon exited ({status}):\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn log(&self) -> String {
+        fs::read_to_string(self.dir.join("daemon.log")).unwrap_or_default()
+    }
+
+    fn socket(&self) -> String {
+        self.dir.join("state/enforcer.sock").display().to_string()
+    }
+
+    fn policy(&self, name: &str, p: &PolicyBuilder) {
+        let text = p
+            .toml()
+            .replacen("name = \"it\"", &format!("name = \"{name}\""), 1);
+        let tmp = self.dir.join(format!(".{name}.toml.tmp"));
+        fs::write(&tmp, text).expect("policy");
+        fs::rename(&tmp, self.dir.join("policies").join(format!("{name}.toml"))).expect("rename");
+    }
+
+    fn events(&self) -> Vec<Value> {
+        fs::read_to_string(self.dir.join("events.jsonl"))
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("event line is JSON"))
+            .collect()
+    }
+
+    /// Waits for an event matching `f`.
+    fn wait_event(&self, what: &str, f: impl Fn(&Value) -> bool) -> Value {
+        let t = Instant::now();
+        loop {
+            if let Some(e) = self.events().into_iter().find(|e| f(e)) {
+                return e;
+            }
+            assert!(
+                t.elapsed() < Duration::from_secs(30),
+                "no {what} event; events:\n{}\nlog:\n{}",
+                self.events()
+                    .iter()
+                    .map(Value::to_string)
+                    .collect::<Vec<_>>()
+                    .join("\n"),
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// `enforcer <args> --socket S`.
+    fn cli(&self, args: &[&str]) -> Output {
+        Command::new(enforcer())
+            .args(args)
+            .args(["--socket", &self.socket()])
+            .output()
+            .expect("enforcer cli")
+    }
+
+    fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            // SAFETY: plain kill(2) of our child.
+            unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.stop();
+        // Whatever a failed test left: tasks, pins, the subtree.
+        let root = Path::new("/sys/fs/cgroup/unified");
+        let root = if root.exists() {
+            root
+        } else {
+            Path::new("/sys/fs/cgroup")
+        };
+        let sub = root.join(format!("enforcer/it-{}", self.name));
+        if let Ok(entries) = fs::read_dir(&sub) {
+            for e in entries.flatten().filter(|e| e.path().is_dir()) {
+                let _ = fs::write(e.path().join("cgroup.kill"), "1");
+                std::thread::sleep(Duration::from_millis(50));
+                let _ = fs::remove_dir(e.path());
+            }
+        }
+        let _ = fs::remove_dir(&sub);
+        let _ = fs::remove_dir_all(format!("/sys/fs/bpf/enforcer-it-{}", self.name));
+    }
+}
+
+fn base(s: &Scratch) -> PolicyBuilder {
+    let mut p = PolicyBuilder::default();
+    p.read.push(format!("{}/", s.ws()));
+    p.write.push(format!("{}/", s.ws()));
+    p.read.push("/proc/".into());
+    p
+}
+
+/// `enforcer run --task T --socket S <args> -- cmd`, optionally as another uid.
+fn run_task(d: &Daemon, task: &str, args: &[&str], uid: Option<u32>, cmd: &[&str]) -> Output {
+    use std::os::unix::process::CommandExt as _;
+    let mut c = Command::new(enforcer());
+    c.args(["run", "--task", task, "--socket", &d.socket()])
+        .args(args)
+        .arg("--")
+        .args(cmd);
+    if let Some(uid) = uid {
+        c.uid(uid).gid(uid);
+    }
+    c.output().expect("enforcer run")
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "status {:?}\nstdout: {}\nstderr: {}",
+        o.status,
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+#[test]
+fn tasks_start_through_the_daemon_and_leave_nothing_behind() {
+    if !require_root("tasks_start_through_the_daemon_and_leave_nothing_behind") {
+        return;
+    }
+    let s = Scratch::new("daemon-run");
+    let d = Daemon::start(
+        &s,
+        "run",
+        "[[grant]]\nusers = [\"nobody\"]\npolicies = [\"shared\"]\n",
+    );
+    d.policy("agent", &base(&s));
+    d.policy("shared", &base(&s));
+    fs::set_permissions(&s.dir, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    d.cli(&["reload"]);
+
+    // Root: the read in the workspace works, the one outside is refused by the kernel, and
+    // the command's own exit status comes back as is.
+    let ok = run_task(
+        &d,
+        "agent",
+        &[],
+        None,
+        &[&probe(), "read", &s.path("ws/notes.txt")],
+    );
+    assert_eq!(ok.status.code(), Some(0), "{}", text(&ok));
+    let out = run_task(
+        &d,
+        "agent",
+        &[],
+        None,
+        &[&probe(), "read", &s.path("outside/secret.txt")],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains(mode().refused()),
+        "{}",
+        text(&out)
+    );
+    let secret = mode().reported(&s.path("outside/secret.txt"));
+    let denial = d.wait_event("denial", |e| {
+        e["op"] == "open" && e["target"] == secret.as_str()
+    });
+    assert_eq!(denial["decision"], "deny");
+    assert_eq!(denial["errno"], mode().errno());
+    assert_eq!(denial["enforced_by"], mode().file_enforcer());
+    assert_eq!(denial["task"], "agent");
+    assert_eq!(denial["policy"]["name"], "agent");
+    assert!(denial["policy"]["generation"].as_u64().unwrap() >= 1);
+    let task_id = denial["task_id"].as_str().unwrap().to_owned();
+    let end = d.wait_event("task_end", |e| {
+        e["op"] == "task_end" && e["task_id"] == task_id.as_str()
+    });
+    assert_eq!(end["reason"], "exited");
+    assert_eq!(end["cleanup"]["cgroup_removed"], true);
+    assert_eq!(end["cleanup"]["map_entries_left"], 0);
+    assert!(end["counters"]["denials"].as_u64().unwrap() >= 1);
+    let start = d.wait_event("task_start", |e| {
+        e["op"] == "task_start" && e["task_id"] == task_id.as_str()
+    });
+    assert_eq!(start["via"], "daemon");
+    assert!(!Path::new(start["cgroup"].as_str().unwrap()).exists());
+
+    // nobody may start "shared" (and it runs as nobody) but not "agent"; status is admin-only.
+    let out = run_task(&d, "shared", &[], Some(65534), &[&probe(), "whoami"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("Uid:\t65534"),
+        "{}",
+        text(&out)
+    );
+    let out = run_task(&d, "agent", &[], Some(65534), &[&probe(), "whoami"]);
+    assert_eq!(out.status.code(), Some(125), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("permission denied: uid 65534 may not start tasks with policy \"agent\""),
+        "{}",
+        text(&out)
+    );
+    let mut status = Command::new(enforcer());
+    std::os::unix::process::CommandExt::uid(&mut status, 65534);
+    let out = status
+        .args(["status", "--socket", &d.socket()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("permission denied"),
+        "{}",
+        text(&out)
+    );
+    // Bad input: a file where the daemon wants a policy name; an unknown policy.
+    let out = run_task(
+        &d,
+        "agent",
+        &["--policy", "/etc/x.toml"],
+        None,
+        &["/bin/true"],
+    );
+    assert_eq!(out.status.code(), Some(125));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--standalone"),
+        "{}",
+        text(&out)
+    );
+    let out = run_task(&d, "nope", &[], None, &["/bin/true"]);
+    assert_eq!(out.status.code(), Some(125));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no policy \"nope\""),
+        "{}",
+        text(&out)
+    );
+
+    // The status names the mode and the programs; no task is left.
+    let out = d.cli(&["status", "--json"]);
+    let st: Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|_| panic!("{}", text(&out)));
+    assert_eq!(st["mode"], mode().name());
+    assert!(st["programs"].as_array().unwrap().len() >= 4);
+    assert_eq!(st["tasks"], 0);
+}
+
+#[test]
+fn a_killed_daemon_leaves_enforcement_on_and_a_restart_adopts_the_task() {
+    if !require_root("a_killed_daemon_leaves_enforcement_on_and_a_restart_adopts_the_task") {
+        return;
+    }
+    let s = Scratch::new("daemon-kill9");
+    let mut d = Daemon::start(&s, "kill9", "");
+    d.policy("agent", &base(&s));
+    d.cli(&["reload"]);
+    let go = s.path("ws/go");
+    let task = Command::new(enforcer())
+        .args(["run", "--task", "agent", "--socket", &d.socket(), "--"])
+        .args([&probe(), "wait-read", &go, &s.path("outside/secret.txt")])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = d.wait_event("task_start", |e| e["op"] == "task_start");
+    let task_id = start["task_id"].as_str().unwrap().to_owned();
+
+    d.kill9();
+    // No daemon: the pinned programs still refuse, and the task is still running.
+    fs::write(&go, "").unwrap();
+    let out = task.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains(mode().refused()),
+        "{}",
+        text(&out)
+    );
+
+    // A restart drains what happened meanwhile and ends the adopted task.
+    d.spawn();
+    assert!(d.log().contains("1 task(s) adopted"), "{}", d.log());
+    let secret = mode().reported(&s.path("outside/secret.txt"));
+    let denial = d.wait_event("denial while down", |e| {
+        e["op"] == "open" && e["target"] == secret.as_str() && e["task_id"] == task_id.as_str()
+    });
+    assert_eq!(denial["decision"], "deny");
+    assert_eq!(denial["errno"], mode().errno());
+    let end = d.wait_event("task_end", |e| {
+        e["op"] == "task_end" && e["task_id"] == task_id.as_str()
+    });
+    assert_eq!(end["reason"], "exited while the daemon was down");
+    assert_eq!(end["cleanup"]["map_entries_left"], 0);
+    let restarted = d.wait_event("daemon_start", |e| {
+        e["op"] == "daemon_start" && e["adopted_tasks"] == 1
+    });
+    assert_eq!(restarted["mode"], mode().name());
+
+    // The in-kernel TTL holds while no daemon runs: the task dies on its next operation.
+    let mut task = Command::new(enforcer())
+        .args([
+            "run",
+            "--task",
+            "agent",
+            "--ttl",
+            "1s",
+            "--socket",
+            &d.socket(),
+            "--",
+        ])
+        .args([
+            &probe(),
+            "mark-sleep-read",
+            &s.path("ws/mark"),
+            "3",
+            &s.path("ws/notes.txt"),
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let t = Instant::now();
+    while !Path::new(&s.path("ws/mark")).exists() {
+        assert!(t.elapsed() < Duration::from_secs(30));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    d.kill9();
+    let status = task.wait().unwrap();
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&status),
+        Some(libc::SIGKILL),
+        "killed by the kernel at its first operation past the TTL: {status:?}"
+    );
+    d.spawn();
+    let end = d.wait_event("ttl task_end", |e| {
+        e["op"] == "task_end"
+            && e["reason"]
+                .as_str()
+                .is_some_and(|r| r.starts_with("limit ttl exceeded"))
+    });
+    assert_eq!(end["cleanup"]["map_entries_left"], 0);
+    d.wait_event("kernel ttl event", |e| {
+        e["op"] == "limit" && e["target"] == "ttl"
+    });
+}
+
+#[test]
+fn reloads_under_load_never_mix_generations_and_bad_files_change_nothing() {
+    if !require_root("reloads_under_load_never_mix_generations_and_bad_files_change_nothing") {
+        return;
+    }
+    let s = Scratch::new("daemon-reload");
+    let d = Daemon::start(&s, "reload", "");
+    let allowed = TcpListener::bind("127.0.0.1:0").unwrap();
+    let denied = TcpListener::bind("127.0.0.1:0").unwrap();
+    let extra = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = |l: &TcpListener| l.local_addr().unwrap().to_string();
+    // Accept (and drop) whatever connects, so the backlog never fills.
+    for l in [&allowed, &extra] {
+        let l = l.try_clone().unwrap();
+        std::thread::spawn(move || while l.accept().is_ok() {});
+    }
+    let v1 = {
+        let mut p = base(&s);
+        p.connect.push(addr(&allowed));
+        p
+    };
+    let v2 = {
+        let mut p = v1.clone();
+        p.connect.push(addr(&extra));
+        p.read.push(s.path("outside/other.txt"));
+        p
+    };
+    d.policy("agent", &v1);
+    d.cli(&["reload"]);
+    let task = Command::new(enforcer())
+        .args(["run", "--task", "agent", "--socket", &d.socket(), "--"])
+        .args([
+            &probe(),
+            "hammer",
+            "4000",
+            &s.path("ws/notes.txt"),
+            &s.path("outside/secret.txt"),
+            &addr(&allowed),
+            &addr(&denied),
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    d.wait_event("task_start", |e| e["op"] == "task_start");
+    // 40 rewrites, ten a second, through inotify.
+    let t = Instant::now();
+    for i in 0..40 {
+        d.policy("agent", if i % 2 == 0 { &v2 } else { &v1 });
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let out = task.wait_with_output().unwrap();
+    let said = String::from_utf8_lossy(&out.stdout).to_string();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    // "<what> ok N refused M" for each of the four operations.
+    let ok_refused = |what: &str| -> (u64, u64) {
+        let rest = said
+            .split(&format!("{what} ok "))
+            .nth(1)
+            .unwrap_or_else(|| panic!("{said}"));
+        let nums: Vec<u64> = rest
+            .split(|c: char| !c.is_ascii_digit())
+            .filter(|t| !t.is_empty())
+            .take(2)
+            .map(|t| t.parse().unwrap())
+            .collect();
+        (nums[0], nums[1])
+    };
+    let (ok, refused) = ok_refused("read_allowed");
+    assert!(
+        ok > 10 && refused == 0,
+        "allowed reads refused during reloads: {said}"
+    );
+    let (ok, refused) = ok_refused("read_denied");
+    assert!(
+        ok == 0 && refused > 10,
+        "denied reads allowed during reloads: {said}"
+    );
+    let (ok, refused) = ok_refused("connect_allowed");
+    assert!(
+        ok > 10 && refused == 0,
+        "allowed connects refused during reloads: {said}"
+    );
+    let (ok, refused) = ok_refused("connect_denied");
+    assert!(
+        ok == 0 && refused > 10,
+        "denied connects allowed during reloads: {said}"
+    );
+    let applied: Vec<Value> = d
+        .events()
+        .into_iter()
+        .filter(|e| e["op"] == "policy_applied")
+        .collect();
+    assert!(
+        applied.len() >= 5,
+        "only {} generation swaps in {:?}; log:\n{}",
+        applied.len(),
+        t.elapsed(),
+        d.log()
+    );
+    let gens: Vec<u64> = applied
+        .iter()
+        .map(|e| e["to_generation"].as_u64().unwrap())
+        .collect();
+    assert!(
+        gens.windows(2).all(|w| w[1] > w[0]),
+        "generations must increase: {gens:?}"
+    );
+    // Denials name the generation that decided them.
+    let denied_connects: Vec<Value> = d
+        .events()
+        .into_iter()
+        .filter(|e| e["op"] == "connect" && e["decision"] == "deny")
+        .collect();
+    assert!(!denied_connects.is_empty());
+    let seen: std::collections::BTreeSet<u64> = denied_connects
+        .iter()
+        .map(|e| e["policy"]["generation"].as_u64().unwrap())
+        .collect();
+    assert!(
+        seen.len() > 2,
+        "denials carry their deciding generation: {seen:?}"
+    );
+
+    // A bad file: reported with file:line:column, and the last good set stays.
+    let before = d.cli(&["status", "--json"]);
+    let generation = serde_json::from_slice::<Value>(&before.stdout).unwrap()["generation"].clone();
+    fs::write(
+        d.dir.join("policies/bad.toml"),
+        "[policy]\nname = \"bad\"\nversoin = 1\n",
+    )
+    .unwrap();
+    let out = d.cli(&["reload"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("bad.toml:3:1"), "{err}");
+    let e = d.wait_event("policy_error", |e| e["op"] == "policy_error");
+    assert!(
+        e["errors"][0].as_str().unwrap().contains("bad.toml:3:1"),
+        "{e}"
+    );
+    assert_eq!(e["kept_generation"], generation);
+    let after = d.cli(&["status", "--json"]);
+    assert_eq!(
+        serde_json::from_slice::<Value>(&after.stdout).unwrap()["generation"],
+        generation
+    );
+}
+
+#[test]
+fn a_process_in_the_daemons_subtree_without_a_task_is_refused() {
+    if !require_root("a_process_in_the_daemons_subtree_without_a_task_is_refused") {
+        return;
+    }
+    let s = Scratch::new("daemon-failclosed");
+    let d = Daemon::start(&s, "closed", "");
+    let status = d.cli(&["status", "--json"]);
+    let st: Value =
+        serde_json::from_slice(&status.stdout).unwrap_or_else(|_| panic!("{}", text(&status)));
+    let stranger = Path::new(st["cgroup_root"].as_str().unwrap()).join("stranger");
+    fs::create_dir(&stranger).unwrap();
+    let procs = stranger.join("cgroup.procs");
+    let out = Command::new("/bin/sh")
+        .args([
+            "-c",
+            &format!(
+                "echo $$ > {}; exec {} read /etc/hostname",
+                procs.display(),
+                probe()
+            ),
+        ])
+        .output()
+        .unwrap();
+    let event = d.wait_event("fail closed", |e| {
+        e["rule"]
+            .as_str()
+            .is_some_and(|r| r.starts_with("fail closed"))
+    });
+    if mode().is_lsm() {
+        assert_eq!(out.status.code(), Some(126), "{}", text(&out));
+        assert_eq!(event["decision"], "deny");
+    } else {
+        assert_eq!(
+            std::os::unix::process::ExitStatusExt::signal(&out.status),
+            Some(libc::SIGKILL),
+            "{}",
+            text(&out)
+        );
+        assert_eq!(event["decision"], "kill");
+    }
+    assert_eq!(event["task"], "(none)");
+    let _ = fs::remove_dir(&stranger);
+}
+
+#[test]
+fn the_systemd_unit_verifies() {
+    let unit = Path::new(env!("CARGO_MANIFEST_DIR")).join("../packaging/enforcer.service");
+    let text = fs::read_to_string(&unit).expect("packaging/enforcer.service");
+    for needed in [
+        "Type=notify",
+        "WatchdogSec=",
+        "ExecReload=",
+        "KillMode=",
+        "CapabilityBoundingSet=",
+    ] {
+        assert!(text.contains(needed), "the unit lacks {needed}");
+    }
+    let Ok(which) = Command::new("systemd-analyze").arg("--version").output() else {
+        eprintln!("SKIP the_systemd_unit_verifies: systemd-analyze is not installed");
+        return;
+    };
+    assert!(which.status.success());
+    // Verify the unit as installed, with ExecStart pointing at the binary under test.
+    let dir = std::env::temp_dir().join(format!("enforcer-unit-{}", std::process::id()));
+    fs::create_dir_all(&dir).unwrap();
+    let local = dir.join("enforcer.service");
+    fs::write(
+        &local,
+        text.replace("/usr/bin/enforcer", &enforcer().display().to_string()),
+    )
+    .unwrap();
+    let out = Command::new("systemd-analyze")
+        .args(["verify", "--man=no"])
+        .arg(&local)
+        .output()
+        .unwrap();
+    let _ = fs::remove_dir_all(&dir);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "systemd-analyze verify failed:\n{err}"
+    );
+    let lines: Vec<&str> = err
+        .lines()
+        .filter(|l| l.contains("enforcer.service"))
+        .collect();
+    assert!(
+        lines.is_empty(),
+        "warnings about the unit:\n{}",
+        lines.join("\n")
+    );
+}
