@@ -314,6 +314,19 @@ fn tasks_start_through_the_daemon_and_leave_nothing_behind() {
         serde_json::from_slice(&out.stdout).unwrap_or_else(|_| panic!("{}", text(&out)));
     assert_eq!(st["mode"], mode().name());
     assert!(st["programs"].as_array().unwrap().len() >= 4);
+    let closed = st["operations"]["process in the subtree without a task (fail closed)"]
+        .as_str()
+        .unwrap();
+    assert!(
+        closed.contains(if mode().is_lsm() { "refused" } else { "killed" }),
+        "{st}"
+    );
+    if !mode().is_lsm() {
+        assert!(
+            !st["gaps"].as_array().unwrap().is_empty(),
+            "fallback gaps are said: {st}"
+        );
+    }
     assert_eq!(st["tasks"], 0);
 }
 

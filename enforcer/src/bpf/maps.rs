@@ -120,10 +120,6 @@ impl Maps {
                 .map_err(err(map_names::NET_RULES))?;
         }
         for (key, rule) in inodes {
-            let key = InodeKey {
-                slot: rules,
-                ..*key
-            };
             self.deny_inodes
                 .insert(key, rule, 0)
                 .map_err(err(map_names::DENY_INODES))?;

@@ -34,13 +34,14 @@ pub fn run(args: SocketArgs) -> i32 {
         k["bpf_lsm_listed"],
         k["identity_checks"]
     );
-    if let Some(limits) = v["enforcement"].as_array() {
-        for l in limits {
-            println!(
-                "  {}",
-                l.as_str().map_or_else(|| l.to_string(), str::to_owned)
-            );
+    println!("enforcement:");
+    if let Some(ops) = v["operations"].as_object() {
+        for (op, how) in ops {
+            println!("  {op}: {}", how.as_str().unwrap_or("?"));
         }
+    }
+    for gap in v["gaps"].as_array().into_iter().flatten() {
+        println!("  not enforced as asked: {}", gap.as_str().unwrap_or("?"));
     }
     println!("tasks:       {}", v["tasks"]);
     println!("generation:  {}", v["generation"]);

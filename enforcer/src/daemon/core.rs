@@ -35,7 +35,8 @@ pub struct DaemonState {
     pub fallback_reason: Option<String>,
     pub root_cgroup_id: u64,
     pub next_rules: u32,
-    pub next_seq: u64,
+    /// Numbers task ids (`<task>-<n>`), unique per boot.
+    pub next_task: u64,
     pub generation: u32,
     /// Each policy's sha256 and generation, so a restart does not renumber unchanged ones.
     #[serde(default)]
@@ -100,6 +101,11 @@ impl Core {
             eprintln!("enforcer: warning: unreadable task state {b}");
         }
 
+        // A fresh load keeps the policy generations of the last daemon of this boot.
+        let (prev_generation, prev_policies) = saved_state
+            .as_ref()
+            .map(|s| (s.generation, s.policies.clone()))
+            .unwrap_or_default();
         let mut probe = probe;
         let (maps, ring, ebpf, state) = match saved_state {
             Some(st)
@@ -147,9 +153,9 @@ impl Core {
                     fallback_reason: probe.fallback_reason(),
                     root_cgroup_id: root_cg.id,
                     next_rules: 1,
-                    next_seq: 1,
-                    generation: saved_state_generation(&state_file),
-                    policies: BTreeMap::new(),
+                    next_task: 0,
+                    generation: prev_generation,
+                    policies: prev_policies,
                 };
                 (maps, ring, Some(ebpf), st)
             }
@@ -261,14 +267,13 @@ impl Core {
 
     /// `enforcer status`.
     pub fn status(&self) -> serde_json::Value {
-        let support = self.probe.support();
-        let explanation = crate::policy::explain::explain(&empty_policy(), &support);
         json!({
             "pid": std::process::id(),
             "uptime_s": self.started.elapsed().as_secs(),
             "mode": self.mode(),
             "fallback_reason": self.probe.fallback_reason(),
-            "enforcement": explanation.limits,
+            "operations": operations(self.probe.lsm_mode()),
+            "gaps": crate::envelope::setup::mode_gaps(&empty_policy(), &self.probe),
             "programs": self.pins.link_names(),
             "pin_dir": self.pins.root.display().to_string(),
             "cgroup_root": self.root.display().to_string(),
@@ -320,11 +325,37 @@ impl Core {
     }
 }
 
-fn saved_state_generation(path: &std::path::Path) -> u32 {
-    std::fs::read(path)
-        .ok()
-        .and_then(|b| serde_json::from_slice::<DaemonState>(&b).ok())
-        .map_or(0, |s| s.generation)
+/// How each operation is enforced in a mode, as `enforcer status` shows it.
+pub fn operations(lsm: bool) -> serde_json::Value {
+    let (files, names, maps, unix, mounts, closed) = if lsm {
+        (
+            "lsm hooks (EPERM, event)",
+            "lsm hooks (EPERM, event)",
+            "lsm hooks (EPERM, event)",
+            "lsm hooks (EPERM, event)",
+            "lsm hooks (EPERM, event)",
+            "refused (EPERM, event)",
+        )
+    } else {
+        (
+            "Landlock (EACCES), reported by the syscall tracepoints; deny-under-allow: kill",
+            "Landlock (EACCES), not reported",
+            "not restricted (running an ELF interpreter directly: kill)",
+            "not restricted",
+            "Landlock (EPERM), not reported",
+            "connects refused (EPERM); killed at the first open or exec (event)",
+        )
+    };
+    json!({
+        "connect, udp sendmsg": "cgroup programs (EPERM, event)",
+        "open, exec": files,
+        "create, remove, rename, link": names,
+        "executable mappings": maps,
+        "unix connect by path": unix,
+        "mount, pivot_root, chroot": mounts,
+        "ttl, max_execs, max_connects, max_denials": "in-kernel counters and deadline; the daemon kills the task (cgroup.kill)",
+        "process in the subtree without a task (fail closed)": closed,
+    })
 }
 
 /// A policy with no rules: names events of processes that belong to no task.

@@ -82,8 +82,8 @@ impl Core {
         let mut unenforced = plan.unenforced.clone();
         unenforced.extend(identities.missing.iter().cloned());
 
-        self.state.next_seq += 1;
-        let task_id = format!("{}-{}", req.task, self.state.next_seq);
+        self.state.next_task += 1;
+        let task_id = format!("{}-{}", req.task, self.state.next_task);
         self.save_state();
         let cgroup = TaskCgroup::create_in(&self.root, &task_id).map_err(|e| e.to_string())?;
         let ttl = req
@@ -292,14 +292,7 @@ impl Core {
         let Some(task) = self.tasks.get(task_id) else {
             return;
         };
-        let record = Record {
-            op: "limit",
-            target: "ttl".into(),
-            decision: "kill",
-            enforced_by: "kill",
-            rule: "limits.ttl".into(),
-            ..Record::lifecycle(&task.ctx, "limit", task.saved.pid, json!({}))
-        };
+        let record = Record::ttl_kill(&task.ctx, task.saved.pid);
         self.emitter.emit(&record);
         self.end_task(task_id, why.into());
     }

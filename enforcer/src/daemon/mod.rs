@@ -119,6 +119,16 @@ async fn serve(config_path: &Path) -> Result<(), DaemonError> {
         core.adopted,
         socket.display()
     );
+    for (op, how) in core::operations(core.probe.lsm_mode())
+        .as_object()
+        .into_iter()
+        .flatten()
+    {
+        eprintln!("enforcer daemon:   {op}: {}", how.as_str().unwrap_or("?"));
+    }
+    for gap in crate::envelope::setup::mode_gaps(&core::empty_policy(), &core.probe) {
+        eprintln!("enforcer daemon: warning: {gap}");
+    }
     notify::notify("READY=1\nSTATUS=enforcing");
     let watchdog = notify::watchdog_interval();
     let mut last_ping = Instant::now();

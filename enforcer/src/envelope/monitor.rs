@@ -165,15 +165,8 @@ impl<'a> Monitor<'a> {
                     ttl_fired = true;
                     self.drain(ring.get_mut());
                     if self.ended_by.is_none() {
-                        let record = Record {
-                            op: "limit",
-                            target: "ttl".into(),
-                            decision: "kill",
-                            enforced_by: "kill",
-                            rule: "limits.ttl".into(),
-                            ..Record::lifecycle(self.ctx, "limit", self.child_pid, json!({}))
-                        };
-                        self.writer.emit(&record);
+                        self.writer
+                            .emit(&Record::ttl_kill(self.ctx, self.child_pid));
                         self.end_task("limit ttl exceeded".into());
                     }
                 }

@@ -70,6 +70,18 @@ pub struct Record {
 }
 
 impl Record {
+    /// The task's TTL passed: userspace ends it (the kernel refuses from then on too).
+    pub fn ttl_kill(ctx: &TaskContext, pid: u32) -> Self {
+        Self {
+            op: "limit",
+            target: "ttl".into(),
+            decision: "kill",
+            enforced_by: "kill",
+            rule: "limits.ttl".into(),
+            ..Self::lifecycle(ctx, "limit", pid, Value::Null)
+        }
+    }
+
     /// A record that does not come from the kernel (task_start, task_end, a userspace limit).
     pub fn lifecycle(ctx: &TaskContext, op: &'static str, pid: u32, details: Value) -> Self {
         let now = time::now_unix_ns();
