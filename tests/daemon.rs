@@ -1,5 +1,6 @@
 //! The daemon for real: tasks started through its socket, who may start them, hot reload under
-//! load, `kill -9` of the daemon with a task running, fail closed, and the systemd unit.
+//! load, `kill -9` of the daemon with a task running, an upgrade of the programs under a running
+//! task, fail closed, and the systemd unit.
 use std::{
     fs,
     net::TcpListener,
@@ -340,15 +341,7 @@ fn a_killed_daemon_leaves_enforcement_on_and_a_restart_adopts_the_task() {
     d.policy("agent", &base(&s));
     d.cli(&["reload"]);
     let go = s.path("ws/go");
-    let task = Command::new(enforcer())
-        .args(["run", "--task", "agent", "--socket", &d.socket(), "--"])
-        .args([&probe(), "wait-read", &go, &s.path("outside/secret.txt")])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let start = d.wait_event("task_start", |e| e["op"] == "task_start");
-    let task_id = start["task_id"].as_str().unwrap().to_owned();
+    let (task, task_id) = d.waiting_task(&s, &go);
 
     d.kill9();
     // No daemon: the pinned programs still refuse, and the task is still running.
@@ -425,6 +418,160 @@ fn a_killed_daemon_leaves_enforcement_on_and_a_restart_adopts_the_task() {
     d.wait_event("kernel ttl event", |e| {
         e["op"] == "limit" && e["target"] == "ttl"
     });
+}
+
+/// How many BPF programs the kernel holds (BPF_PROG_GET_NEXT_ID over every id).
+fn loaded_programs() -> usize {
+    let (mut id, mut n) = (0u32, 0);
+    loop {
+        // start_id, next_id, open_flags.
+        let mut attr = [id, 0u32, 0u32, 0u32];
+        // SAFETY: BPF_PROG_GET_NEXT_ID (11) reads start_id and writes next_id in `attr`.
+        let rc = unsafe { libc::syscall(libc::SYS_bpf, 11, attr.as_mut_ptr(), 16) };
+        if rc != 0 {
+            return n;
+        }
+        id = attr[1];
+        n += 1;
+    }
+}
+
+impl Daemon {
+    /// Rewrites the daemon's saved state (`daemon.json`) while it is down.
+    fn edit_state(&self, f: impl FnOnce(&mut Value)) {
+        let path = self.dir.join("state/daemon.json");
+        let mut st: Value = serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();
+        f(&mut st);
+        fs::write(&path, serde_json::to_vec(&st).unwrap()).unwrap();
+    }
+
+    /// Starts a task that waits for `go` and then reads the secret (refused).
+    fn waiting_task(&self, s: &Scratch, go: &str) -> (Child, String) {
+        let task = Command::new(enforcer())
+            .args(["run", "--task", "agent", "--socket", &self.socket(), "--"])
+            .args([&probe(), "wait-read", go, &s.path("outside/secret.txt")])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let start = self.wait_event("task_start", |e| {
+            e["op"] == "task_start"
+                && e["command"]
+                    .as_array()
+                    .is_some_and(|a| a.iter().any(|x| x == go))
+        });
+        let id = start["task_id"].as_str().unwrap().to_owned();
+        // Running the probe: the launcher is done with the daemon (a slow guest may still be
+        // between the reply and the exec when task_start is written).
+        self.wait_event("the probe's exec", |e| {
+            e["op"] == "exec"
+                && e["task_id"] == id.as_str()
+                && e["target"].as_str().is_some_and(|t| t.ends_with("/probe"))
+        });
+        (task, id)
+    }
+}
+
+#[test]
+fn an_upgraded_daemon_takes_running_tasks_over_without_a_gap() {
+    if !require_root("an_upgraded_daemon_takes_running_tasks_over_without_a_gap") {
+        return;
+    }
+    let s = Scratch::new("daemon-upgrade");
+    let mut d = Daemon::start(&s, "upgrade", "");
+    d.policy("agent", &base(&s));
+    d.cli(&["reload"]);
+    let go = s.path("ws/go");
+    let (task, task_id) = d.waiting_task(&s, &go);
+    let programs = loaded_programs();
+
+    // The pins now look like another build's with the same map layout: the restarted daemon
+    // loads its own programs, copies the task over and detaches the old ones.
+    d.kill9();
+    let other_build = "0".repeat(64);
+    d.edit_state(|st| st["object_sha256"] = other_build.clone().into());
+    d.spawn();
+    assert!(
+        d.log().contains("took the running tasks over"),
+        "{}",
+        d.log()
+    );
+    let up = d.wait_event("programs_upgraded", |e| e["op"] == "programs_upgraded");
+    assert_eq!(up["from_object_sha256"], other_build.as_str());
+    assert_eq!(up["copied"]["tasks"], 1, "{up}");
+    assert!(up["copied"]["file_rules"].as_u64().unwrap() >= 1, "{up}");
+    assert!(!Path::new("/sys/fs/bpf/enforcer-it-upgrade-next").exists());
+    assert!(Path::new("/sys/fs/bpf/enforcer-it-upgrade/links").exists());
+    let t = Instant::now();
+    while loaded_programs() > programs {
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "the old programs are still loaded: {} programs, {programs} before",
+            loaded_programs()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(d.log().contains("1 task(s) adopted"), "{}", d.log());
+
+    // The new programs enforce the task they were handed: refused, with its event.
+    fs::write(&go, "").unwrap();
+    let out = task.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains(mode().refused()),
+        "{}",
+        text(&out)
+    );
+    let secret = mode().reported(&s.path("outside/secret.txt"));
+    let denial = d.wait_event("denial after the upgrade", |e| {
+        e["op"] == "open" && e["target"] == secret.as_str() && e["task_id"] == task_id.as_str()
+    });
+    assert_eq!(denial["decision"], "deny");
+    assert_eq!(denial["errno"], mode().errno());
+    let end = d.wait_event("task_end", |e| {
+        e["op"] == "task_end" && e["task_id"] == task_id.as_str()
+    });
+    assert_eq!(end["reason"], "exited");
+    assert_eq!(end["cleanup"]["map_entries_left"], 0);
+
+    // A build whose maps differ is refused, saying why, and the pinned programs go on.
+    let go2 = s.path("ws/go2");
+    let (task, task_id) = d.waiting_task(&s, &go2);
+    d.kill9();
+    let real = fs::read(d.dir.join("state/daemon.json")).unwrap();
+    d.edit_state(|st| {
+        st["object_sha256"] = "1".repeat(64).into();
+        st["map_abi"] = 0.into();
+    });
+    let refused = Command::new(enforcer())
+        .args(["daemon", "--config"])
+        .arg(d.dir.join("enforcer.toml"))
+        .output()
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(1), "{}", text(&refused));
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("whose maps differ from this build's"),
+        "{}",
+        text(&refused)
+    );
+    fs::write(&go2, "").unwrap();
+    let out = task.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains(mode().refused()),
+        "{}",
+        text(&out)
+    );
+    fs::write(d.dir.join("state/daemon.json"), real).unwrap();
+    d.spawn();
+    let end = d.wait_event("task_end after the refused build", |e| {
+        e["op"] == "task_end" && e["task_id"] == task_id.as_str()
+    });
+    assert_eq!(end["reason"], "exited while the daemon was down");
+    let denial = d.wait_event("denial while the build was refused", |e| {
+        e["op"] == "open" && e["target"] == secret.as_str() && e["task_id"] == task_id.as_str()
+    });
+    assert_eq!(denial["errno"], mode().errno());
 }
 
 #[test]
@@ -623,8 +770,8 @@ fn a_process_in_the_daemons_subtree_without_a_task_is_refused() {
 
 #[test]
 fn the_systemd_unit_verifies() {
-    let unit = Path::new(env!("CARGO_MANIFEST_DIR")).join("../packaging/enforcer.service");
-    let text = fs::read_to_string(&unit).expect("packaging/enforcer.service");
+    // Embedded: the VM guests have the test executables but not the source tree.
+    let text = include_str!("../packaging/enforcer.service");
     for needed in [
         "Type=notify",
         "WatchdogSec=",

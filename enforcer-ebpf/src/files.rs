@@ -71,9 +71,13 @@ pub fn enter(kind: u32, dirfd: i32, path_ptr: u64, flags: u32) -> u32 {
 /// [`enter`] for a task already looked up.
 #[inline(always)]
 pub fn enter_task(task: &Task, kind: u32, dirfd: i32, path_ptr: u64, flags: u32) -> u32 {
-    // Fail closed (fallback mode): a stranger under the daemon's root dies at its first open
-    // or exec; Landlock, if it was ever confined, stays with it regardless.
+    // Fail closed: in fallback mode a stranger under the daemon's root dies at its first open
+    // or exec (Landlock, if it was ever confined, stays with it regardless); in lsm mode the
+    // hooks refuse it operation by operation.
     if task.has(task_flags::NO_TASK) {
+        if !task.has(task_flags::NO_TASK_KILL) {
+            return 0;
+        }
         kill_current();
         events::emit_urgent(task, kind, |ev| {
             ev.decision = decision::KILL;

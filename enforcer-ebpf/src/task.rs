@@ -53,12 +53,16 @@ pub fn current() -> Option<Task> {
         }),
         // Under a daemon's root every cgroup must be a task's: a stranger there (a cgroup a
         // task made for itself, or a task being torn down) is refused everything.
-        None if root.valid == root_scope::FAIL_CLOSED => Some(Task {
+        None if root.valid >= root_scope::FAIL_CLOSED => Some(Task {
             cgroup_id,
             entry: TaskEntry {
                 slot: u32::MAX,
                 generation: 0,
-                flags: task_flags::NO_TASK,
+                flags: if root.valid == root_scope::FAIL_CLOSED {
+                    task_flags::NO_TASK | task_flags::NO_TASK_KILL
+                } else {
+                    task_flags::NO_TASK
+                },
                 rules: u32::MAX,
             },
         }),

@@ -1,5 +1,5 @@
-//! `cargo xtask vm-test [--kernel 6.1|6.12|all]`: the privileged integration suite inside QEMU
-//! guests running Debian's own kernels, with software emulation (KVM does not work on the
+//! `cargo xtask vm-test [--kernel 6.1|6.12|all] [--mode lsm|fallback|both] [--suite NAME]...
+//! [--only TEST]`: the privileged integration suite inside QEMU guests running Debian's own kernels, with software emulation (KVM does not work on the
 //! build machines). The kernels are fetched with `apt-get download` (never installed on the
 //! host); the enforcer, the probe and the test executables are built static; an initramfs with
 //! busybox runs every test one at a time and powers off. Every guest line is shown.
@@ -17,7 +17,7 @@ use anyhow::{Context as _, bail, ensure};
 use crate::{cargo, is_root, step};
 
 const TARGET: &str = "x86_64-unknown-linux-gnu";
-const SUITES: &[&str] = &["enforcement", "lsm_hooks", "limits", "lifecycle"];
+const SUITES: &[&str] = &["enforcement", "lsm_hooks", "limits", "lifecycle", "daemon"];
 const BUSYBOX_APPLETS: &[&str] = &[
     "sh", "mount", "umount", "cat", "echo", "ls", "mkdir", "poweroff", "ip", "sleep", "grep",
     "true", "false", "pgrep", "kill", "rm", "ln",
@@ -151,6 +151,8 @@ fn build_static(root: &Path) -> anyhow::Result<(PathBuf, Vec<(String, PathBuf)>)
 /// What the guest runs: the suites, in which enforcement modes, optionally one test only.
 pub struct GuestPlan<'a> {
     pub modes: Vec<&'a str>,
+    /// Only these suites (`--suite NAME`, repeatable); all when empty.
+    pub suites: Vec<&'a str>,
     pub filter: Option<&'a str>,
     /// A shell script to run instead of the suites (`--script FILE`, for investigating a
     /// guest by hand).
@@ -186,7 +188,11 @@ fn initramfs(
         "root:x:0:0:root:/:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n",
     )?;
     fs::write(root.join("etc/group"), "root:x:0:\nnogroup:x:65534:\n")?;
-    let suites: Vec<&str> = tests.iter().map(|(n, _)| n.as_str()).collect();
+    let suites: Vec<&str> = tests
+        .iter()
+        .map(|(n, _)| n.as_str())
+        .filter(|n| plan.suites.is_empty() || plan.suites.contains(n))
+        .collect();
     if let Some(script) = &plan.script {
         fs::write(root.join("t/script.sh"), script)?;
     }
@@ -348,8 +354,20 @@ pub fn run(args: &[String]) -> anyhow::Result<(u64, u64, u64)> {
         }
         None => None,
     };
+    let suites: Vec<&str> = args
+        .windows(2)
+        .filter(|w| w[0] == "--suite")
+        .map(|w| w[1].as_str())
+        .collect();
+    for s in &suites {
+        ensure!(
+            SUITES.contains(s),
+            "--suite {s}: expected one of {SUITES:?}"
+        );
+    }
     let plan = GuestPlan {
         modes,
+        suites,
         filter,
         script,
     };

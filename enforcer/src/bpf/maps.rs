@@ -54,6 +54,17 @@ pub struct Leftovers {
     pub deny_inodes: usize,
 }
 
+/// How many entries [`Maps::copy_from`] copied, per map.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Copied {
+    pub tasks: usize,
+    pub file_rules: usize,
+    pub net_rules: usize,
+    pub deny_inodes: usize,
+    /// Slots with limits or counters.
+    pub slots: usize,
+}
+
 impl Leftovers {
     pub fn total(&self) -> usize {
         self.tasks + self.file_rules + self.net_rules + self.deny_inodes
@@ -166,6 +177,89 @@ impl Maps {
             .insert(t.cgroup_id, t.entry, 0)
             .map_err(err(map_names::TASKS))?;
         Ok(())
+    }
+
+    /// Copies every entry of `old` (maps of the same layout, another build's programs) into
+    /// these, task tags last. Returns what was copied and the counters as copied, for
+    /// [`Maps::add_counter_deltas`].
+    pub fn copy_from(&mut self, old: &Maps) -> Result<(Copied, Vec<TaskCounters>), BpfError> {
+        let err = |name| move |source| BpfError::Map { name, source };
+        let mut copied = Copied::default();
+        for item in old.file_rules.iter() {
+            let (k, v) = item.map_err(err(map_names::FILE_RULES))?;
+            self.file_rules
+                .insert(&k, v, 0)
+                .map_err(err(map_names::FILE_RULES))?;
+            copied.file_rules += 1;
+        }
+        for item in old.net_rules.iter() {
+            let (k, v) = item.map_err(err(map_names::NET_RULES))?;
+            self.net_rules
+                .insert(&k, v, 0)
+                .map_err(err(map_names::NET_RULES))?;
+            copied.net_rules += 1;
+        }
+        for item in old.deny_inodes.iter() {
+            let (k, v) = item.map_err(err(map_names::DENY_INODES))?;
+            self.deny_inodes
+                .insert(k, v, 0)
+                .map_err(err(map_names::DENY_INODES))?;
+            copied.deny_inodes += 1;
+        }
+        let mut snapshot = Vec::with_capacity(enforcer_common::MAX_TASKS as usize);
+        for slot in 0..enforcer_common::MAX_TASKS {
+            let limits = old.limits.get(&slot, 0).map_err(err(map_names::LIMITS))?;
+            let counters = old
+                .counters
+                .get(&slot, 0)
+                .map_err(err(map_names::COUNTERS))?;
+            if limits != TaskLimits::default() || counters != TaskCounters::default() {
+                self.limits
+                    .set(slot, limits, 0)
+                    .map_err(err(map_names::LIMITS))?;
+                self.counters
+                    .set(slot, counters, 0)
+                    .map_err(err(map_names::COUNTERS))?;
+                copied.slots += 1;
+            }
+            snapshot.push(counters);
+        }
+        for item in old.tasks.iter() {
+            let (k, v) = item.map_err(err(map_names::TASKS))?;
+            self.tasks.insert(k, v, 0).map_err(err(map_names::TASKS))?;
+            copied.tasks += 1;
+        }
+        Ok((copied, snapshot))
+    }
+
+    /// Adds what `old`'s programs counted after `snapshot` was taken (while both sets of
+    /// programs ran) to these counters. Returns how many operations that was.
+    pub fn add_counter_deltas(&mut self, old: &Maps, snapshot: &[TaskCounters]) -> u64 {
+        let mut added = 0;
+        for (slot, before) in (0u32..).zip(snapshot) {
+            let Ok(now) = old.counters.get(&slot, 0) else {
+                continue;
+            };
+            if now == *before {
+                continue;
+            }
+            let d = |a: u64, b: u64| a.saturating_sub(b);
+            let delta = [
+                d(now.execs, before.execs),
+                d(now.opens, before.opens),
+                d(now.connects, before.connects),
+                d(now.denials, before.denials),
+            ];
+            let mut c = self.counters(slot);
+            c.execs += delta[0];
+            c.opens += delta[1];
+            c.connects += delta[2];
+            c.denials += delta[3];
+            c.ended = c.ended.max(now.ended);
+            added += delta.iter().sum::<u64>();
+            let _ = self.counters.set(slot, c, 0);
+        }
+        added
     }
 
     pub fn counters(&self, slot: u32) -> TaskCounters {

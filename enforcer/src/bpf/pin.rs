@@ -183,10 +183,11 @@ impl PinDir {
                     fs::remove_file(e.path()).map_err(io_err(&e.path()))?;
                 }
             }
-            match fs::remove_dir(&dir) {
-                Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(e) => return Err(io_err(&dir)(e)),
+        }
+        // What is left are directories: `maps/`, `links/` and markers.
+        if let Ok(entries) = fs::read_dir(&self.root) {
+            for e in entries.flatten() {
+                fs::remove_dir(e.path()).map_err(io_err(&e.path()))?;
             }
         }
         match fs::remove_dir(&self.root) {
@@ -194,6 +195,45 @@ impl PinDir {
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(io_err(&self.root)(e)),
         }
+    }
+
+    /// Unpins the links only: their programs detach, the maps stay readable.
+    pub fn unpin_links(&self) -> Result<(), PinError> {
+        if let Ok(entries) = fs::read_dir(self.links()) {
+            for e in entries.flatten() {
+                fs::remove_file(e.path()).map_err(io_err(&e.path()))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Where a new build's programs are pinned while they take over from these.
+    pub fn staging(&self) -> PinDir {
+        let mut name = self.root.as_os_str().to_owned();
+        // bpffs refuses names with a dot.
+        name.push("-next");
+        PinDir::new(name)
+    }
+
+    /// Marks these pins as complete: every map and link is in place.
+    pub fn mark_complete(&self) -> Result<(), PinError> {
+        let dir = self.root.join("complete");
+        match fs::create_dir(&dir) {
+            Err(e) if e.kind() != io::ErrorKind::AlreadyExists => Err(io_err(&dir)(e)),
+            _ => Ok(()),
+        }
+    }
+
+    pub fn is_complete(&self) -> bool {
+        self.root.join("complete").is_dir()
+    }
+
+    /// Moves these pins to `to` (bpffs renames like any file system).
+    pub fn rename_to(&self, to: &PinDir) -> Result<(), PinError> {
+        fs::rename(&self.root, &to.root).map_err(io_err(&self.root))?;
+        // The marker belongs to a handover in progress, not to the pins.
+        let _ = fs::remove_dir(to.root.join("complete"));
+        Ok(())
     }
 }
 

@@ -31,6 +31,9 @@ use crate::{
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct DaemonState {
     pub object_sha256: String,
+    /// `enforcer_common::MAP_ABI` of the pinned programs (0: a build from before it existed).
+    #[serde(default)]
+    pub map_abi: u32,
     pub mode: String,
     pub fallback_reason: Option<String>,
     pub root_cgroup_id: u64,
@@ -89,6 +92,9 @@ impl Core {
         let pins = PinDir::new(&config.pin_dir);
         pins.prepare()
             .map_err(|e| DaemonError::Setup(e.to_string()))?;
+        if let Some(what) = super::upgrade::recover(&pins)? {
+            eprintln!("enforcer daemon: {what} ({})", pins.root.display());
+        }
         std::fs::create_dir_all(config.state_dir.join("tasks"))
             .map_err(|e| DaemonError::Setup(format!("{}: {e}", config.state_dir.display())))?;
         let state_file = config.state_dir.join("daemon.json");
@@ -107,6 +113,7 @@ impl Core {
             .map(|s| (s.generation, s.policies.clone()))
             .unwrap_or_default();
         let mut probe = probe;
+        let mut retired = None;
         let (maps, ring, ebpf, state) = match saved_state {
             Some(st)
                 if pins.has_state()
@@ -123,11 +130,32 @@ impl Core {
                 }
                 (maps, ring, None, st)
             }
+            Some(st)
+                if pins.has_state()
+                    && !saved_tasks.is_empty()
+                    && super::upgrade::possible(&st, &sha, root_cg.id) =>
+            {
+                let (ebpf, maps, ring, old) =
+                    super::upgrade::hand_over(&probe, &st, root_cg, &root, &pins)?;
+                if st.mode != "lsm" {
+                    probe.bpf_lsm = Err(st.fallback_reason.clone().unwrap_or_else(|| {
+                        "the running tasks were started in the fallback mode".into()
+                    }));
+                }
+                retired = Some(old);
+                let st = DaemonState {
+                    object_sha256: sha,
+                    map_abi: enforcer_common::MAP_ABI,
+                    ..st
+                };
+                (maps, ring, Some(ebpf), st)
+            }
             _ if pins.has_state() && !saved_tasks.is_empty() => {
                 return Err(DaemonError::Setup(format!(
-                    "{} holds pinned programs of another enforcer build (or another cgroup \
-                     root) and {} task(s) are saved in {}: they keep being enforced by the \
-                     pinned programs; end them (or reboot) before starting this daemon",
+                    "{} holds pinned programs of another enforcer build whose maps differ from \
+                     this build's (or of another cgroup root), and {} task(s) are saved in {}: \
+                     they keep being enforced by the pinned programs; end them (or reboot) \
+                     before starting this daemon",
                     pins.root.display(),
                     saved_tasks.len(),
                     config.state_dir.display()
@@ -149,6 +177,7 @@ impl Core {
                     Maps::take(&mut ebpf).map_err(|e| DaemonError::Setup(e.to_string()))?;
                 let st = DaemonState {
                     object_sha256: sha,
+                    map_abi: enforcer_common::MAP_ABI,
                     mode: if probe.lsm_mode() { "lsm" } else { "fallback" }.into(),
                     fallback_reason: probe.fallback_reason(),
                     root_cgroup_id: root_cg.id,
@@ -162,6 +191,19 @@ impl Core {
         };
 
         let target = Target::parse(&config.events);
+        if let Target::File(path) = &target
+            && let Some(dir) = path.parent()
+            && !dir.as_os_str().is_empty()
+            && !dir.exists()
+        {
+            // As systemd's LogsDirectory= would (the daemon may run without systemd).
+            use std::os::unix::fs::DirBuilderExt as _;
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o750)
+                .create(dir)
+                .map_err(|e| DaemonError::Setup(format!("events {}: {e}", dir.display())))?;
+        }
         let writer = Writer::open(target.clone())
             .map_err(|e| DaemonError::Setup(format!("events {}: {e}", config.events)))?;
         let emitter = Emitter::new(writer, config.format);
@@ -221,6 +263,17 @@ impl Core {
             _ebpf: ebpf,
         };
         core.adopt(saved_tasks);
+        if let Some(mut old) = retired {
+            // The old programs' last events come first: they happened before the handover.
+            core.drain(&mut old.ring);
+            let report = old.report.clone();
+            old.finish()?;
+            eprintln!(
+                "enforcer daemon: took the running tasks over from the pinned programs of \
+                 another build: {report}"
+            );
+            core.emit_daemon("programs_upgraded", report);
+        }
         core.save_state();
         Ok((core, ring))
     }
@@ -275,6 +328,8 @@ impl Core {
             "operations": operations(self.probe.lsm_mode()),
             "gaps": crate::envelope::setup::mode_gaps(&empty_policy(), &self.probe),
             "programs": self.pins.link_names(),
+            "programs_object_sha256": self.state.object_sha256,
+            "map_abi": self.state.map_abi,
             "pin_dir": self.pins.root.display().to_string(),
             "cgroup_root": self.root.display().to_string(),
             "kernel": {

@@ -154,6 +154,10 @@ impl Core {
             );
             obj.insert("via".into(), json!("daemon"));
         }
+        // Saved before anything says the task started: a daemon killed from here on adopts it.
+        if let Err(e) = saved.store(&self.config.state_dir) {
+            eprintln!("enforcer: warning: cannot save task {task_id}: {e}");
+        }
         self.emitter.emit(&Record::lifecycle(
             &ctx,
             "task_start",
@@ -173,9 +177,6 @@ impl Core {
                 .insert(self.tasks[&task_id].saved.cgroup_id, task_id.clone());
             self.finalize(&task_id);
             return Err(format!("moving you into the task's cgroup: {e}"));
-        }
-        if let Err(e) = saved.store(&self.config.state_dir) {
-            eprintln!("enforcer: warning: cannot save task {task_id}: {e}");
         }
         let confinement = Confinement {
             task_id: task_id.clone(),

@@ -2,7 +2,7 @@
 use std::path::Path;
 
 use aya::Ebpf;
-use enforcer_common::RootCgroup;
+use enforcer_common::{RootCgroup, root_scope};
 
 use super::DaemonError;
 use crate::{
@@ -10,16 +10,34 @@ use crate::{
     kernel::probe::{ModeRequest, Probe},
 };
 
-fn attach_all(
+/// What runs after the maps are pinned and before any program is attached (a handover copies
+/// the running tasks' entries in).
+pub type BeforeAttach<'a> = &'a mut dyn FnMut(&PinDir) -> Result<(), String>;
+
+/// Loads the programs, pins the maps, runs `before_attach`, attaches everything and pins the
+/// links. An error says whether an LSM program failed (`true`).
+pub fn attach_all(
     probe: &Probe,
     lsm: bool,
     root_cg: RootCgroup,
     root: &Path,
     pins: &PinDir,
+    before_attach: BeforeAttach<'_>,
 ) -> Result<Ebpf, (bool, String)> {
     let other = |e: String| (false, e);
+    // Who refuses a stranger under the root: the LSM hooks, or (fallback) a kill.
+    let root_cg = RootCgroup {
+        valid: if lsm {
+            root_scope::FAIL_CLOSED_LSM
+        } else {
+            root_scope::FAIL_CLOSED
+        },
+        ..root_cg
+    };
     let mut ebpf = bpf::load(probe.offsets.clone().ok(), Some(root_cg), None)
         .map_err(|e| other(e.to_string()))?;
+    pins.pin_maps(&ebpf).map_err(|e| other(e.to_string()))?;
+    before_attach(pins).map_err(other)?;
     let mut links = Vec::new();
     bpf::attach_tracepoints(&mut ebpf, lsm, Some(&mut links)).map_err(|e| other(e.to_string()))?;
     if lsm {
@@ -29,7 +47,6 @@ fn attach_all(
     // Attached once, to the subtree's root: every task cgroup below inherits them.
     let dir = std::fs::File::open(root).map_err(|e| other(format!("{}: {e}", root.display())))?;
     bpf::attach_cgroup(&mut ebpf, &dir, Some(&mut links)).map_err(|e| other(e.to_string()))?;
-    pins.pin_maps(&ebpf).map_err(|e| other(e.to_string()))?;
     pins.pin_links(links).map_err(|e| other(e.to_string()))?;
     Ok(ebpf)
 }
@@ -42,7 +59,8 @@ pub fn load_and_pin(
     root: &Path,
     pins: &PinDir,
 ) -> Result<(Ebpf, Option<String>), DaemonError> {
-    match attach_all(probe, probe.lsm_mode(), root_cg, root, pins) {
+    let mut nothing = |_: &PinDir| Ok(());
+    match attach_all(probe, probe.lsm_mode(), root_cg, root, pins, &mut nothing) {
         Ok(ebpf) => Ok((ebpf, None)),
         Err((true, e)) if probe.requested == ModeRequest::Auto => {
             let why = format!(
@@ -53,7 +71,7 @@ pub fn load_and_pin(
             let _ = pins.remove();
             pins.prepare()
                 .map_err(|e| DaemonError::Setup(e.to_string()))?;
-            let ebpf = attach_all(probe, false, root_cg, root, pins)
+            let ebpf = attach_all(probe, false, root_cg, root, pins, &mut nothing)
                 .map_err(|(_, e)| DaemonError::Setup(format!("eBPF: {e}")))?;
             Ok((ebpf, Some(why)))
         }

@@ -13,6 +13,7 @@ pub mod protocol;
 mod reload;
 mod server;
 mod task;
+mod upgrade;
 
 use std::{
     path::Path,
