@@ -1,6 +1,8 @@
 //! Developer tasks. `cargo xtask test` runs every check and test; `cargo xtask demo` runs the
-//! demo; `cargo xtask bench` measures the cost. All expect scripts/setup.sh to have run (scripts/test.sh and scripts/demo.sh do it).
+//! demo; `cargo xtask bench` measures the cost;
+//! `cargo xtask deb` builds the Debian package. All expect scripts/setup.sh to have run (scripts/test.sh and scripts/demo.sh do it).
 mod bench;
+mod deb;
 mod demo;
 mod test;
 mod vm;
@@ -10,7 +12,7 @@ use std::process::{Command, ExitCode};
 use anyhow::{Context as _, bail};
 
 fn usage() -> ExitCode {
-    eprintln!("usage: cargo xtask <test|demo|bench|vm-test [--kernel 6.1|6.12|all]>");
+    eprintln!("usage: cargo xtask <test|demo|bench|deb|vm-test [--kernel 6.1|6.12|all]>");
     ExitCode::from(2)
 }
 
@@ -46,6 +48,7 @@ fn main() -> ExitCode {
         Some("demo") => demo::run(),
         Some("bench") => bench::run(),
         Some("vm-test") => vm::run(&args[1..]).map(|_| ()),
+        Some("deb") => deb::build().and_then(|p| deb::check(&p)),
         _ => return usage(),
     };
     match result {

@@ -51,6 +51,9 @@ pub fn run() -> anyhow::Result<()> {
     let host = tests()?;
     // The same suite in QEMU guests on Debian's 6.1 and 6.12 kernels.
     let guests = crate::vm::run(&[])?;
+    // The Debian package, from the static build the guests just used.
+    let deb = crate::deb::build()?;
+    crate::deb::check(&deb)?;
     println!(
         "\ntotal: {} passed, {} failed, {} skipped",
         host.0 + guests.0,
