@@ -19,17 +19,17 @@ use serde_json::{Value, json};
 use crate::{cargo, is_root, step};
 
 const ROUNDS: usize = 15;
-const DIR: &str = "/tmp/enforcer-bench";
+pub(crate) const DIR: &str = "/tmp/enforcer-bench";
 
 /// A bench-op process we can send batches to.
-struct Server {
+pub(crate) struct Server {
     child: Child,
     input: ChildStdin,
     output: BufReader<ChildStdout>,
 }
 
 impl Server {
-    fn start(mut cmd: Command) -> anyhow::Result<Self> {
+    pub(crate) fn start(mut cmd: Command) -> anyhow::Result<Self> {
         let mut child = cmd
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -55,7 +55,7 @@ impl Server {
     }
 
     /// ns per op of a batch.
-    fn measure(&mut self, line: &str) -> anyhow::Result<f64> {
+    pub(crate) fn measure(&mut self, line: &str) -> anyhow::Result<f64> {
         let answer = self.ask(line)?;
         answer
             .split_whitespace()
@@ -64,7 +64,7 @@ impl Server {
             .with_context(|| format!("bad answer {answer:?} to {line:?}"))
     }
 
-    fn quit(mut self) -> anyhow::Result<std::process::ExitStatus> {
+    pub(crate) fn quit(mut self) -> anyhow::Result<std::process::ExitStatus> {
         let _ = writeln!(self.input, "quit");
         drop(self.input);
         Ok(self.child.wait()?)
@@ -79,12 +79,12 @@ fn closed_udp_port() -> anyhow::Result<u16> {
     Ok(UdpSocket::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
-struct Setup {
-    enforcer: PathBuf,
-    bench_op: PathBuf,
-    policy: PathBuf,
+pub(crate) struct Setup {
+    pub enforcer: PathBuf,
+    pub bench_op: PathBuf,
+    pub policy: PathBuf,
     /// (name, allowed batch, denied batch)
-    ops: Vec<(&'static str, String, String)>,
+    pub ops: Vec<(&'static str, String, String)>,
 }
 
 /// The enforcer's programs as the kernel lists them (names are cut to 15 bytes).
@@ -113,7 +113,7 @@ fn program_totals() -> (u64, u64) {
 }
 
 /// Waits until no enforcer program is loaded (a finished run releases them in the background).
-fn wait_unloaded() -> anyhow::Result<()> {
+pub(crate) fn wait_unloaded() -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(10);
     while aya::programs::loaded_programs()
         .filter_map(Result::ok)
@@ -128,7 +128,7 @@ fn wait_unloaded() -> anyhow::Result<()> {
     Ok(())
 }
 
-fn median(v: &mut [f64]) -> f64 {
+pub(crate) fn median(v: &mut [f64]) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     v[v.len() / 2]
 }
@@ -504,6 +504,7 @@ fn print_table(r: &Value) {
         "enforcer RSS with one task: {} KiB",
         r["memory"]["one_task_rss_kib"]
     );
+    crate::bench_daemon::print(&r["daemon"]);
 }
 
 pub fn run() -> anyhow::Result<()> {
@@ -544,11 +545,13 @@ pub fn run() -> anyhow::Result<()> {
         .to_owned();
     let events = event_throughput(&s, &denied)?;
     let memory = memory(&s)?;
+    eprintln!("==> through the daemon");
+    let daemon = crate::bench_daemon::run(&s)?;
     let kernel = fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
     let result = json!({
         "kernel": kernel.trim(), "mode": "fallback", "rounds": ROUNDS,
         "ratios": ratios, "startup": startup, "rule_install": rule_install,
-        "events": events, "memory": memory,
+        "events": events, "memory": memory, "daemon": daemon,
     });
     print_table(&result);
     let out = root.join("target/bench");

@@ -2,6 +2,7 @@
 //! demo; `cargo xtask bench` measures the cost;
 //! `cargo xtask deb` builds the Debian package. All expect scripts/setup.sh to have run (scripts/test.sh and scripts/demo.sh do it).
 mod bench;
+mod bench_daemon;
 mod deb;
 mod demo;
 mod test;
