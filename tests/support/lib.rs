@@ -11,6 +11,8 @@ use std::{
 
 use serde_json::Value;
 
+pub mod daemon;
+
 /// True when the test can run; otherwise says loudly why it is skipped.
 pub fn require_root(test: &str) -> bool {
     // SAFETY: trivial syscall.
