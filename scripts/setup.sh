@@ -9,6 +9,7 @@ BPF_LINKER_VERSION=0.13.0
 APT_PACKAGES=(
     "llvm-${LLVM_MAJOR}-dev"      # bpf-linker links against libLLVM
     "libpolly-${LLVM_MAJOR}-dev"  # required by llvm-22-dev's cmake/link config
+    "rsyslog"                     # the syslog receiver of the sink tests
 )
 
 say() { printf 'setup: %s\n' "$*" >&2; }

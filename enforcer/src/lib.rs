@@ -12,3 +12,4 @@ pub mod envelope;
 pub mod events;
 pub mod kernel;
 pub mod policy;
+pub mod sinks;

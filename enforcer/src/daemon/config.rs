@@ -8,6 +8,7 @@ use crate::{
     events::Format,
     kernel::probe::ModeRequest,
     policy::{Location, PolicyError},
+    sinks::config::{RawSink, SinkConfig},
 };
 
 pub const DEFAULT_PATH: &str = "/etc/enforcer/enforcer.toml";
@@ -27,6 +28,10 @@ pub struct Config {
     /// Where events go: a file, `-` (stdout) or `stderr`.
     pub events: String,
     pub format: Format,
+    /// More event destinations (`[[sink]]`), each with its format and filter.
+    pub sinks: Vec<SinkConfig>,
+    /// Where network sinks spool events (default `<state_dir>/spool`).
+    pub spool_dir: PathBuf,
     pub mode: ModeRequest,
     /// Who may start tasks, and with which policies.
     pub grants: Vec<Grant>,
@@ -64,6 +69,8 @@ struct Raw {
     grant: Vec<Grant>,
     #[serde(default)]
     admin: Principals,
+    #[serde(default)]
+    sink: Vec<RawSink>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -77,6 +84,7 @@ struct RawDaemon {
     events: Option<String>,
     format: Option<String>,
     mode: Option<String>,
+    spool_dir: Option<PathBuf>,
 }
 
 impl Config {
@@ -136,7 +144,27 @@ impl Config {
                 ));
             }
         }
+        let mut sinks: Vec<SinkConfig> = Vec::new();
+        let mut from = 0;
+        for raw in raw.sink {
+            // Each `[[sink]]` table in turn, for the error's place.
+            let here = text[from..].find("[[sink]]").map_or(from, |i| from + i);
+            from = here + 1;
+            let sink = raw.build().map_err(|m| at(here, m))?;
+            if sink.name == "events" || sinks.iter().any(|s| s.name == sink.name) {
+                return Err(at(
+                    here,
+                    format!(
+                        "sink \"{}\": the name is taken (\"events\" is [daemon] events)",
+                        sink.name
+                    ),
+                ));
+            }
+            sinks.push(sink);
+        }
         Ok(Self {
+            spool_dir: d.spool_dir.unwrap_or_else(|| state_dir.join("spool")),
+            sinks,
             socket: d.socket.unwrap_or_else(|| state_dir.join("enforcer.sock")),
             state_dir,
             policies: d
@@ -189,5 +217,47 @@ mod tests {
         assert_eq!(c.socket, PathBuf::from("/tmp/s/enforcer.sock"));
         assert_eq!(c.grants[0].groups, vec!["agents".to_owned()]);
         assert_eq!(c.admins.users, vec!["ops".to_owned()]);
+    }
+
+    #[test]
+    fn the_shipped_config_parses_with_and_without_its_example_sink() {
+        let text = include_str!("../../../packaging/enforcer.toml");
+        let c = Config::parse(Path::new("enforcer.toml"), text).unwrap();
+        assert!(c.sinks.is_empty());
+        let example: String = text
+            .lines()
+            .skip_while(|l| !l.starts_with("# [[sink]]"))
+            .map(|l| l.trim_start_matches("# "))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let c = Config::parse(Path::new("enforcer.toml"), &example).unwrap();
+        assert_eq!(c.sinks.len(), 1);
+        assert_eq!(c.sinks[0].filter.decision, vec!["deny", "kill"]);
+    }
+
+    #[test]
+    fn sinks_are_checked_and_their_errors_placed() {
+        let c = Config::parse(
+            Path::new("e.toml"),
+            "[[sink]]\nname = \"siem\"\ntype = \"syslog\"\naddress = \"127.0.0.1:514\"\n\
+             [sink.filter]\ndecision = [\"deny\"]\n",
+        )
+        .unwrap();
+        assert_eq!(c.sinks.len(), 1);
+        assert_eq!(c.spool_dir, PathBuf::from("/run/enforcer/spool"));
+        let e = Config::parse(
+            Path::new("e.toml"),
+            "[daemon]\n\n[[sink]]\nname = \"a\"\ntype = \"stdout\"\n\n[[sink]]\nname = \
+             \"b\"\ntype = \"file\"\n",
+        )
+        .unwrap_err();
+        assert_eq!(e.location.line, 7, "{}", e.message);
+        assert!(e.message.contains("needs `path`"), "{}", e.message);
+        let e = Config::parse(
+            Path::new("e.toml"),
+            "[[sink]]\nname = \"a\"\ntype = \"stdout\"\nurl = 3\n",
+        )
+        .unwrap_err();
+        assert_eq!(e.location.line, 4, "{}", e.message);
     }
 }

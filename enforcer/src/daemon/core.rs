@@ -206,7 +206,19 @@ impl Core {
         }
         let writer = Writer::open(target.clone())
             .map_err(|e| DaemonError::Setup(format!("events {}: {e}", config.events)))?;
-        let emitter = Emitter::new(writer, config.format);
+        let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_owned())
+            .unwrap_or_default();
+        let mut outputs = vec![crate::events::Output::new(
+            "events",
+            config.format,
+            Box::new(writer),
+        )];
+        outputs.extend(
+            crate::sinks::outputs(&config.sinks, &config.spool_dir, &hostname)
+                .map_err(DaemonError::Setup)?,
+        );
+        let emitter = Emitter::with_outputs(outputs);
         let inotify = Inotify::new().map_err(|e| DaemonError::Setup(format!("inotify: {e}")))?;
         let daemon_ctx = TaskContext {
             task: "enforcer-daemon".into(),
@@ -306,6 +318,29 @@ impl Core {
         self.emitter.emit(&r);
     }
 
+    /// Writes what the sinks buffered, and reports each sink's losses to that sink.
+    pub fn flush_events(&mut self) {
+        for (output, dropped) in self.emitter.take_dropped() {
+            let sink = self.emitter.outputs[output].name.clone();
+            eprintln!("enforcer daemon: sink {sink}: {dropped} event(s) dropped (spool full)");
+            self.daemon_ctx.policy.generation = self.policies.generation;
+            let r = Record::lifecycle(
+                &self.daemon_ctx,
+                "events_dropped",
+                std::process::id(),
+                json!({
+                    "sink": sink,
+                    "dropped": dropped,
+                    "why": "the sink's spool reached its size while the receiver did not take \
+                            events; the oldest were dropped",
+                    "reported_at": crate::events::time::rfc3339(time::now_unix_ns()),
+                }),
+            );
+            self.emitter.emit_to(output, &r);
+        }
+        self.emitter.flush();
+    }
+
     /// A new rule set id (never reused while the daemon's state lives).
     pub fn next_rules(&mut self) -> u32 {
         let id = self.state.next_rules.max(1);
@@ -347,7 +382,14 @@ impl Core {
             })).collect::<Vec<_>>(),
             "generation": self.policies.generation,
             "events_dropped": self.drops_seen,
-            "events_queued": self.emitter.writer.queued(),
+            "events_queued": self.emitter.queued(),
+            "seq_id": self.emitter.seq_id,
+            "sinks": self.emitter.outputs.iter().map(|o| json!({
+                "name": o.name,
+                "format": match o.format { crate::events::Format::Native => "native", crate::events::Format::Ocsf => "ocsf" },
+                "given": o.sink_seq,
+                "state": o.sink.status(),
+            })).collect::<Vec<_>>(),
         })
     }
 

@@ -155,7 +155,7 @@ async fn serve(config_path: &Path) -> Result<(), DaemonError> {
             _ = tick.tick() => {
                 core.drain(ring.get_mut());
                 core.tick();
-                core.emitter.writer.flush();
+                core.flush_events();
                 if reload_at.is_some_and(|t| Instant::now() >= t) {
                     reload_at = None;
                     let _ = core.reload("inotify");
@@ -167,7 +167,10 @@ async fn serve(config_path: &Path) -> Result<(), DaemonError> {
             }
             _ = sighup.recv() => {
                 notify::notify("RELOADING=1");
+                // logrotate moved the files: write to new ones.
+                core.emitter.reopen();
                 let _ = core.reload("SIGHUP");
+                eprintln!("enforcer daemon: SIGHUP: event files reopened, policies read");
                 notify::notify("READY=1");
             }
             _ = sigterm.recv() => break,

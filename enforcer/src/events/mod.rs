@@ -32,53 +32,186 @@ impl Format {
     }
 }
 
-/// Numbers, formats and writes records. Sequence numbers start at 1 for each run and come with
-/// the kernel's boot id and the run's task id, so a receiver can prove nothing was lost or
-/// duplicated.
+/// Where one output's formatted lines go: a [`Writer`] (file, stdout, stderr) or a daemon's
+/// spooled network sink.
+pub trait Sink {
+    /// Takes one event, already formatted.
+    fn put(&mut self, r: &Record, line: String, sink_seq: u64, seq_id: &str);
+    /// Writes what is buffered (called every tick).
+    fn flush(&mut self) {}
+    /// The last chance to write (the process is ending).
+    fn finish(&mut self) {}
+    /// Lines waiting in memory.
+    fn queued(&self) -> usize {
+        0
+    }
+    /// Lines this sink dropped since the last call (its spool overflowed).
+    fn take_dropped(&mut self) -> u64 {
+        0
+    }
+    /// Reopens files (SIGHUP, after logrotate moved them).
+    fn reopen(&mut self) {}
+    /// What `enforcer status` says of it.
+    fn status(&self) -> serde_json::Value {
+        json!({ "queued": self.queued() })
+    }
+}
+
+impl Sink for Writer {
+    fn put(&mut self, _: &Record, line: String, _: u64, _: &str) {
+        self.write(line);
+    }
+    fn flush(&mut self) {
+        Writer::flush(self);
+    }
+    fn finish(&mut self) {
+        Writer::finish(self);
+    }
+    fn queued(&self) -> usize {
+        Writer::queued(self)
+    }
+    fn reopen(&mut self) {
+        Writer::reopen(self);
+    }
+    fn status(&self) -> serde_json::Value {
+        json!({ "queued": self.queued(), "lost": self.lost, "target": self.target_name() })
+    }
+}
+
+/// One destination with its format, its filter and its own sequence numbers.
+pub struct Output {
+    pub name: String,
+    pub format: Format,
+    pub accept: Box<dyn Fn(&Record) -> bool + Send>,
+    /// Numbers what this output was given, so a receiver of a filtered stream can still
+    /// prove that nothing it should have had is missing.
+    pub sink_seq: u64,
+    pub sink: Box<dyn Sink + Send>,
+}
+
+impl Output {
+    pub fn new(name: &str, format: Format, sink: Box<dyn Sink + Send>) -> Self {
+        Self {
+            name: name.into(),
+            format,
+            accept: Box::new(|_| true),
+            sink_seq: 0,
+            sink,
+        }
+    }
+}
+
+/// Numbers, formats and writes records. `seq` numbers every event of this emitter (one
+/// `enforcer run`, or one daemon start) under `seq_id`, a random id of its own; each output
+/// also numbers what it was given (`sink_seq`). With the kernel's boot id, a receiver can prove
+/// nothing was lost or duplicated.
 pub struct Emitter {
-    pub writer: Writer,
-    format: Format,
+    pub outputs: Vec<Output>,
     seq: u64,
+    pub seq_id: String,
     boot_id: String,
     hostname: String,
 }
 
+fn read_trimmed(p: &str) -> String {
+    std::fs::read_to_string(p)
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_default()
+}
+
 impl Emitter {
+    /// One output: a writer in one format.
     pub fn new(writer: Writer, format: Format) -> Self {
-        let read = |p: &str| {
-            std::fs::read_to_string(p)
-                .map(|s| s.trim().to_owned())
-                .unwrap_or_default()
-        };
+        Self::with_outputs(vec![Output::new("events", format, Box::new(writer))])
+    }
+
+    pub fn with_outputs(outputs: Vec<Output>) -> Self {
         Self {
-            writer,
-            format,
+            outputs,
             seq: 0,
-            boot_id: read("/proc/sys/kernel/random/boot_id"),
-            hostname: read("/proc/sys/kernel/hostname"),
+            seq_id: read_trimmed("/proc/sys/kernel/random/uuid"),
+            boot_id: read_trimmed("/proc/sys/kernel/random/boot_id"),
+            hostname: read_trimmed("/proc/sys/kernel/hostname"),
         }
     }
 
     pub fn emit(&mut self, r: &Record) {
         self.seq += 1;
-        let line = match self.format {
+        for i in 0..self.outputs.len() {
+            if (self.outputs[i].accept)(r) {
+                self.put(i, r);
+            }
+        }
+    }
+
+    /// To one output only (its own loss report).
+    pub fn emit_to(&mut self, output: usize, r: &Record) {
+        if output < self.outputs.len() {
+            self.seq += 1;
+            self.put(output, r);
+        }
+    }
+
+    fn put(&mut self, i: usize, r: &Record) {
+        let seq = self.seq;
+        let o = &mut self.outputs[i];
+        o.sink_seq += 1;
+        let line = match o.format {
             Format::Native => {
                 let mut v =
                     serde_json::to_value(r).unwrap_or_else(|e| json!({ "error": e.to_string() }));
-                v["seq"] = json!(self.seq);
+                v["seq"] = json!(seq);
+                v["seq_id"] = json!(self.seq_id);
                 v["boot_id"] = json!(self.boot_id);
+                v["sink"] = json!(o.name);
+                v["sink_seq"] = json!(o.sink_seq);
                 v.to_string()
             }
             Format::Ocsf => {
                 let ms = (r.unix_ns / 1_000_000) as i64;
-                ocsf::to_ocsf(r, ms, self.seq, &self.boot_id, &self.hostname).to_string()
+                let mut v = ocsf::to_ocsf(r, ms, seq, &self.seq_id, &self.hostname);
+                v["unmapped"]["boot_id"] = json!(self.boot_id);
+                v["unmapped"]["seq_id"] = json!(self.seq_id);
+                v["unmapped"]["sink"] = json!(o.name);
+                v["unmapped"]["sink_seq"] = json!(o.sink_seq);
+                v.to_string()
             }
         };
-        self.writer.write(line);
+        o.sink.put(r, line, o.sink_seq, &self.seq_id);
+    }
+
+    pub fn flush(&mut self) {
+        for o in &mut self.outputs {
+            o.sink.flush();
+        }
+    }
+
+    pub fn reopen(&mut self) {
+        for o in &mut self.outputs {
+            o.sink.reopen();
+        }
+    }
+
+    /// (output, lines dropped) for each output that dropped some since the last call.
+    pub fn take_dropped(&mut self) -> Vec<(usize, u64)> {
+        self.outputs
+            .iter_mut()
+            .enumerate()
+            .filter_map(|(i, o)| {
+                let n = o.sink.take_dropped();
+                (n > 0).then_some((i, n))
+            })
+            .collect()
+    }
+
+    pub fn queued(&self) -> usize {
+        self.outputs.iter().map(|o| o.sink.queued()).sum()
     }
 
     pub fn finish(&mut self) {
-        self.writer.finish();
+        for o in &mut self.outputs {
+            o.sink.finish();
+        }
     }
 }
 

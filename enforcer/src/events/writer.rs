@@ -25,7 +25,7 @@ impl Target {
         }
     }
 
-    fn describe(&self) -> String {
+    pub fn describe(&self) -> String {
         match self {
             Self::Stderr => "stderr".into(),
             Self::Stdout => "stdout".into(),
@@ -40,6 +40,9 @@ const MAX_QUEUED: usize = 1_000_000;
 pub struct Writer {
     target: Target,
     file: Option<File>,
+    /// Rotate a file at this size (`path.1` … `path.keep`); 0: never.
+    max_bytes: u64,
+    keep: u32,
     queue: VecDeque<String>,
     failing: Option<io::ErrorKind>,
     /// Lines that did not fit in memory either (counted and reported, never silent).
@@ -56,10 +59,54 @@ impl Writer {
         Ok(Self {
             target,
             file,
+            max_bytes: 0,
+            keep: 0,
             queue: VecDeque::new(),
             failing: None,
             lost: 0,
         })
+    }
+
+    /// Rotates the file when it reaches `max_bytes`, keeping `keep` old ones.
+    pub fn rotating(mut self, max_bytes: u64, keep: u32) -> Self {
+        self.max_bytes = max_bytes;
+        self.keep = keep;
+        self
+    }
+
+    /// Opens the file again at its path (after logrotate moved it away).
+    pub fn reopen(&mut self) {
+        if let Target::File(p) = &self.target {
+            match OpenOptions::new().create(true).append(true).open(p) {
+                Ok(f) => self.file = Some(f),
+                Err(e) => eprintln!("enforcer: cannot reopen {}: {e}", p.display()),
+            }
+        }
+    }
+
+    /// `path` → `path.1` → … → `path.keep` (the oldest goes), then a new `path`.
+    fn rotate(&mut self) -> io::Result<()> {
+        let Target::File(p) = &self.target else {
+            return Ok(());
+        };
+        let numbered = |n: u32| {
+            let mut s = p.as_os_str().to_owned();
+            s.push(format!(".{n}"));
+            PathBuf::from(s)
+        };
+        if self.keep == 0 {
+            std::fs::remove_file(p)?;
+        } else {
+            for n in (1..self.keep).rev() {
+                let from = numbered(n);
+                if from.exists() {
+                    std::fs::rename(&from, numbered(n + 1))?;
+                }
+            }
+            std::fs::rename(p, numbered(1))?;
+        }
+        self.file = Some(OpenOptions::new().create(true).append(true).open(p)?);
+        Ok(())
     }
 
     pub fn write(&mut self, line: String) {
@@ -111,8 +158,15 @@ impl Writer {
                 if result.is_err() {
                     // Never leave half a line behind: the retry writes it whole.
                     let _ = f.set_len(before);
+                    return result;
                 }
-                result
+                if self.max_bytes > 0 && before + bytes.len() as u64 >= self.max_bytes {
+                    // The line is written; a failed rotation only means a bigger file.
+                    if let Err(e) = self.rotate() {
+                        eprintln!("enforcer: rotating {}: {e}", self.target.describe());
+                    }
+                }
+                Ok(())
             }
             (Target::Stdout, _) => {
                 let mut out = io::stdout().lock();
@@ -150,6 +204,11 @@ impl Writer {
                 self.lost
             );
         }
+    }
+
+    /// Where this writer writes, for `enforcer status`.
+    pub fn target_name(&self) -> String {
+        self.target.describe()
     }
 
     pub fn queued(&self) -> usize {
