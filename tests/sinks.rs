@@ -490,3 +490,125 @@ fn a_file_sink_rotates_by_size_and_reopens_on_sighup() {
         "nothing more went to the moved file"
     );
 }
+
+#[test]
+fn events_follow_streams_what_it_asked_for_to_admins_only() {
+    if !require_root("events_follow_streams_what_it_asked_for_to_admins_only") {
+        return;
+    }
+    let s = Scratch::new("sink-follow");
+    let d = Daemon::start(&s, "follow", "");
+    agent(&d);
+    let follow = |output: &str| {
+        Command::new(enforcer())
+            .args(["events", "--follow", "--decision", "deny", "-o", output])
+            .args(["--socket", &d.socket()])
+            .env_remove("NO_COLOR")
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("enforcer events")
+    };
+    let mut json_tail = follow("json");
+    let mut compact_tail = follow("compact");
+    // Both followers are registered once the daemon lists them.
+    wait_for("two followers", 30, || {
+        let st: Value =
+            serde_json::from_slice(&d.cli(&["status", "--json"]).stdout).unwrap_or_default();
+        st["sinks"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|k| k["name"] == "follow" && k["state"]["clients"] == 2)
+    });
+    denials(&d, 3);
+    let lines = |child: &mut Child| -> Vec<String> {
+        let out = child.stdout.take().unwrap();
+        let mut r = std::io::BufReader::new(out);
+        (0..3)
+            .map(|_| {
+                let mut l = String::new();
+                std::io::BufRead::read_line(&mut r, &mut l).unwrap();
+                l
+            })
+            .collect()
+    };
+    for l in lines(&mut json_tail) {
+        let e: Value = serde_json::from_str(&l).expect("a JSON line");
+        assert_eq!(e["decision"], "deny");
+        assert_eq!(e["op"], "connect");
+        assert_eq!(e["errno"], "EPERM");
+    }
+    for l in lines(&mut compact_tail) {
+        assert!(l.contains(" DENY  connect    127.0.0.1:9 [agent-"), "{l:?}");
+        assert!(
+            !l.contains('\x1b'),
+            "no colour when stdout is not a terminal: {l:?}"
+        );
+    }
+    let _ = json_tail.kill();
+    let _ = compact_tail.kill();
+    // Not an admin: refused, and nothing else said.
+    let mut c = Command::new(enforcer());
+    std::os::unix::process::CommandExt::uid(&mut c, 65534);
+    fs::set_permissions(&s.dir, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let out = c
+        .args(["events", "--follow", "--socket", &d.socket()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr).trim(),
+        "enforcer: permission denied"
+    );
+}
+
+#[test]
+fn metrics_count_decisions_reloads_and_a_sink_that_is_down() {
+    if !require_root("metrics_count_decisions_reloads_and_a_sink_that_is_down") {
+        return;
+    }
+    let s = Scratch::new("sink-metrics");
+    let (metrics, closed) = (free_port(), free_port());
+    let d = Daemon::start(
+        &s,
+        "metrics",
+        &format!(
+            "[metrics]\nlisten = \"127.0.0.1:{metrics}\"\n\
+             [[sink]]\nname = \"down\"\ntype = \"http\"\nurl = \"http://127.0.0.1:{closed}/\"\n"
+        ),
+    );
+    agent(&d);
+    denials(&d, 3);
+    let get = |path: &str| -> String {
+        let mut c = TcpStream::connect(("127.0.0.1", metrics)).unwrap();
+        write!(c, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        let mut out = String::new();
+        c.read_to_string(&mut out).unwrap();
+        out
+    };
+    wait_for("the denials counted and the sink down", 30, || {
+        let m = get("/metrics");
+        m.contains(
+            "enforcer_decisions_total{op=\"connect\",decision=\"deny\",policy=\"agent\"} 3\n",
+        ) && m.contains("enforcer_sink_receiver_up{sink=\"down\"} 0\n")
+    });
+    let m = get("/metrics");
+    assert!(m.starts_with("HTTP/1.1 200 OK\r\n"), "{m}");
+    assert!(m.contains("Content-Type: text/plain; version=0.0.4"), "{m}");
+    assert!(m.contains("enforcer_tasks_running 0\n"), "{m}");
+    assert!(
+        m.contains("enforcer_policy_reloads_total{result=\"applied\"} "),
+        "{m}"
+    );
+    assert!(
+        m.contains("enforcer_sink_delivered_total{sink=\"down\"} 0\n"),
+        "{m}"
+    );
+    let spool: u64 = m
+        .lines()
+        .find_map(|l| l.strip_prefix("enforcer_sink_spool_bytes{sink=\"down\"} "))
+        .and_then(|v| v.parse().ok())
+        .expect("the spool size of the sink that is down");
+    assert!(spool > 0, "{m}");
+    assert!(get("/").starts_with("HTTP/1.1 404"));
+}

@@ -26,6 +26,7 @@ fn main() {
         Command::Tasks(args) => cli::tasks::run(args),
         Command::Kill(args) => cli::kill::run(args),
         Command::Reload(args) => cli::reload::run(args),
+        Command::Events(args) => cli::events::run(args),
         Command::Policy {
             command: PolicyCommand::Check(args),
         } => cli::policy::check(args),

@@ -1,5 +1,6 @@
 //! Command-line interface: one module per subcommand.
 pub mod daemon;
+pub mod events;
 pub mod kill;
 pub mod policy;
 pub mod reload;
@@ -40,6 +41,8 @@ pub enum Command {
     Kill(KillArgs),
     /// Make the daemon read its policy directory again.
     Reload(SocketArgs),
+    /// A live tail of the daemon's events.
+    Events(EventsArgs),
     /// Work with policy files.
     Policy {
         #[command(subcommand)]
@@ -74,6 +77,27 @@ pub struct DaemonArgs {
 pub struct TasksArgs {
     #[command(flatten)]
     pub socket: SocketArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct EventsArgs {
+    /// Stream events as the daemon writes them (until interrupted).
+    #[arg(long, required = true)]
+    pub follow: bool,
+    /// Only this task (a name; repeatable).
+    #[arg(long, value_name = "NAME")]
+    pub task: Vec<String>,
+    /// Only this decision: allow, deny, kill, audit, observed (repeatable).
+    #[arg(long, value_name = "DECISION")]
+    pub decision: Vec<String>,
+    /// `compact` (one short line each, coloured on a terminal unless NO_COLOR is set) or
+    /// `json` (the native JSON lines).
+    #[arg(short = 'o', long = "output", value_name = "FORMAT", default_value = "compact",
+          value_parser = ["compact", "json"])]
+    pub output: String,
+    /// The daemon's control socket (default: $ENFORCER_SOCKET, else /run/enforcer/enforcer.sock).
+    #[arg(long, value_name = "PATH")]
+    pub socket: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -33,6 +33,8 @@ pub struct Config {
     /// Where network sinks spool events (default `<state_dir>/spool`).
     pub spool_dir: PathBuf,
     pub mode: ModeRequest,
+    /// Prometheus metrics: `host:port`, or `unix:PATH`; `None`: off.
+    pub metrics: Option<String>,
     /// Who may start tasks, and with which policies.
     pub grants: Vec<Grant>,
     /// Who may see every task, kill any task, reload, and read the status.
@@ -71,6 +73,14 @@ struct Raw {
     admin: Principals,
     #[serde(default)]
     sink: Vec<RawSink>,
+    #[serde(default)]
+    metrics: RawMetrics,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMetrics {
+    listen: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -162,7 +172,17 @@ impl Config {
             }
             sinks.push(sink);
         }
+        if let Some(l) = &raw.metrics.listen
+            && !l.starts_with("unix:/")
+            && l.parse::<std::net::SocketAddr>().is_err()
+        {
+            return Err(at(
+                text.find("listen").unwrap_or(0),
+                format!("metrics listen \"{l}\": expected host:port (an IP address) or unix:/path"),
+            ));
+        }
         Ok(Self {
+            metrics: raw.metrics.listen,
             spool_dir: d.spool_dir.unwrap_or_else(|| state_dir.join("spool")),
             sinks,
             socket: d.socket.unwrap_or_else(|| state_dir.join("enforcer.sock")),

@@ -56,6 +56,14 @@ pub struct Core {
     pub by_cgroup: HashMap<u64, String>,
     pub policies: PolicySet,
     pub emitter: Emitter,
+    /// `enforcer events --follow` clients.
+    pub follow: crate::sinks::follow::Hub,
+    /// Decisions counted for the metrics.
+    pub counts: crate::sinks::metrics::Counts,
+    /// Policy reloads that applied, and that were refused.
+    pub reloads: (u64, u64),
+    /// Events each sink dropped (its spool was full).
+    pub sink_dropped: BTreeMap<String, u64>,
     pub state: DaemonState,
     pub daemon_ctx: TaskContext,
     pub inotify: Inotify,
@@ -218,6 +226,18 @@ impl Core {
             crate::sinks::outputs(&config.sinks, &config.spool_dir, &hostname)
                 .map_err(DaemonError::Setup)?,
         );
+        let follow = crate::sinks::follow::Hub::default();
+        outputs.push(crate::events::Output::new(
+            "follow",
+            crate::events::Format::Native,
+            Box::new(crate::sinks::follow::FollowSink(follow.clone())),
+        ));
+        let counts = crate::sinks::metrics::Counts::default();
+        outputs.push(crate::events::Output::new(
+            "metrics",
+            crate::events::Format::Native,
+            Box::new(crate::sinks::metrics::CountingSink(counts.clone())),
+        ));
         let emitter = Emitter::with_outputs(outputs);
         let inotify = Inotify::new().map_err(|e| DaemonError::Setup(format!("inotify: {e}")))?;
         let daemon_ctx = TaskContext {
@@ -265,6 +285,10 @@ impl Core {
             by_cgroup: HashMap::new(),
             policies,
             emitter,
+            follow,
+            counts,
+            reloads: (0, 0),
+            sink_dropped: BTreeMap::new(),
             state,
             daemon_ctx,
             inotify,
@@ -322,6 +346,7 @@ impl Core {
     pub fn flush_events(&mut self) {
         for (output, dropped) in self.emitter.take_dropped() {
             let sink = self.emitter.outputs[output].name.clone();
+            *self.sink_dropped.entry(sink.clone()).or_default() += dropped;
             eprintln!("enforcer daemon: sink {sink}: {dropped} event(s) dropped (spool full)");
             self.daemon_ctx.policy.generation = self.policies.generation;
             let r = Record::lifecycle(

@@ -7,6 +7,7 @@ mod core;
 mod inotify;
 mod lifecycle;
 mod load;
+mod metrics;
 mod notify;
 pub mod policies;
 pub mod protocol;
@@ -98,6 +99,11 @@ async fn serve(config_path: &Path) -> Result<(), DaemonError> {
         .map_err(|e| DaemonError::Setup(format!("{}: {e}", socket.display())))?;
     let (tx, mut rx) = mpsc::channel(64);
     tokio::spawn(server::accept_loop(listener, tx));
+    let (scrape_tx, mut scrapes) = mpsc::channel::<metrics::Scrape>(16);
+    if let Some(listen) = core.config.metrics.clone() {
+        metrics::bind(&listen, scrape_tx).await?;
+        eprintln!("enforcer daemon: metrics on {listen}/metrics");
+    }
     let signals = |k| signal(k).map_err(|e| DaemonError::Setup(format!("signals: {e}")));
     let mut sighup = signals(SignalKind::hangup())?;
     let mut sigterm = signals(SignalKind::terminate())?;
@@ -138,6 +144,9 @@ async fn serve(config_path: &Path) -> Result<(), DaemonError> {
     loop {
         tokio::select! {
             Some(incoming) = rx.recv() => server::handle(&mut core, incoming),
+            Some(scrape) = scrapes.recv() => {
+                let _ = scrape.send(core.metrics_text());
+            }
             guard = ring.readable_mut() => {
                 if let Ok(mut g) = guard { g.clear_ready(); }
                 core.drain(ring.get_mut());

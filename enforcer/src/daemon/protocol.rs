@@ -26,6 +26,13 @@ pub enum Op {
         task: String,
     },
     Reload,
+    /// Stream events as they are written (native JSON lines) until the client goes away.
+    Follow {
+        #[serde(default)]
+        task: Vec<String>,
+        #[serde(default)]
+        decision: Vec<String>,
+    },
 }
 
 /// A request line: the op's fields with `"v"` added.

@@ -23,6 +23,7 @@ impl Core {
                     self.policies.generation
                 );
                 let kept = self.policies.generation;
+                self.reloads.1 += 1;
                 self.emit_daemon(
                     "policy_error",
                     json!({ "trigger": trigger, "errors": errors, "kept_generation": kept }),
@@ -74,6 +75,7 @@ impl Core {
                 }
             }
         }
+        self.reloads.0 += 1;
         Ok(json!({
             "generation": self.policies.generation,
             "changed": change.changed,

@@ -134,6 +134,7 @@ pub fn handle(core: &mut Core, incoming: Incoming) {
     let ids = SystemIds;
     let admin = authz::is_admin(&core.config, &ids, &peer);
     let denied = || Reply::err("permission denied");
+    let mut follow = None;
     let (reply, fd) = match op {
         Err(e) => (Reply::err(e), None),
         Ok(Op::Status) if admin => (Reply::ok(core.status()), None),
@@ -142,6 +143,21 @@ pub fn handle(core: &mut Core, incoming: Incoming) {
             Err(e) => (Reply::err(e), None),
         },
         Ok(Op::Status | Op::Reload) => (denied(), None),
+        Ok(Op::Follow { task, decision }) if admin => {
+            let filter = crate::sinks::filter::Filter {
+                task,
+                decision,
+                ..Default::default()
+            };
+            match filter.check() {
+                Ok(()) => {
+                    follow = Some(filter);
+                    (Reply::ok(serde_json::json!({ "following": true })), None)
+                }
+                Err(e) => (Reply::err(e), None),
+            }
+        }
+        Ok(Op::Follow { .. }) => (denied(), None),
         Ok(Op::Tasks) => (
             Reply::ok(core.task_list((!admin).then_some(peer.uid))),
             None,
@@ -177,5 +193,12 @@ pub fn handle(core: &mut Core, incoming: Incoming) {
     // The reply is small and the socket's buffer empty: one send does it.
     if let Err(e) = protocol::send_with_fd(raw, line.as_bytes(), fd_raw) {
         eprintln!("enforcer: replying to pid {}: {e}", peer.pid);
+        return;
+    }
+    if let Some(filter) = follow {
+        let added = stream.into_std().and_then(|s| core.follow.add(s, filter));
+        if let Err(e) = added {
+            eprintln!("enforcer: following for pid {}: {e}", peer.pid);
+        }
     }
 }

@@ -6,7 +6,9 @@
 pub mod config;
 pub mod deliver;
 pub mod filter;
+pub mod follow;
 pub mod http;
+pub mod metrics;
 pub mod spool;
 pub mod syslog;
 
