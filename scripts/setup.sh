@@ -10,6 +10,8 @@ APT_PACKAGES=(
     "llvm-${LLVM_MAJOR}-dev"      # bpf-linker links against libLLVM
     "libpolly-${LLVM_MAJOR}-dev"  # required by llvm-22-dev's cmake/link config
     "rsyslog"                     # the syslog receiver of the sink tests
+    "rsyslog-openssl"             # ... over TLS
+    "openssl"                     # the sink tests' certificates
 )
 
 say() { printf 'setup: %s\n' "$*" >&2; }

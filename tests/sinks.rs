@@ -34,8 +34,7 @@ struct Receiver {
     thread: Option<JoinHandle<()>>,
 }
 
-fn read_request(mut s: TcpStream) -> Option<Request> {
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+fn read_request(mut s: impl std::io::Read + std::io::Write) -> Option<Request> {
     let mut buf = Vec::new();
     let mut chunk = [0u8; 65536];
     let split = loop {
@@ -76,6 +75,15 @@ fn read_request(mut s: TcpStream) -> Option<Request> {
 impl Receiver {
     /// Listens on `port` (0: any) and keeps what it was sent in `got`.
     fn start(port: u16, got: Arc<Mutex<Vec<Request>>>) -> Self {
+        Self::start_with(port, got, None)
+    }
+
+    /// The same over TLS, with this server configuration.
+    fn start_with(
+        port: u16,
+        got: Arc<Mutex<Vec<Request>>>,
+        tls: Option<Arc<rustls::ServerConfig>>,
+    ) -> Self {
         let listener = TcpListener::bind(("127.0.0.1", port)).expect("bind the receiver");
         listener.set_nonblocking(true).unwrap();
         let port = listener.local_addr().unwrap().port();
@@ -86,7 +94,14 @@ impl Receiver {
                 match listener.accept() {
                     Ok((s, _)) => {
                         let _ = s.set_nonblocking(false);
-                        if let Some(r) = read_request(s) {
+                        let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+                        let r = match &tls {
+                            None => read_request(s),
+                            Some(cfg) => rustls::ServerConnection::new(cfg.clone())
+                                .ok()
+                                .and_then(|c| read_request(rustls::StreamOwned::new(c, s))),
+                        };
+                        if let Some(r) = r {
                             got2.lock().unwrap().push(r);
                         }
                     }
@@ -591,11 +606,17 @@ fn metrics_count_decisions_reloads_and_a_sink_that_is_down() {
         m.contains(
             "enforcer_decisions_total{op=\"connect\",decision=\"deny\",policy=\"agent\"} 3\n",
         ) && m.contains("enforcer_sink_receiver_up{sink=\"down\"} 0\n")
+            && m.contains("enforcer_tasks_running 0\n")
     });
     let m = get("/metrics");
     assert!(m.starts_with("HTTP/1.1 200 OK\r\n"), "{m}");
     assert!(m.contains("Content-Type: text/plain; version=0.0.4"), "{m}");
-    assert!(m.contains("enforcer_tasks_running 0\n"), "{m}");
+    assert!(
+        m.contains(
+            "enforcer_decisions_total{op=\"task_end\",decision=\"allow\",policy=\"agent\"} 1\n"
+        ),
+        "{m}"
+    );
     assert!(
         m.contains("enforcer_policy_reloads_total{result=\"applied\"} "),
         "{m}"
@@ -611,4 +632,206 @@ fn metrics_count_decisions_reloads_and_a_sink_that_is_down() {
         .expect("the spool size of the sink that is down");
     assert!(spool > 0, "{m}");
     assert!(get("/").starts_with("HTTP/1.1 404"));
+}
+
+/// A test CA, a server certificate for 127.0.0.1 and a client certificate, made with openssl;
+/// and a second CA that signed none of them.
+struct Certs {
+    dir: std::path::PathBuf,
+}
+
+impl Certs {
+    fn make(dir: &Path) -> Option<Self> {
+        fs::create_dir_all(dir).unwrap();
+        let sh = |script: &str| {
+            Command::new("sh")
+                .arg("-c")
+                .arg(script)
+                .current_dir(dir)
+                .output()
+                .map(|o| o.status.success())
+                .unwrap_or(false)
+        };
+        fs::write(dir.join("server.ext"), "subjectAltName=IP:127.0.0.1\n").unwrap();
+        fs::write(dir.join("client.ext"), "extendedKeyUsage=clientAuth\n").unwrap();
+        let q = "-days 2 -nodes -newkey rsa:2048 2>/dev/null";
+        let ok = sh(&format!(
+            "openssl req -x509 {q} -keyout ca.key -out ca.pem -subj /CN=enforcer-test-ca && \
+             openssl req -x509 {q} -keyout other.key -out other.pem -subj /CN=other-ca && \
+             openssl req {q} -keyout server.key -out server.csr -subj /CN=127.0.0.1 && \
+             openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial \
+               -out server.pem -days 2 -extfile server.ext 2>/dev/null && \
+             openssl req {q} -keyout client.key -out client.csr -subj /CN=enforcer-sink && \
+             openssl x509 -req -in client.csr -CA ca.pem -CAkey ca.key -CAcreateserial \
+               -out client.pem -days 2 -extfile client.ext 2>/dev/null"
+        ));
+        ok.then(|| Self {
+            dir: dir.to_owned(),
+        })
+    }
+
+    fn path(&self, name: &str) -> String {
+        self.dir.join(name).display().to_string()
+    }
+
+    fn server_config(&self) -> Arc<rustls::ServerConfig> {
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject as _};
+        let certs: Vec<_> = CertificateDer::pem_file_iter(self.path("server.pem"))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        let key = PrivateKeyDer::from_pem_file(self.path("server.key")).unwrap();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        Arc::new(
+            rustls::ServerConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()
+                .unwrap()
+                .with_no_client_auth()
+                .with_single_cert(certs, key)
+                .unwrap(),
+        )
+    }
+}
+
+#[test]
+fn an_https_sink_checks_the_receivers_certificate() {
+    if !require_root("an_https_sink_checks_the_receivers_certificate") {
+        return;
+    }
+    let s = Scratch::new("sink-https");
+    let Some(certs) = Certs::make(&s.dir.join("certs")) else {
+        panic!("openssl could not make the test certificates (scripts/setup.sh installs it)");
+    };
+    let got = Arc::new(Mutex::new(Vec::new()));
+    let rx = Receiver::start_with(0, got.clone(), Some(certs.server_config()));
+    let d = Daemon::start(
+        &s,
+        "sinkhttps",
+        &format!(
+            "[[sink]]\nname = \"good\"\ntype = \"http\"\nurl = \"https://127.0.0.1:{p}/in\"\n\
+             ca_file = \"{ca}\"\n[sink.filter]\ndecision = [\"deny\"]\n\
+             [[sink]]\nname = \"wrongca\"\ntype = \"http\"\nurl = \"https://127.0.0.1:{p}/in\"\n\
+             ca_file = \"{other}\"\n[sink.filter]\ndecision = [\"deny\"]\n",
+            p = rx.port,
+            ca = certs.path("ca.pem"),
+            other = certs.path("other.pem"),
+        ),
+    );
+    agent(&d);
+    denials(&d, 4);
+    wait_for("4 events over https", 30, || rx.events().len() >= 4);
+    wait_for("the sink with the wrong CA to be down", 30, || {
+        let st: Value =
+            serde_json::from_slice(&d.cli(&["status", "--json"]).stdout).unwrap_or_default();
+        st["sinks"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|k| k["name"] == "wrongca" && k["state"]["receiver_down"] == true)
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let events = rx.events();
+    assert_eq!(
+        events.len(),
+        4,
+        "only the sink that trusts the CA delivered"
+    );
+    assert!(events.iter().all(|e| e["sink"] == "good"));
+    assert!(
+        d.log().contains("sink wrongca:") && d.log().contains("certificate"),
+        "{}",
+        d.log()
+    );
+}
+
+#[test]
+fn syslog_over_tls_with_a_client_certificate_reaches_rsyslog() {
+    if !require_root("syslog_over_tls_with_a_client_certificate_reaches_rsyslog") {
+        return;
+    }
+    let (Some(rsyslogd), true) = (
+        ["/usr/sbin/rsyslogd", "/sbin/rsyslogd"]
+            .into_iter()
+            .find(|p| Path::new(p).exists()),
+        Path::new("/usr/lib/x86_64-linux-gnu/rsyslog/lmnsd_ossl.so").exists(),
+    ) else {
+        eprintln!(
+            "SKIP syslog_over_tls_with_a_client_certificate_reaches_rsyslog: rsyslog or \
+             rsyslog-openssl is not installed (scripts/setup.sh installs them)"
+        );
+        return;
+    };
+    let s = Scratch::new("sink-syslog-tls");
+    let Some(certs) = Certs::make(&s.dir.join("certs")) else {
+        panic!("openssl could not make the test certificates (scripts/setup.sh installs it)");
+    };
+    let dir = s.dir.join("rsyslog");
+    fs::create_dir_all(&dir).unwrap();
+    let port = free_port();
+    let conf = dir.join("rsyslog.conf");
+    fs::write(
+        &conf,
+        format!(
+            "global(workDirectory=\"{d}\" DefaultNetstreamDriver=\"ossl\"\n\
+               DefaultNetstreamDriverCAFile=\"{ca}\" DefaultNetstreamDriverCertFile=\"{cert}\"\n\
+               DefaultNetstreamDriverKeyFile=\"{key}\")\n\
+             module(load=\"imtcp\" StreamDriver.Name=\"ossl\" StreamDriver.Mode=\"1\"\n\
+               StreamDriver.Authmode=\"x509/certvalid\")\n\
+             template(name=\"raw\" type=\"string\" string=\"%rawmsg%\\n\")\n\
+             input(type=\"imtcp\" address=\"127.0.0.1\" port=\"{port}\" ruleset=\"tls\")\n\
+             ruleset(name=\"tls\") {{ action(type=\"omfile\" file=\"{d}/tls.log\" template=\"raw\") }}\n",
+            d = dir.display(),
+            ca = certs.path("ca.pem"),
+            cert = certs.path("server.pem"),
+            key = certs.path("server.key"),
+        ),
+    )
+    .unwrap();
+    let _rsyslog = Rsyslog {
+        child: Command::new(rsyslogd)
+            .args(["-n", "-f"])
+            .arg(&conf)
+            .arg("-i")
+            .arg(dir.join("rsyslogd.pid"))
+            .spawn()
+            .expect("rsyslogd"),
+    };
+    // A plain connect: rsyslogd logs that it was not a TLS handshake, which is this probe.
+    wait_for("rsyslogd listening", 30, || {
+        TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    let d = Daemon::start(
+        &s,
+        "sinksyslogtls",
+        &format!(
+            "[[sink]]\nname = \"tls\"\ntype = \"syslog\"\ntransport = \"tls\"\n\
+             address = \"127.0.0.1:{port}\"\nca_file = \"{ca}\"\nclient_cert = \"{cert}\"\n\
+             client_key = \"{key}\"\n[sink.filter]\ndecision = [\"deny\"]\n",
+            ca = certs.path("ca.pem"),
+            cert = certs.path("client.pem"),
+            key = certs.path("client.key"),
+        ),
+    );
+    agent(&d);
+    denials(&d, 5);
+    let lines = || -> Vec<String> {
+        fs::read_to_string(dir.join("tls.log"))
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    };
+    wait_for("5 messages over TLS", 30, || lines().len() >= 5);
+    let got = lines();
+    assert_eq!(got.len(), 5, "{got:?}");
+    for (i, m) in got.iter().enumerate() {
+        assert!(m.starts_with("<84>1 "), "{m}");
+        assert!(m.contains(&format!("sink_seq=\"{}\"", i + 1)), "{m}");
+        let body = m
+            .split('\u{feff}')
+            .nth(1)
+            .expect("a BOM before the JSON body");
+        let e: Value = serde_json::from_str(body).unwrap();
+        assert_eq!(e["errno"], "EPERM");
+    }
 }

@@ -244,14 +244,17 @@ mod tests {
         let text = include_str!("../../../packaging/enforcer.toml");
         let c = Config::parse(Path::new("enforcer.toml"), text).unwrap();
         assert!(c.sinks.is_empty());
+        // The commented-out examples after the defaults, uncommented.
         let example: String = text
             .lines()
             .skip_while(|l| !l.starts_with("# [[sink]]"))
-            .map(|l| l.trim_start_matches("# "))
+            .filter_map(|l| l.strip_prefix("# "))
+            .filter(|l| l.starts_with('[') || l.contains(" = "))
             .collect::<Vec<_>>()
             .join("\n");
         let c = Config::parse(Path::new("enforcer.toml"), &example).unwrap();
         assert_eq!(c.sinks.len(), 1);
+        assert_eq!(c.metrics.as_deref(), Some("127.0.0.1:9464"));
         assert_eq!(c.sinks[0].filter.decision, vec!["deny", "kill"]);
     }
 

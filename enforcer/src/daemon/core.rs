@@ -212,8 +212,10 @@ impl Core {
                 .create(dir)
                 .map_err(|e| DaemonError::Setup(format!("events {}: {e}", dir.display())))?;
         }
+        // Written at each tick, many lines per write.
         let writer = Writer::open(target.clone())
-            .map_err(|e| DaemonError::Setup(format!("events {}: {e}", config.events)))?;
+            .map_err(|e| DaemonError::Setup(format!("events {}: {e}", config.events)))?
+            .deferred();
         let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname")
             .map(|h| h.trim().to_owned())
             .unwrap_or_default();

@@ -51,6 +51,10 @@ pub trait Sink {
     }
     /// Reopens files (SIGHUP, after logrotate moved them).
     fn reopen(&mut self) {}
+    /// Whether `put` needs the formatted line (a counter does not; nor a hub with no client).
+    fn wants_line(&self) -> bool {
+        true
+    }
     /// What `enforcer status` says of it.
     fn status(&self) -> serde_json::Value {
         json!({ "queued": self.queued() })
@@ -76,6 +80,13 @@ impl Sink for Writer {
     fn status(&self) -> serde_json::Value {
         json!({ "queued": self.queued(), "lost": self.lost, "target": self.target_name() })
     }
+}
+
+/// One event as JSON, in each format some output asked for.
+#[derive(Default)]
+struct Formatted {
+    native: Option<serde_json::Value>,
+    ocsf: Option<serde_json::Value>,
 }
 
 /// One destination with its format, its filter and its own sequence numbers.
@@ -137,9 +148,10 @@ impl Emitter {
 
     pub fn emit(&mut self, r: &Record) {
         self.seq += 1;
+        let mut cache = Formatted::default();
         for i in 0..self.outputs.len() {
             if (self.outputs[i].accept)(r) {
-                self.put(i, r);
+                self.put(i, r, &mut cache);
             }
         }
     }
@@ -148,30 +160,47 @@ impl Emitter {
     pub fn emit_to(&mut self, output: usize, r: &Record) {
         if output < self.outputs.len() {
             self.seq += 1;
-            self.put(output, r);
+            self.put(output, r, &mut Formatted::default());
         }
     }
 
-    fn put(&mut self, i: usize, r: &Record) {
+    fn put(&mut self, i: usize, r: &Record, cache: &mut Formatted) {
         let seq = self.seq;
         let o = &mut self.outputs[i];
         o.sink_seq += 1;
+        if !o.sink.wants_line() {
+            o.sink.put(r, String::new(), o.sink_seq, &self.seq_id);
+            return;
+        }
+        // Each format is built once per event; outputs add their own fields to a copy.
         let line = match o.format {
             Format::Native => {
-                let mut v =
-                    serde_json::to_value(r).unwrap_or_else(|e| json!({ "error": e.to_string() }));
-                v["seq"] = json!(seq);
-                v["seq_id"] = json!(self.seq_id);
-                v["boot_id"] = json!(self.boot_id);
+                let mut v = cache
+                    .native
+                    .get_or_insert_with(|| {
+                        let mut v = serde_json::to_value(r)
+                            .unwrap_or_else(|e| json!({ "error": e.to_string() }));
+                        v["seq"] = json!(seq);
+                        v["seq_id"] = json!(self.seq_id);
+                        v["boot_id"] = json!(self.boot_id);
+                        v
+                    })
+                    .clone();
                 v["sink"] = json!(o.name);
                 v["sink_seq"] = json!(o.sink_seq);
                 v.to_string()
             }
             Format::Ocsf => {
-                let ms = (r.unix_ns / 1_000_000) as i64;
-                let mut v = ocsf::to_ocsf(r, ms, seq, &self.seq_id, &self.hostname);
-                v["unmapped"]["boot_id"] = json!(self.boot_id);
-                v["unmapped"]["seq_id"] = json!(self.seq_id);
+                let mut v = cache
+                    .ocsf
+                    .get_or_insert_with(|| {
+                        let ms = (r.unix_ns / 1_000_000) as i64;
+                        let mut v = ocsf::to_ocsf(r, ms, seq, &self.seq_id, &self.hostname);
+                        v["unmapped"]["boot_id"] = json!(self.boot_id);
+                        v["unmapped"]["seq_id"] = json!(self.seq_id);
+                        v
+                    })
+                    .clone();
                 v["unmapped"]["sink"] = json!(o.name);
                 v["unmapped"]["sink_seq"] = json!(o.sink_seq);
                 v.to_string()

@@ -43,6 +43,9 @@ pub struct Writer {
     /// Rotate a file at this size (`path.1` … `path.keep`); 0: never.
     max_bytes: u64,
     keep: u32,
+    /// The file's size as last written.
+    size: u64,
+    deferred: bool,
     queue: VecDeque<String>,
     failing: Option<io::ErrorKind>,
     /// Lines that did not fit in memory either (counted and reported, never silent).
@@ -56,11 +59,17 @@ impl Writer {
             Target::File(p) => Some(OpenOptions::new().create(true).append(true).open(p)?),
             _ => None,
         };
+        let size = file
+            .as_ref()
+            .and_then(|f| f.metadata().ok())
+            .map_or(0, |m| m.len());
         Ok(Self {
             target,
             file,
             max_bytes: 0,
             keep: 0,
+            size,
+            deferred: false,
             queue: VecDeque::new(),
             failing: None,
             lost: 0,
@@ -78,7 +87,10 @@ impl Writer {
     pub fn reopen(&mut self) {
         if let Target::File(p) = &self.target {
             match OpenOptions::new().create(true).append(true).open(p) {
-                Ok(f) => self.file = Some(f),
+                Ok(f) => {
+                    self.size = f.metadata().map_or(0, |m| m.len());
+                    self.file = Some(f);
+                }
                 Err(e) => eprintln!("enforcer: cannot reopen {}: {e}", p.display()),
             }
         }
@@ -115,13 +127,39 @@ impl Writer {
             return;
         }
         self.queue.push_back(line);
-        self.flush();
+        if !self.deferred {
+            self.flush();
+        }
     }
 
-    /// Writes what is queued, in order, until something fails.
+    /// Lines are written by [`Writer::flush`] only, many per write (the daemon flushes every
+    /// tick): an event flood costs one write per tick, not one per event.
+    pub fn deferred(mut self) -> Self {
+        self.deferred = true;
+        self
+    }
+
+    /// Writes what is queued, in order, until something fails: as many lines per write as fit
+    /// before the file's next rotation.
     pub fn flush(&mut self) {
-        while let Some(line) = self.queue.front().cloned() {
-            match self.write_line(&line) {
+        while !self.queue.is_empty() {
+            let room = if self.max_bytes > 0 {
+                self.max_bytes.saturating_sub(self.size).max(1)
+            } else {
+                u64::MAX
+            }
+            .min(4 << 20);
+            let mut bytes = Vec::new();
+            let mut n = 0;
+            for line in &self.queue {
+                if n > 0 && (bytes.len() + line.len() + 1) as u64 > room {
+                    break;
+                }
+                bytes.extend_from_slice(line.as_bytes());
+                bytes.push(b'\n');
+                n += 1;
+            }
+            match self.write_bytes(&bytes) {
                 Ok(()) => {
                     if self.failing.take().is_some() {
                         eprintln!(
@@ -129,7 +167,7 @@ impl Writer {
                             self.target.describe()
                         );
                     }
-                    self.queue.pop_front();
+                    self.queue.drain(..n);
                 }
                 Err(e) => {
                     if self.failing != Some(e.kind()) {
@@ -147,35 +185,34 @@ impl Writer {
         }
     }
 
-    fn write_line(&mut self, line: &str) -> io::Result<()> {
-        let mut bytes = Vec::with_capacity(line.len() + 1);
-        bytes.extend_from_slice(line.as_bytes());
-        bytes.push(b'\n');
+    fn write_bytes(&mut self, bytes: &[u8]) -> io::Result<()> {
         match (&self.target, &mut self.file) {
             (Target::File(_), Some(f)) => {
                 let before = f.seek(io::SeekFrom::End(0))?;
-                let result = f.write_all(&bytes).and_then(|()| f.flush());
+                let result = f.write_all(bytes).and_then(|()| f.flush());
                 if result.is_err() {
                     // Never leave half a line behind: the retry writes it whole.
                     let _ = f.set_len(before);
                     return result;
                 }
-                if self.max_bytes > 0 && before + bytes.len() as u64 >= self.max_bytes {
-                    // The line is written; a failed rotation only means a bigger file.
-                    if let Err(e) = self.rotate() {
-                        eprintln!("enforcer: rotating {}: {e}", self.target.describe());
+                self.size = before + bytes.len() as u64;
+                if self.max_bytes > 0 && self.size >= self.max_bytes {
+                    // The lines are written; a failed rotation only means a bigger file.
+                    match self.rotate() {
+                        Ok(()) => self.size = 0,
+                        Err(e) => eprintln!("enforcer: rotating {}: {e}", self.target.describe()),
                     }
                 }
                 Ok(())
             }
             (Target::Stdout, _) => {
                 let mut out = io::stdout().lock();
-                out.write_all(&bytes)?;
+                out.write_all(bytes)?;
                 out.flush()
             }
             _ => {
                 let mut err = io::stderr().lock();
-                err.write_all(&bytes)?;
+                err.write_all(bytes)?;
                 err.flush()
             }
         }

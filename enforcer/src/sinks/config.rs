@@ -3,7 +3,7 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-use super::{filter::Filter, http::Endpoint, syslog};
+use super::{filter::Filter, http::Endpoint, syslog, tls::TlsFiles};
 use crate::events::Format;
 
 /// What a sink is.
@@ -20,6 +20,8 @@ pub enum Kind {
     Stderr,
     Syslog {
         tcp: bool,
+        /// TLS (RFC 5425) over the TCP connection.
+        tls: Option<TlsFiles>,
         address: String,
         facility: u8,
         app_name: String,
@@ -30,6 +32,8 @@ pub enum Kind {
         hec_token: Option<String>,
         gzip: bool,
         headers: Vec<(String, String)>,
+        /// Used for https:// URLs.
+        tls: TlsFiles,
     },
 }
 
@@ -69,6 +73,11 @@ pub struct RawSink {
     gzip: Option<bool>,
     #[serde(default)]
     headers: std::collections::BTreeMap<String, String>,
+    // TLS: syslog over tls, https
+    ca_file: Option<PathBuf>,
+    client_cert: Option<PathBuf>,
+    client_key: Option<PathBuf>,
+    server_name: Option<String>,
     // network sinks
     spool_bytes: Option<String>,
     batch: Option<usize>,
@@ -127,6 +136,18 @@ impl RawSink {
             ("gzip", self.gzip.is_some()),
             ("headers", !self.headers.is_empty()),
         ];
+        let tls_fields = [
+            ("ca_file", self.ca_file.is_some()),
+            ("client_cert", self.client_cert.is_some()),
+            ("client_key", self.client_key.is_some()),
+            ("server_name", self.server_name.is_some()),
+        ];
+        let tls_files = TlsFiles {
+            ca_file: self.ca_file.clone(),
+            client_cert: self.client_cert.clone(),
+            client_key: self.client_key.clone(),
+            server_name: self.server_name.clone(),
+        };
         let net_fields = [
             ("spool_bytes", self.spool_bytes.is_some()),
             ("batch", self.batch.is_some()),
@@ -136,6 +157,7 @@ impl RawSink {
                 unused(&syslog_fields)?;
                 unused(&http_fields)?;
                 unused(&net_fields)?;
+                unused(&tls_fields)?;
                 Kind::File {
                     path: self
                         .path
@@ -156,6 +178,7 @@ impl RawSink {
                 unused(&syslog_fields)?;
                 unused(&http_fields)?;
                 unused(&net_fields)?;
+                unused(&tls_fields)?;
                 if self.kind == "stdout" {
                     Kind::Stdout
                 } else {
@@ -165,21 +188,21 @@ impl RawSink {
             "syslog" => {
                 unused(&file_fields)?;
                 unused(&http_fields)?;
-                let tcp = match self.transport.as_deref().unwrap_or("udp") {
-                    "udp" => false,
-                    "tcp" => true,
-                    "tls" => {
-                        return Err(bad(
-                            "transport \"tls\" is not supported yet (TLS for sinks is not \
-                             built); use tcp to a local relay"
-                                .into(),
-                        ));
+                let (tcp, tls) = match self.transport.as_deref().unwrap_or("udp") {
+                    "udp" => (false, None),
+                    "tcp" => (true, None),
+                    "tls" => (true, Some(tls_files.clone())),
+                    t => {
+                        return Err(bad(format!("transport \"{t}\": expected udp, tcp or tls")));
                     }
-                    t => return Err(bad(format!("transport \"{t}\": expected udp or tcp"))),
                 };
+                if tls.is_none() {
+                    unused(&tls_fields).map_err(|e| format!("{e} (only with transport tls)"))?;
+                }
                 let facility_name = self.facility.as_deref().unwrap_or("authpriv");
                 Kind::Syslog {
                     tcp,
+                    tls,
                     address: self
                         .address
                         .clone()
@@ -196,11 +219,16 @@ impl RawSink {
                     .url
                     .as_deref()
                     .ok_or_else(|| bad("an http sink needs `url`".into()))?;
+                let endpoint = Endpoint::parse(url).map_err(&bad)?;
+                if !endpoint.tls {
+                    unused(&tls_fields).map_err(|e| format!("{e} (only with https://)"))?;
+                }
                 Kind::Http {
-                    endpoint: Endpoint::parse(url).map_err(&bad)?,
+                    endpoint,
                     hec_token: self.hec_token.clone(),
                     gzip: self.gzip.unwrap_or(false),
                     headers: self.headers.clone().into_iter().collect(),
+                    tls: tls_files.clone(),
                 }
             }
             other => {
@@ -277,11 +305,19 @@ mod tests {
         assert!(e.contains("`url` does not apply to a file sink"), "{e}");
         let e = sink("name = \"s\"\ntype = \"syslog\"\n").unwrap_err();
         assert!(e.contains("needs `address`"), "{e}");
-        let e = sink("name = \"s\"\ntype = \"syslog\"\naddress = \"h:1\"\ntransport = \"tls\"\n")
+        let s = sink(
+            "name = \"s\"\ntype = \"syslog\"\naddress = \"h:6514\"\ntransport = \"tls\"\n\
+             ca_file = \"/ca.pem\"\n",
+        )
+        .unwrap();
+        assert!(matches!(s.kind, Kind::Syslog { tls: Some(_), .. }));
+        let e = sink("name = \"s\"\ntype = \"syslog\"\naddress = \"h:1\"\nca_file = \"/ca.pem\"\n")
             .unwrap_err();
-        assert!(e.contains("not supported yet"), "{e}");
-        let e = sink("name = \"h\"\ntype = \"http\"\nurl = \"https://h/\"\n").unwrap_err();
-        assert!(e.contains("https is not supported yet"), "{e}");
+        assert!(e.contains("only with transport tls"), "{e}");
+        let e =
+            sink("name = \"h\"\ntype = \"http\"\nurl = \"http://h/\"\nclient_cert = \"/c.pem\"\n")
+                .unwrap_err();
+        assert!(e.contains("only with https://"), "{e}");
         let e = sink("name = \"x\"\ntype = \"kafka\"\n").unwrap_err();
         assert!(
             e.contains("expected file, stdout, stderr, syslog or http"),

@@ -12,7 +12,12 @@ use std::{
     time::Duration,
 };
 
-use super::{http, spool::Spool, syslog};
+use super::{
+    http,
+    spool::Spool,
+    syslog,
+    tls::{Stream, Tls},
+};
 
 /// How a sink's lines leave the host.
 #[derive(Clone, Debug)]
@@ -22,6 +27,8 @@ pub enum Transport {
     },
     SyslogTcp {
         address: String,
+        /// RFC 5425.
+        tls: Option<Tls>,
     },
     Http {
         endpoint: http::Endpoint,
@@ -30,6 +37,8 @@ pub enum Transport {
         content_type: &'static str,
         /// HEC bodies are concatenated objects; plain ones are JSON lines.
         newline: bool,
+        /// For https:// endpoints.
+        tls: Option<Tls>,
     },
 }
 
@@ -46,11 +55,12 @@ const TIMEOUT: Duration = Duration::from_secs(10);
 
 struct Connection {
     transport: Transport,
-    tcp: Option<TcpStream>,
+    tcp: Option<Stream>,
     udp: Option<UdpSocket>,
 }
 
-fn connect(address: &str) -> std::io::Result<TcpStream> {
+/// Connects (and, with `tls`, completes the handshake: a bad certificate fails here).
+fn connect(address: &str, tls: Option<&Tls>) -> std::io::Result<Stream> {
     let addr = address
         .to_socket_addrs()?
         .next()
@@ -58,7 +68,10 @@ fn connect(address: &str) -> std::io::Result<TcpStream> {
     let s = TcpStream::connect_timeout(&addr, TIMEOUT)?;
     s.set_write_timeout(Some(TIMEOUT))?;
     s.set_read_timeout(Some(TIMEOUT))?;
-    Ok(s)
+    match tls {
+        Some(t) => t.wrap(s),
+        None => Ok(Stream::Plain(s)),
+    }
 }
 
 impl Connection {
@@ -85,9 +98,9 @@ impl Connection {
                     e.to_string()
                 })
             }
-            Transport::SyslogTcp { address } => {
+            Transport::SyslogTcp { address, tls } => {
                 if self.tcp.is_none() {
-                    self.tcp = Some(connect(address).map_err(|e| e.to_string())?);
+                    self.tcp = Some(connect(address, tls.as_ref()).map_err(|e| e.to_string())?);
                 }
                 let mut out = Vec::new();
                 for l in lines {
@@ -105,6 +118,7 @@ impl Connection {
                 gzip,
                 content_type,
                 newline,
+                tls,
             } => {
                 let mut body = Vec::new();
                 for l in lines {
@@ -115,7 +129,8 @@ impl Connection {
                 }
                 let req = http::request(endpoint, &body, content_type, headers, *gzip)
                     .map_err(|e| e.to_string())?;
-                let mut s = connect(&endpoint.address()).map_err(|e| e.to_string())?;
+                let mut s =
+                    connect(&endpoint.address(), tls.as_ref()).map_err(|e| e.to_string())?;
                 s.write_all(&req).map_err(|e| e.to_string())?;
                 let mut resp = Vec::new();
                 let mut buf = [0u8; 4096];

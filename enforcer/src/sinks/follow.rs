@@ -70,6 +70,10 @@ impl Hub {
 pub struct FollowSink(pub Hub);
 
 impl Sink for FollowSink {
+    fn wants_line(&self) -> bool {
+        self.0.count() > 0
+    }
+
     fn put(&mut self, r: &Record, line: String, _: u64, _: &str) {
         let Ok(mut followers) = self.0.0.lock() else {
             return;

@@ -3,25 +3,24 @@
 //! when the receiver answers 2xx.
 use std::io::Write as _;
 
-/// `http://host[:port][/path]`.
+/// `http[s]://host[:port][/path]`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Endpoint {
     pub host: String,
     pub port: u16,
     pub path: String,
+    /// `https://`.
+    pub tls: bool,
 }
 
 impl Endpoint {
     pub fn parse(url: &str) -> Result<Self, String> {
-        let rest = if let Some(r) = url.strip_prefix("http://") {
-            r
-        } else if url.starts_with("https://") {
-            return Err(format!(
-                "{url}: https is not supported yet (TLS for sinks is not built); use http:// \
-                 on a trusted network or a local relay"
-            ));
+        let (rest, tls) = if let Some(r) = url.strip_prefix("http://") {
+            (r, false)
+        } else if let Some(r) = url.strip_prefix("https://") {
+            (r, true)
         } else {
-            return Err(format!("{url}: expected an http:// URL"));
+            return Err(format!("{url}: expected an http:// or https:// URL"));
         };
         let (authority, path) = match rest.find('/') {
             Some(i) => (&rest[..i], &rest[i..]),
@@ -33,7 +32,7 @@ impl Endpoint {
                 p.parse::<u16>()
                     .map_err(|_| format!("{url}: bad port \"{p}\""))?,
             ),
-            _ => (authority, 80),
+            _ => (authority, if tls { 443 } else { 80 }),
         };
         if host.is_empty() {
             return Err(format!("{url}: no host"));
@@ -42,6 +41,7 @@ impl Endpoint {
             host: host.trim_start_matches('[').trim_end_matches(']').into(),
             port,
             path: path.into(),
+            tls,
         })
     }
 
@@ -121,7 +121,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn urls_parse_and_https_is_refused_clearly() {
+    fn http_and_https_urls_parse_and_others_are_refused() {
         let e = Endpoint::parse("http://127.0.0.1:8088/services/collector/event").unwrap();
         assert_eq!(e.address(), "127.0.0.1:8088");
         assert_eq!(e.path, "/services/collector/event");
@@ -129,11 +129,9 @@ mod tests {
         assert_eq!((e.port, e.path.as_str()), (80, "/"));
         let e = Endpoint::parse("http://[::1]:9000/x").unwrap();
         assert_eq!(e.address(), "[::1]:9000");
-        assert!(
-            Endpoint::parse("https://x")
-                .unwrap_err()
-                .contains("not supported")
-        );
+        let e = Endpoint::parse("https://siem.example/in").unwrap();
+        assert!(e.tls);
+        assert_eq!(e.address(), "siem.example:443");
         assert!(Endpoint::parse("ftp://x").is_err());
         assert!(Endpoint::parse("http://x:notaport/").is_err());
     }

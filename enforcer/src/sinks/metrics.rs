@@ -8,12 +8,15 @@ use std::{
 
 use crate::events::{Sink, record::Record};
 
-/// Decisions by (operation, decision, policy).
+/// (operation, decision, policy).
+pub type Key = (String, String, String);
+
+/// Decisions by [`Key`].
 #[derive(Clone, Default)]
-pub struct Counts(Arc<Mutex<BTreeMap<(String, String, String), u64>>>);
+pub struct Counts(Arc<Mutex<BTreeMap<Key, u64>>>);
 
 impl Counts {
-    pub fn snapshot(&self) -> BTreeMap<(String, String, String), u64> {
+    pub fn snapshot(&self) -> BTreeMap<Key, u64> {
         self.0.lock().map(|m| m.clone()).unwrap_or_default()
     }
 }
@@ -22,6 +25,10 @@ impl Counts {
 pub struct CountingSink(pub Counts);
 
 impl Sink for CountingSink {
+    fn wants_line(&self) -> bool {
+        false
+    }
+
     fn put(&mut self, r: &Record, _: String, _: u64, _: &str) {
         if let Ok(mut m) = self.0.0.lock() {
             *m.entry((r.op.into(), r.decision.into(), r.policy.name.clone()))

@@ -11,6 +11,7 @@ pub mod http;
 pub mod metrics;
 pub mod spool;
 pub mod syslog;
+pub mod tls;
 
 use std::{
     collections::VecDeque,
@@ -188,7 +189,7 @@ pub fn outputs(
                 }
                 let w = Writer::open(Target::File(path.clone()))
                     .map_err(|e| format!("sink {}: {}: {e}", c.name, path.display()))?;
-                Box::new(w.rotating(*max_bytes, *keep))
+                Box::new(w.rotating(*max_bytes, *keep).deferred())
             }
             Kind::Stdout | Kind::Stderr => {
                 let t = if c.kind == Kind::Stdout {
@@ -196,10 +197,15 @@ pub fn outputs(
                 } else {
                     Target::Stderr
                 };
-                Box::new(Writer::open(t).map_err(|e| format!("sink {}: {e}", c.name))?)
+                Box::new(
+                    Writer::open(t)
+                        .map_err(|e| format!("sink {}: {e}", c.name))?
+                        .deferred(),
+                )
             }
             Kind::Syslog {
                 tcp,
+                tls,
                 address,
                 facility,
                 app_name,
@@ -211,8 +217,18 @@ pub fn outputs(
                     facility: *facility,
                 });
                 let transport = if *tcp {
+                    let host = address
+                        .rsplit_once(':')
+                        .map_or(address.as_str(), |(h, _)| h)
+                        .trim_start_matches('[')
+                        .trim_end_matches(']');
                     Transport::SyslogTcp {
                         address: address.clone(),
+                        tls: tls
+                            .as_ref()
+                            .map(|f| tls::Tls::new(f, host))
+                            .transpose()
+                            .map_err(|e| format!("sink {}: {e}", c.name))?,
                     }
                 } else {
                     Transport::SyslogUdp {
@@ -226,7 +242,13 @@ pub fn outputs(
                 hec_token,
                 gzip,
                 headers,
+                tls,
             } => {
+                let tls = endpoint
+                    .tls
+                    .then(|| tls::Tls::new(tls, &endpoint.host))
+                    .transpose()
+                    .map_err(|e| format!("sink {}: {e}", c.name))?;
                 let mut headers = headers.clone();
                 let (shape, content_type, newline) = match hec_token {
                     Some(token) => {
@@ -252,6 +274,7 @@ pub fn outputs(
                     gzip: *gzip,
                     content_type,
                     newline,
+                    tls,
                 };
                 Box::new(spooled(c, spool_root, shape, transport)?)
             }
