@@ -30,6 +30,11 @@ fn class_and_activity(r: &Record) -> (u32, u32) {
         "sendmsg" => (4001, 6),             // Network Activity: Traffic
         "io_uring" => (1003, 4),            // Kernel Activity: Invoke
         "events_dropped" => (1008, 99),     // Event Log Activity: Other
+        // The daemon itself: Application Lifecycle (Start, Stop, Update, Other).
+        "daemon_start" => (6002, 3),
+        "daemon_stop" => (6002, 4),
+        "policy_reload" | "policy_applied" | "programs_upgraded" => (6002, 8),
+        "policy_error" => (6002, 99),
         _ => (1003, 99),
     }
 }
@@ -144,6 +149,12 @@ pub fn to_ocsf(r: &Record, time_ms: i64, seq: u64, boot_id: &str, hostname: &str
                 json!({ "protocol_name": if r.op == "sendmsg" { "udp" } else { "tcp" } }),
             );
         }
+        6002 => {
+            e.insert(
+                "app".into(),
+                json!({ "name": "enforcer", "vendor_name": "enforcer", "version": env!("CARGO_PKG_VERSION") }),
+            );
+        }
         1003 => {
             e.insert(
                 "kernel".into(),
@@ -193,6 +204,7 @@ pub fn required(class_uid: u64) -> Vec<&'static str> {
         1007 | 1004 => keys.push("process"),
         1001 => keys.push("file"),
         1003 => keys.push("kernel"),
+        6002 => keys.push("app"),
         _ => {}
     }
     keys
@@ -294,6 +306,23 @@ mod tests {
             (record("task_start", "allow", "t"), 1007, 1),
             (record("task_end", "allow", "t"), 1007, 2),
             (record("events_dropped", "allow", "t"), 1008, 99),
+            (record("unlink", "deny", "/srv/repo/x"), 1001, 4),
+            (record("mkdir", "deny", "/etc/x"), 1001, 1),
+            (record("rmdir", "deny", "/etc/x"), 1001, 4),
+            (record("mknod", "deny", "/dev/x"), 1001, 1),
+            (record("rename", "deny", "/etc/x"), 1001, 5),
+            (record("link", "deny", "/etc/x"), 1001, 1),
+            (record("symlink", "deny", "/etc/x"), 1001, 1),
+            (record("truncate", "deny", "/etc/x"), 1001, 3),
+            (record("chmod", "deny", "/etc/x"), 1001, 7),
+            (record("chown", "deny", "/etc/x"), 1001, 7),
+            (record("chroot", "deny", "/tmp/root"), 1001, 99),
+            (record("daemon_start", "allow", ""), 6002, 3),
+            (record("daemon_stop", "allow", ""), 6002, 4),
+            (record("policy_reload", "allow", ""), 6002, 8),
+            (record("policy_applied", "allow", ""), 6002, 8),
+            (record("programs_upgraded", "allow", ""), 6002, 8),
+            (record("policy_error", "allow", ""), 6002, 99),
         ];
         for (i, (r, class, activity)) in cases.iter().enumerate() {
             let e = to_ocsf(r, 1_795_000_000_000, i as u64, "boot", "host");
