@@ -835,3 +835,63 @@ fn syslog_over_tls_with_a_client_certificate_reaches_rsyslog() {
         assert_eq!(e["errno"], "EPERM");
     }
 }
+
+#[test]
+fn a_full_spool_drops_the_oldest_and_says_how_many() {
+    if !require_root("a_full_spool_drops_the_oldest_and_says_how_many") {
+        return;
+    }
+    let s = Scratch::new("sink-overflow");
+    let port = free_port();
+    let d = Daemon::start(
+        &s,
+        "overflow",
+        &format!(
+            "[[sink]]\nname = \"small\"\ntype = \"http\"\nurl = \"http://127.0.0.1:{port}/\"\n\
+             spool_bytes = \"8K\"\n[sink.filter]\ndecision = [\"deny\"]\n"
+        ),
+    );
+    agent(&d);
+    // The receiver is down: 40 refusals (about 1 KiB each) do not fit in 8 KiB.
+    denials(&d, 40);
+    let log_says = || d.log().contains("sink small:") && d.log().contains("dropped (spool full)");
+    wait_for("the drop to be logged", 30, log_says);
+    let got = Arc::new(Mutex::new(Vec::new()));
+    let rx = Receiver::start(port, got);
+    wait_for("the spool delivered", 30, || {
+        rx.events()
+            .iter()
+            .any(|e| e["op"] == "connect" && e["sink_seq"].as_u64() >= Some(40))
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let events = rx.events();
+    let reported: u64 = events
+        .iter()
+        .filter(|e| e["op"] == "events_dropped")
+        .map(|e| {
+            assert_eq!(e["sink"], "small");
+            e["dropped"].as_u64().unwrap()
+        })
+        .sum();
+    assert!(reported > 0, "a report arrived: {events:?}");
+    let last = events
+        .iter()
+        .map(|e| e["sink_seq"].as_u64().unwrap())
+        .max()
+        .unwrap();
+    // Every sink_seq the sink gave out either arrived or was reported dropped.
+    assert_eq!(events.len() as u64 + reported, last, "{events:?}");
+    let seqs: Vec<u64> = events
+        .iter()
+        .map(|e| e["sink_seq"].as_u64().unwrap())
+        .collect();
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "in order: {seqs:?}");
+    let denials_arrived = events.iter().filter(|e| e["op"] == "connect").count() as u64;
+    eprintln!(
+        "spool of 8 KiB, receiver down, 40 refusals: {denials_arrived} delivered, {reported} \
+         reported dropped, {} events in all",
+        events.len()
+    );
+    assert!(denials_arrived < 40, "some were dropped");
+    assert!(denials_arrived >= 3, "the newest were kept");
+}

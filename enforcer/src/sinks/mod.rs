@@ -51,7 +51,8 @@ pub struct SpoolSink {
     name: String,
     spool: Arc<Mutex<Spool>>,
     shape: Shape,
-    pending: VecDeque<String>,
+    /// Lines not yet in the spool, and whether each is a loss report.
+    pending: VecDeque<(String, bool)>,
     /// Lines that fit neither the spool nor memory.
     lost: u64,
     failing: bool,
@@ -65,8 +66,13 @@ impl SpoolSink {
         let Ok(mut spool) = self.spool.lock() else {
             return;
         };
-        while let Some(line) = self.pending.front() {
-            match spool.append(line) {
+        while let Some((line, report)) = self.pending.front() {
+            let appended = if *report {
+                spool.append_report(line)
+            } else {
+                spool.append(line)
+            };
+            match appended {
                 Ok(()) => {
                     self.pending.pop_front();
                     if std::mem::take(&mut self.failing) {
@@ -107,12 +113,17 @@ impl Sink for SpoolSink {
             self.lost += 1;
             return;
         }
-        self.pending.push_back(line);
+        self.pending.push_back((line, r.op == "events_dropped"));
         if !self.failing {
             // Appended now, flushed (made readable to the thread) at the next tick.
             if let Ok(mut spool) = self.spool.lock() {
-                while let Some(l) = self.pending.front() {
-                    if spool.append(l).is_err() {
+                while let Some((l, report)) = self.pending.front() {
+                    let appended = if *report {
+                        spool.append_report(l)
+                    } else {
+                        spool.append(l)
+                    };
+                    if appended.is_err() {
                         self.failing = true;
                         break;
                     }

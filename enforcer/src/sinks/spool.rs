@@ -94,8 +94,20 @@ impl Spool {
         })
     }
 
-    /// Appends one line (buffered; [`Spool::flush`] makes it readable).
+    /// Appends one line (buffered; [`Spool::flush`] makes it readable), dropping the oldest
+    /// segments if the spool is now over its size.
     pub fn append(&mut self, line: &str) -> Result<(), SpoolError> {
+        self.append_line(line)?;
+        self.trim()
+    }
+
+    /// Appends a loss report without trimming for it: reports may take the spool a little over
+    /// its size, so reporting a loss never causes another one.
+    pub fn append_report(&mut self, line: &str) -> Result<(), SpoolError> {
+        self.append_line(line)
+    }
+
+    fn append_line(&mut self, line: &str) -> Result<(), SpoolError> {
         let need_new = match self.segments.back() {
             None => true,
             Some((_, bytes)) => *bytes >= self.segment_bytes,
@@ -131,7 +143,7 @@ impl Spool {
         if let Some((_, bytes)) = self.segments.back_mut() {
             *bytes += line.len() as u64 + 1;
         }
-        self.trim()
+        Ok(())
     }
 
     /// Drops the oldest segments while the spool is over its size; counts the undelivered
@@ -349,6 +361,9 @@ mod tests {
         let first: u64 = b.lines[0][..3].parse().unwrap();
         assert_eq!(first, dropped);
         assert!(b.lines.last().unwrap().starts_with("199"));
+        // A loss report does not push anything out.
+        s.append_report(&"r".repeat(500)).unwrap();
+        assert_eq!(s.take_dropped(), 0);
         let _ = fs::remove_dir_all(&d);
     }
 }
