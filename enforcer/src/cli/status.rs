@@ -56,5 +56,30 @@ pub fn run(args: SocketArgs) -> i32 {
         }
     }
     println!("events dropped: {}", v["events_dropped"]);
+    println!("event sequence: seq_id {}", s("seq_id"));
+    for k in v["sinks"].as_array().into_iter().flatten() {
+        let st = &k["state"];
+        let mut parts = vec![format!("{} given", k["given"])];
+        for (key, label) in [
+            ("delivered", "delivered"),
+            ("failures", "failures"),
+            ("spool_pending_bytes", "bytes waiting in the spool"),
+            ("queued", "queued"),
+            ("clients", "clients"),
+        ] {
+            if let Some(n) = st[key].as_u64() {
+                parts.push(format!("{n} {label}"));
+            }
+        }
+        if st["receiver_down"] == true {
+            parts.push("RECEIVER DOWN".into());
+        }
+        println!(
+            "  sink {} ({}): {}",
+            k["name"].as_str().unwrap_or("?"),
+            k["format"].as_str().unwrap_or("?"),
+            parts.join(", ")
+        );
+    }
     0
 }
