@@ -34,6 +34,16 @@ fn run_task(d: &Daemon, task: &str, args: &[&str], uid: Option<u32>, cmd: &[&str
     c.output().expect("enforcer run")
 }
 
+/// The probe's operation was refused by the kernel (exit 1, the mode's refusal).
+fn assert_refused(out: &Output) {
+    assert_eq!(out.status.code(), Some(1), "{}", text(out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains(mode().refused()),
+        "{}",
+        text(out)
+    );
+}
+
 fn text(o: &Output) -> String {
     format!(
         "status {:?}\nstdout: {}\nstderr: {}",
@@ -76,12 +86,7 @@ fn tasks_start_through_the_daemon_and_leave_nothing_behind() {
         None,
         &[&probe(), "read", &s.path("outside/secret.txt")],
     );
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    assert!(
-        String::from_utf8_lossy(&out.stdout).contains(mode().refused()),
-        "{}",
-        text(&out)
-    );
+    assert_refused(&out);
     let secret = mode().reported(&s.path("outside/secret.txt"));
     let denial = d.wait_event("denial", |e| {
         e["op"] == "open" && e["target"] == secret.as_str()
@@ -194,12 +199,7 @@ fn a_killed_daemon_leaves_enforcement_on_and_a_restart_adopts_the_task() {
     // No daemon: the pinned programs still refuse, and the task is still running.
     fs::write(&go, "").unwrap();
     let out = task.wait_with_output().unwrap();
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    assert!(
-        String::from_utf8_lossy(&out.stdout).contains(mode().refused()),
-        "{}",
-        text(&out)
-    );
+    assert_refused(&out);
 
     // A restart drains what happened meanwhile and ends the adopted task.
     d.spawn();
@@ -327,12 +327,7 @@ fn an_upgraded_daemon_takes_running_tasks_over_without_a_gap() {
     // The new programs enforce the task they were handed: refused, with its event.
     fs::write(&go, "").unwrap();
     let out = task.wait_with_output().unwrap();
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    assert!(
-        String::from_utf8_lossy(&out.stdout).contains(mode().refused()),
-        "{}",
-        text(&out)
-    );
+    assert_refused(&out);
     let secret = mode().reported(&s.path("outside/secret.txt"));
     let denial = d.wait_event("denial after the upgrade", |e| {
         e["op"] == "open" && e["target"] == secret.as_str() && e["task_id"] == task_id.as_str()
@@ -367,12 +362,7 @@ fn an_upgraded_daemon_takes_running_tasks_over_without_a_gap() {
     );
     fs::write(&go2, "").unwrap();
     let out = task.wait_with_output().unwrap();
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    assert!(
-        String::from_utf8_lossy(&out.stdout).contains(mode().refused()),
-        "{}",
-        text(&out)
-    );
+    assert_refused(&out);
     fs::write(d.dir.join("state/daemon.json"), real).unwrap();
     d.spawn();
     let end = d.wait_event("task_end after the refused build", |e| {

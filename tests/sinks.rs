@@ -324,6 +324,27 @@ struct Rsyslog {
     child: Child,
 }
 
+impl Rsyslog {
+    fn spawn(rsyslogd: &str, conf: &Path, dir: &Path) -> Self {
+        Self {
+            child: Command::new(rsyslogd)
+                .args(["-n", "-f"])
+                .arg(conf)
+                .arg("-i")
+                .arg(dir.join("rsyslogd.pid"))
+                .spawn()
+                .expect("rsyslogd"),
+        }
+    }
+
+    /// Where Debian's package puts it.
+    fn path() -> Option<&'static str> {
+        ["/usr/sbin/rsyslogd", "/sbin/rsyslogd"]
+            .into_iter()
+            .find(|p| Path::new(p).exists())
+    }
+}
+
 impl Drop for Rsyslog {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -344,10 +365,7 @@ fn syslog_sinks_reach_rsyslog_over_udp_and_tcp() {
     if !require_root("syslog_sinks_reach_rsyslog_over_udp_and_tcp") {
         return;
     }
-    let rsyslogd = ["/usr/sbin/rsyslogd", "/sbin/rsyslogd"]
-        .into_iter()
-        .find(|p| Path::new(p).exists());
-    let Some(rsyslogd) = rsyslogd else {
+    let Some(rsyslogd) = Rsyslog::path() else {
         eprintln!(
             "SKIP syslog_sinks_reach_rsyslog_over_udp_and_tcp: rsyslogd is not installed \
              (scripts/setup.sh installs it)"
@@ -373,15 +391,7 @@ fn syslog_sinks_reach_rsyslog_over_udp_and_tcp() {
         ),
     )
     .unwrap();
-    let _rsyslog = Rsyslog {
-        child: Command::new(rsyslogd)
-            .args(["-n", "-f"])
-            .arg(&conf)
-            .arg("-i")
-            .arg(dir.join("rsyslogd.pid"))
-            .spawn()
-            .expect("rsyslogd"),
-    };
+    let _rsyslog = Rsyslog::spawn(rsyslogd, &conf, &dir);
     wait_for("rsyslogd listening on TCP", 30, || {
         TcpStream::connect(("127.0.0.1", tcp)).is_ok()
     });
@@ -750,9 +760,7 @@ fn syslog_over_tls_with_a_client_certificate_reaches_rsyslog() {
         return;
     }
     let (Some(rsyslogd), true) = (
-        ["/usr/sbin/rsyslogd", "/sbin/rsyslogd"]
-            .into_iter()
-            .find(|p| Path::new(p).exists()),
+        Rsyslog::path(),
         Path::new("/usr/lib/x86_64-linux-gnu/rsyslog/lmnsd_ossl.so").exists(),
     ) else {
         eprintln!(
@@ -787,15 +795,7 @@ fn syslog_over_tls_with_a_client_certificate_reaches_rsyslog() {
         ),
     )
     .unwrap();
-    let _rsyslog = Rsyslog {
-        child: Command::new(rsyslogd)
-            .args(["-n", "-f"])
-            .arg(&conf)
-            .arg("-i")
-            .arg(dir.join("rsyslogd.pid"))
-            .spawn()
-            .expect("rsyslogd"),
-    };
+    let _rsyslog = Rsyslog::spawn(rsyslogd, &conf, &dir);
     // A plain connect: rsyslogd logs that it was not a TLS handshake, which is this probe.
     wait_for("rsyslogd listening", 30, || {
         TcpStream::connect(("127.0.0.1", port)).is_ok()

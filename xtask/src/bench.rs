@@ -128,6 +128,23 @@ pub(crate) fn wait_unloaded() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `median (min-max)` of a [`spread`].
+pub(crate) fn cell(v: &Value) -> String {
+    let f = |v: &Value| v.as_f64().unwrap_or(0.0);
+    format!(
+        "{:.3} ({:.3}-{:.3})",
+        f(&v["median"]),
+        f(&v["min"]),
+        f(&v["max"])
+    )
+}
+
+/// Median, min and max of per-round ratios.
+pub(crate) fn spread(mut r: Vec<f64>) -> Value {
+    let med = median(&mut r);
+    json!({ "median": med, "min": r[0], "max": r[r.len() - 1] })
+}
+
 pub(crate) fn median(v: &mut [f64]) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     v[v.len() / 2]
@@ -227,11 +244,7 @@ fn ratios(s: &Setup) -> anyhow::Result<Value> {
     let mut out = serde_json::Map::new();
     for (name, rounds) in samples {
         let col = |k: usize| rounds.iter().map(|r| r[k]).collect::<Vec<_>>();
-        let ratio = |k: usize| {
-            let mut r: Vec<f64> = rounds.iter().map(|x| x[k] / x[0]).collect();
-            let med = median(&mut r);
-            json!({ "median": med, "min": r[0], "max": r[r.len() - 1] })
-        };
+        let ratio = |k: usize| spread(rounds.iter().map(|x| x[k] / x[0]).collect());
         out.insert(
             name.to_owned(),
             json!({
@@ -455,14 +468,7 @@ fn print_table(r: &Value) {
     let f = |v: &Value| v.as_f64().unwrap_or(0.0);
     if let Some(ops) = r["ratios"].as_object() {
         for (name, v) in ops.iter().filter(|(k, _)| !k.starts_with("bpf_")) {
-            let cell = |k: &str| {
-                format!(
-                    "{:.3} ({:.3}-{:.3})",
-                    f(&v[k]["median"]),
-                    f(&v[k]["min"]),
-                    f(&v[k]["max"])
-                )
-            };
+            let cell = |k: &str| cell(&v[k]);
             let a = f(&v["ns_per_op_median"]["a"]);
             let tax = f(&v["untagged"]["program_ns_per_op"]);
             println!(

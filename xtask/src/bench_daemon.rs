@@ -13,7 +13,7 @@ use std::{
 use anyhow::{Context as _, ensure};
 use serde_json::{Value, json};
 
-use crate::bench::{DIR, Server, Setup, median, wait_unloaded};
+use crate::bench::{DIR, Server, Setup, cell, median, spread, wait_unloaded};
 
 const ROUNDS: usize = 7;
 const NAME: &str = "enforcer-bench";
@@ -121,11 +121,7 @@ pub fn run(s: &Setup) -> anyhow::Result<Value> {
     eprintln!();
     let mut out = serde_json::Map::new();
     for (name, rounds) in samples {
-        let ratio = |k: usize| {
-            let mut r: Vec<f64> = rounds.iter().map(|x| x[k] / x[0]).collect();
-            let med = median(&mut r);
-            json!({ "median": med, "min": r[0], "max": r[r.len() - 1] })
-        };
+        let ratio = |k: usize| spread(rounds.iter().map(|x| x[k] / x[0]).collect());
         out.insert(
             name.to_owned(),
             json!({ "allowed_over_plain": ratio(1), "denied_over_plain": ratio(2) }),
@@ -165,14 +161,7 @@ pub fn print(r: &Value) {
     println!("| --- | --- | --- |");
     if let Some(ops) = r["ratios"].as_object() {
         for (name, v) in ops {
-            let cell = |k: &str| {
-                format!(
-                    "{:.3} ({:.3}-{:.3})",
-                    f(&v[k]["median"]),
-                    f(&v[k]["min"]),
-                    f(&v[k]["max"])
-                )
-            };
+            let cell = |k: &str| cell(&v[k]);
             println!(
                 "| {name} | {} | {} |",
                 cell("allowed_over_plain"),
