@@ -17,7 +17,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use enforcer_tests::{PolicyBuilder, Scratch, daemon::Daemon, enforcer, probe, require_root};
+use enforcer_tests::{
+    PolicyBuilder, Scratch, complete_lines, daemon::Daemon, enforcer, probe, require_root,
+};
 use serde_json::Value;
 
 /// One POST as the receiver got it: its head and its (decompressed) body.
@@ -408,9 +410,9 @@ fn syslog_sinks_reach_rsyslog_over_udp_and_tcp() {
     agent(&d);
     denials(&d, 15);
     let lines = |name: &str| -> Vec<String> {
-        fs::read_to_string(dir.join(name))
-            .unwrap_or_default()
-            .lines()
+        let text = fs::read_to_string(dir.join(name)).unwrap_or_default();
+        complete_lines(&text)
+            .into_iter()
             .map(str::to_owned)
             .collect()
     };
@@ -469,9 +471,9 @@ fn a_file_sink_rotates_by_size_and_reopens_on_sighup() {
     assert!(!numbered(3).exists(), "keep = 2");
     // The kept files hold the newest events, consecutive, oldest first.
     let read = |p: &Path| -> Vec<Value> {
-        fs::read_to_string(p)
-            .unwrap_or_default()
-            .lines()
+        let text = fs::read_to_string(p).unwrap_or_default();
+        complete_lines(&text)
+            .into_iter()
             .map(|l| serde_json::from_str(l).unwrap())
             .collect()
     };
@@ -815,9 +817,9 @@ fn syslog_over_tls_with_a_client_certificate_reaches_rsyslog() {
     agent(&d);
     denials(&d, 5);
     let lines = || -> Vec<String> {
-        fs::read_to_string(dir.join("tls.log"))
-            .unwrap_or_default()
-            .lines()
+        let text = fs::read_to_string(dir.join("tls.log")).unwrap_or_default();
+        complete_lines(&text)
+            .into_iter()
             .map(str::to_owned)
             .collect()
     };

@@ -87,9 +87,9 @@ impl Daemon {
     }
 
     pub fn events(&self) -> Vec<Value> {
-        fs::read_to_string(self.dir.join("events.jsonl"))
-            .unwrap_or_default()
-            .lines()
+        let text = fs::read_to_string(self.dir.join("events.jsonl")).unwrap_or_default();
+        crate::complete_lines(&text)
+            .into_iter()
             .map(|l| serde_json::from_str(l).expect("event line is JSON"))
             .collect()
     }

@@ -13,6 +13,15 @@ use serde_json::Value;
 
 pub mod daemon;
 
+/// The whole lines of a file another process is appending to: a last line without its newline
+/// is still being written, and is left for the next read.
+pub fn complete_lines(text: &str) -> Vec<&str> {
+    let mut lines: Vec<&str> = text.split('\n').collect();
+    // After the last newline: empty, or a line still being written.
+    lines.pop();
+    lines
+}
+
 /// True when the test can run; otherwise says loudly why it is skipped.
 pub fn require_root(test: &str) -> bool {
     // SAFETY: trivial syscall.
