@@ -234,12 +234,15 @@ impl Core {
             crate::events::Format::Native,
             Box::new(crate::sinks::follow::FollowSink(follow.clone())),
         ));
+        // Counted only when scraped at all: the drain is the daemon's hot path.
         let counts = crate::sinks::metrics::Counts::default();
-        outputs.push(crate::events::Output::new(
-            "metrics",
-            crate::events::Format::Native,
-            Box::new(crate::sinks::metrics::CountingSink(counts.clone())),
-        ));
+        if config.metrics.is_some() {
+            outputs.push(crate::events::Output::new(
+                "metrics",
+                crate::events::Format::Native,
+                Box::new(crate::sinks::metrics::CountingSink(counts.clone())),
+            ));
+        }
         let emitter = Emitter::with_outputs(outputs);
         let inotify = Inotify::new().map_err(|e| DaemonError::Setup(format!("inotify: {e}")))?;
         let daemon_ctx = TaskContext {

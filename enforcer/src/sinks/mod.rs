@@ -62,7 +62,9 @@ pub struct SpoolSink {
 }
 
 impl SpoolSink {
-    fn write_pending(&mut self) {
+    /// Moves what waits in memory into the spool, in order, saying once when that starts and
+    /// stops failing; `flush` also makes it readable to the sink's thread.
+    fn write_pending(&mut self, flush: bool) {
         let Ok(mut spool) = self.spool.lock() else {
             return;
         };
@@ -92,6 +94,9 @@ impl SpoolSink {
                 }
             }
         }
+        if !flush {
+            return;
+        }
         if let Err(e) = spool.flush()
             && !self.failing
         {
@@ -115,30 +120,18 @@ impl Sink for SpoolSink {
         }
         self.pending.push_back((line, r.op == "events_dropped"));
         if !self.failing {
-            // Appended now, flushed (made readable to the thread) at the next tick.
-            if let Ok(mut spool) = self.spool.lock() {
-                while let Some((l, report)) = self.pending.front() {
-                    let appended = if *report {
-                        spool.append_report(l)
-                    } else {
-                        spool.append(l)
-                    };
-                    if appended.is_err() {
-                        self.failing = true;
-                        break;
-                    }
-                    self.pending.pop_front();
-                }
-            }
+            // Appended now, flushed (made readable to the thread) at the next tick; while the
+            // spool fails, the tick retries.
+            self.write_pending(false);
         }
     }
 
     fn flush(&mut self) {
-        self.write_pending();
+        self.write_pending(true);
     }
 
     fn finish(&mut self) {
-        self.write_pending();
+        self.write_pending(true);
         self.stop.store(true, Ordering::Relaxed);
         if let Some(t) = self.thread.take() {
             let _ = t.join();
