@@ -368,13 +368,21 @@ fn main() {
                 .parse()
                 .unwrap_or_else(|_| ([127, 0, 0, 1], 9).into());
             let n: u64 = arg(3).parse().unwrap_or(1);
-            let mut refused = 0u64;
+            // "refused" counts the enforcer's answer (EPERM) only; a closed port's
+            // ECONNREFUSED or anything else is counted apart.
+            let (mut refused, mut other) = (0u64, 0u64);
             for _ in 0..n {
-                if TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_err() {
-                    refused += 1;
+                match TcpStream::connect_timeout(&addr, Duration::from_millis(100)) {
+                    Err(e) if e.raw_os_error() == Some(libc::EPERM) => refused += 1,
+                    Err(_) => other += 1,
+                    Ok(_) => {}
                 }
             }
-            println!("refused {refused}");
+            if other > 0 {
+                println!("refused {refused} other {other}");
+            } else {
+                println!("refused {refused}");
+            }
             std::process::exit(0)
         }
         "sendto" => report(sendto(arg(2))),
