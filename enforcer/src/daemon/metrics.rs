@@ -1,6 +1,6 @@
 //! The metrics endpoint: a scrape asks the main loop for the text (the state lives there) and
 //! answers from its own task, so a slow scraper never holds the daemon up.
-use std::time::Duration;
+use std::{os::unix::fs::FileTypeExt as _, time::Duration};
 
 use tokio::{
     io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _},
@@ -48,7 +48,16 @@ async fn serve_one<S: AsyncRead + AsyncWrite + Unpin>(mut s: S, tx: mpsc::Sender
 pub async fn bind(listen: &str, tx: mpsc::Sender<Scrape>) -> Result<(), DaemonError> {
     let err = |e: std::io::Error| DaemonError::Setup(format!("metrics {listen}: {e}"));
     if let Some(path) = listen.strip_prefix("unix:") {
-        let _ = std::fs::remove_file(path);
+        // A socket left by an earlier daemon is replaced; anything else at the path is kept.
+        match std::fs::symlink_metadata(path) {
+            Ok(m) if m.file_type().is_socket() => std::fs::remove_file(path).map_err(err)?,
+            Ok(_) => {
+                return Err(DaemonError::Setup(format!(
+                    "metrics {listen}: {path} exists and is not a socket; not replacing it"
+                )));
+            }
+            Err(_) => {}
+        }
         let l = UnixListener::bind(path).map_err(err)?;
         tokio::spawn(async move {
             while let Ok((s, _)) = l.accept().await {
@@ -210,5 +219,66 @@ impl Core {
             1.0,
         );
         t.finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::{
+        io::{AsyncReadExt as _, AsyncWriteExt as _},
+        net::UnixStream,
+    };
+
+    use super::*;
+
+    fn scratch(name: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("enforcer-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    async fn scrape(path: &std::path::Path, request: &str) -> String {
+        let mut c = UnixStream::connect(path).await.unwrap();
+        c.write_all(request.as_bytes()).await.unwrap();
+        let mut out = String::new();
+        c.read_to_string(&mut out).await.unwrap();
+        out
+    }
+
+    #[tokio::test]
+    async fn a_unix_socket_answers_scrapes_with_the_main_loops_text() {
+        let dir = scratch("metrics-unix");
+        let sock = dir.join("metrics.sock");
+        // A socket left by an earlier daemon is replaced.
+        drop(std::os::unix::net::UnixListener::bind(&sock).unwrap());
+        let (tx, mut rx) = mpsc::channel::<Scrape>(4);
+        bind(&format!("unix:{}", sock.display()), tx).await.unwrap();
+        tokio::spawn(async move {
+            while let Some(answer) = rx.recv().await {
+                let _ = answer.send("enforcer_tasks_running 2\n".into());
+            }
+        });
+        let m = scrape(&sock, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").await;
+        assert!(m.starts_with("HTTP/1.1 200 OK\r\n"), "{m}");
+        assert!(m.ends_with("enforcer_tasks_running 2\n"), "{m}");
+        let other = scrape(&sock, "GET / HTTP/1.1\r\n\r\n").await;
+        assert!(other.starts_with("HTTP/1.1 404"), "{other}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[tokio::test]
+    async fn a_path_that_is_not_a_socket_is_left_alone_and_refused() {
+        let dir = scratch("metrics-file");
+        let file = dir.join("precious");
+        std::fs::write(&file, "keep me").unwrap();
+        let (tx, _rx) = mpsc::channel::<Scrape>(1);
+        let e = bind(&format!("unix:{}", file.display()), tx)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("exists and is not a socket"), "{e}");
+        assert_eq!(std::fs::read_to_string(&file).unwrap(), "keep me");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
