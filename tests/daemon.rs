@@ -102,9 +102,25 @@ fn tasks_start_through_the_daemon_and_leave_nothing_behind() {
         e["op"] == "task_end" && e["task_id"] == task_id.as_str()
     });
     assert_eq!(end["reason"], "exited");
+    // The command's status as its caller saw it, learnt by the programs at its exit.
+    assert_eq!(end["exit_code"], out.status.code().unwrap(), "{end}");
+    assert_eq!(end["signal"], Value::Null, "{end}");
     assert_eq!(end["cleanup"]["cgroup_removed"], true);
     assert_eq!(end["cleanup"]["map_entries_left"], 0);
     assert!(end["counters"]["denials"].as_u64().unwrap() >= 1);
+    // A command killed by a signal: the caller sees the signal, and so does task_end.
+    let out = run_task(&d, "agent", &[], None, &[&probe(), "raise", "15"]);
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&out.status),
+        Some(15),
+        "{}",
+        text(&out)
+    );
+    let end = d.wait_event("task_end of the signalled command", |e| {
+        e["op"] == "task_end" && e["signal"] == 15
+    });
+    assert_eq!(end["exit_code"], Value::Null, "{end}");
+    assert_eq!(end["core_dumped"], false, "{end}");
     let start = d.wait_event("task_start", |e| {
         e["op"] == "task_start" && e["task_id"] == task_id.as_str()
     });
@@ -214,6 +230,8 @@ fn a_killed_daemon_leaves_enforcement_on_and_a_restart_adopts_the_task() {
         e["op"] == "task_end" && e["task_id"] == task_id.as_str()
     });
     assert_eq!(end["reason"], "exited while the daemon was down");
+    // The pinned programs noted the exit status while no daemon ran.
+    assert_eq!(end["exit_code"], out.status.code().unwrap(), "{end}");
     assert_eq!(end["cleanup"]["map_entries_left"], 0);
     let restarted = d.wait_event("daemon_start", |e| {
         e["op"] == "daemon_start" && e["adopted_tasks"] == 1
@@ -261,6 +279,8 @@ fn a_killed_daemon_leaves_enforcement_on_and_a_restart_adopts_the_task() {
                 .as_str()
                 .is_some_and(|r| r.starts_with("limit ttl exceeded"))
     });
+    assert_eq!(end["signal"], libc::SIGKILL, "{end}");
+    assert_eq!(end["exit_code"], Value::Null, "{end}");
     assert_eq!(end["cleanup"]["map_entries_left"], 0);
     d.wait_event("kernel ttl event", |e| {
         e["op"] == "limit" && e["target"] == "ttl"
@@ -409,23 +429,34 @@ fn reloads_under_load_never_mix_generations_and_bad_files_change_nothing() {
         .args([
             &probe(),
             "hammer",
-            "4000",
             &s.path("ws/notes.txt"),
             &s.path("outside/secret.txt"),
             &addr(&allowed),
             &addr(&denied),
         ])
+        .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     d.wait_event("task_start", |e| e["op"] == "task_start");
-    // 40 rewrites, ten a second, through inotify.
+    // Rewrites ten a second through inotify while the task hammers: at least 40, and until
+    // the daemon has swapped generations 6 times (a slow guest applies fewer per second).
+    let generation = || {
+        let out = d.cli(&["status", "--json"]);
+        serde_json::from_slice::<Value>(&out.stdout).unwrap()["generation"]
+            .as_u64()
+            .unwrap()
+    };
+    let first = generation();
     let t = Instant::now();
-    for i in 0..40 {
+    let mut i = 0;
+    while i < 40 || (generation() < first + 6 && t.elapsed() < Duration::from_secs(90)) {
         d.policy("agent", if i % 2 == 0 { &v2 } else { &v1 });
         std::thread::sleep(Duration::from_millis(100));
+        i += 1;
     }
+    // The hammer stops when its stdin closes.
     let out = task.wait_with_output().unwrap();
     let said = String::from_utf8_lossy(&out.stdout).to_string();
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
@@ -470,7 +501,7 @@ fn reloads_under_load_never_mix_generations_and_bad_files_change_nothing() {
         .collect();
     assert!(
         applied.len() >= 5,
-        "only {} generation swaps in {:?}; log:\n{}",
+        "only {} generation swaps in {:?} ({i} rewrites); log:\n{}",
         applied.len(),
         t.elapsed(),
         d.log()

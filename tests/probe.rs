@@ -442,12 +442,22 @@ fn main() {
             std::thread::sleep(Duration::from_secs_f64(arg(3).parse().unwrap_or(1.0)));
             report(marked.and_then(|()| open(arg(4), libc::O_RDONLY)))
         }
-        // For MILLIS: read ALLOWED and DENIED, connect to ALLOWED_ADDR and DENIED_ADDR, over
-        // and over; prints how often each was allowed and refused (a policy reload runs
-        // meanwhile: the allowed must never be refused, the denied never allowed).
+        // Until its stdin closes (at most two minutes): read ALLOWED and DENIED, connect to
+        // ALLOWED_ADDR and DENIED_ADDR, over and over; prints how often each was allowed and
+        // refused (policy reloads run meanwhile: the allowed must never be refused, the denied
+        // never allowed). The caller decides how long, so a slow machine still overlaps.
         "hammer" => {
-            let end =
-                std::time::Instant::now() + Duration::from_millis(arg(2).parse().unwrap_or(1000));
+            let end = std::time::Instant::now() + Duration::from_secs(120);
+            let stdin_closed = || {
+                let mut p = libc::pollfd {
+                    fd: 0,
+                    events: libc::POLLIN,
+                    revents: 0,
+                };
+                // SAFETY: poll(2) on one valid pollfd, without waiting.
+                let n = unsafe { libc::poll(&mut p, 1, 0) };
+                n != 0
+            };
             let mut n = [0u64; 8];
             let conn = |a: &str| {
                 a.parse::<SocketAddr>()
@@ -455,11 +465,11 @@ fn main() {
                     .and_then(|a| TcpStream::connect_timeout(&a, Duration::from_secs(1)))
                     .map(|_| ())
             };
-            while std::time::Instant::now() < end {
-                n[usize::from(open(arg(3), libc::O_RDONLY).is_err())] += 1;
-                n[2 + usize::from(open(arg(4), libc::O_RDONLY).is_err())] += 1;
-                n[4 + usize::from(conn(arg(5)).is_err())] += 1;
-                n[6 + usize::from(conn(arg(6)).is_err())] += 1;
+            while std::time::Instant::now() < end && !stdin_closed() {
+                n[usize::from(open(arg(2), libc::O_RDONLY).is_err())] += 1;
+                n[2 + usize::from(open(arg(3), libc::O_RDONLY).is_err())] += 1;
+                n[4 + usize::from(conn(arg(4)).is_err())] += 1;
+                n[6 + usize::from(conn(arg(5)).is_err())] += 1;
                 // About a thousand rounds a second: load, not a flood of the event ring.
                 std::thread::sleep(Duration::from_micros(500));
             }
@@ -468,6 +478,17 @@ fn main() {
                 n[0], n[1], n[2], n[3], n[4], n[5], n[6], n[7]
             );
             std::process::exit(0)
+        }
+        // Dies of signal SIG (the default action; a TERM with the handler reset).
+        "raise" => {
+            let sig: i32 = arg(2).parse().unwrap_or(libc::SIGTERM);
+            // SAFETY: restoring the default action and raising a signal in this process.
+            unsafe {
+                libc::signal(sig, libc::SIG_DFL);
+                libc::raise(sig);
+            }
+            eprintln!("probe: still alive after signal {sig}");
+            std::process::exit(3)
         }
         "sleep" => {
             std::thread::sleep(Duration::from_secs_f64(arg(2).parse().unwrap_or(1.0)));

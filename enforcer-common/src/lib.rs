@@ -31,6 +31,7 @@ pub mod map_names {
     pub const EVENTS: &str = "EVENTS";
     pub const DROPS: &str = "DROPS";
     pub const PENDING: &str = "PENDING";
+    pub const EXITS: &str = "EXITS";
 }
 
 /// Name of the read-only global holding kernel structure offsets.
@@ -304,6 +305,8 @@ pub struct KernelOffsets {
     pub vfsmount_root: u32,
     /// `vm_area_struct.vm_file`, the file of a mapping (file_mprotect).
     pub vma_file: u32,
+    /// `task_struct.exit_code`: the wait status of a process as it exits.
+    pub task_exit_code: u32,
     /// Non-zero once userspace filled the offsets; the programs check nothing until then.
     pub valid: u32,
 }
@@ -411,8 +414,8 @@ const _: () = {
     assert!(size_of::<InodeKey>() == 24);
     assert!(offset_of!(InodeKey, dev) == 8);
     assert!(size_of::<PendingOp>() == 24);
-    assert!(size_of::<KernelOffsets>() == 108);
-    assert!(offset_of!(KernelOffsets, valid) == 104);
+    assert!(size_of::<KernelOffsets>() == 112);
+    assert!(offset_of!(KernelOffsets, valid) == 108);
     assert!(size_of::<RootCgroup>() == 16);
     assert!(offset_of!(Event, kind) == 48);
     assert!(offset_of!(Event, family) == 96);
@@ -424,15 +427,53 @@ const _: () = {
     assert!(size_of::<Event>().is_multiple_of(8));
 };
 
+/// Values of `EXITS` (key: the pid a daemon task's command runs as; value: its wait status).
+///
+/// The daemon writes [`exit_status::RUNNING`] when it starts a task; the programs write the
+/// process's `task_struct.exit_code` as each of its threads exits, so the last one leaves the
+/// status its parent would have read from `wait()`.
+pub mod exit_status {
+    /// Not exited yet (or exited where the programs could not read the status).
+    pub const RUNNING: i32 = i32::MIN;
+
+    /// How a process ended, decoded from a wait status.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub enum Ended {
+        /// `exit(code)` or a return from main.
+        Exited(u8),
+        /// Killed by a signal (with a core dump or not).
+        Signaled { signal: u8, core_dumped: bool },
+    }
+
+    /// Decodes a wait status as `WIFEXITED`/`WTERMSIG` do. `None` for [`RUNNING`] and for
+    /// values no exiting process has (stopped or continued states, stray high bits).
+    pub const fn decode(status: i32) -> Option<Ended> {
+        if status == RUNNING || status < 0 || status > 0xffff {
+            return None;
+        }
+        let signal = (status & 0x7f) as u8;
+        match signal {
+            0 => Some(Ended::Exited(((status >> 8) & 0xff) as u8)),
+            // 0x7f is WIFSTOPPED, not an end.
+            0x7f => None,
+            _ if status >> 8 != 0 => None,
+            _ => Some(Ended::Signaled {
+                signal,
+                core_dumped: status & 0x80 != 0,
+            }),
+        }
+    }
+}
+
 /// Version of what the programs and a daemon share through pinned maps: keys, values, flag bits,
 /// rule ids, limit kinds and the event record. A daemon of another build takes running tasks
 /// over from pinned programs only when this is equal. [`LAYOUT`] breaks the build when a layout
 /// or value changes and this was not bumped; a change of meaning alone needs a bump by hand.
-pub const MAP_ABI: u32 = 1;
+pub const MAP_ABI: u32 = 2;
 
 /// The sizes, offsets and values the pinned maps depend on, folded with FNV-1a.
 pub const LAYOUT: u64 = {
-    let parts: [u64; 43] = [
+    let parts: [u64; 44] = [
         size_of::<TaskEntry>() as u64,
         offset_of!(TaskEntry, generation) as u64,
         offset_of!(TaskEntry, flags) as u64,
@@ -476,6 +517,7 @@ pub const LAYOUT: u64 = {
         NET_KEY_FIXED_BITS as u64,
         PATH_KEY_FIXED_BITS as u64,
         root_scope::FAIL_CLOSED_LSM as u64,
+        exit_status::RUNNING as u32 as u64,
     ];
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     let mut i = 0;
@@ -487,7 +529,7 @@ pub const LAYOUT: u64 = {
 };
 
 const _: () = assert!(
-    LAYOUT == 0x209e_2442_43ea_f3b2,
+    LAYOUT == 0x57ab_4f72_e83c_1776,
     "a layout shared through pinned maps changed: bump MAP_ABI and set the new LAYOUT here"
 );
 
@@ -530,4 +572,40 @@ impl PathKey {
 /// Converts a `st_dev` as userspace sees it (`new_encode_dev`) to the kernel's internal `dev_t`.
 pub const fn kernel_dev(major: u32, minor: u32) -> u64 {
     ((major as u64) << 20) | (minor as u64 & 0xf_ffff)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::exit_status::{Ended, RUNNING, decode};
+
+    #[test]
+    fn wait_statuses_decode_as_wait_would() {
+        assert_eq!(decode(0), Some(Ended::Exited(0)));
+        assert_eq!(decode(3 << 8), Some(Ended::Exited(3)));
+        assert_eq!(decode(255 << 8), Some(Ended::Exited(255)));
+        assert_eq!(
+            decode(9),
+            Some(Ended::Signaled {
+                signal: 9,
+                core_dumped: false
+            })
+        );
+        assert_eq!(
+            decode(11 | 0x80),
+            Some(Ended::Signaled {
+                signal: 11,
+                core_dumped: true
+            })
+        );
+    }
+
+    #[test]
+    fn what_no_exit_leaves_is_not_an_ending() {
+        assert_eq!(decode(RUNNING), None);
+        assert_eq!(decode(-1), None);
+        // WIFSTOPPED (0x7f) and WIFCONTINUED (0xffff) are not ends.
+        assert_eq!(decode((19 << 8) | 0x7f), None);
+        assert_eq!(decode(0xffff), None);
+        assert_eq!(decode(0x1_0000), None);
+    }
 }

@@ -37,6 +37,7 @@ static KERNEL_OFFSETS: KernelOffsets = KernelOffsets {
     mount_mountpoint: 0,
     vfsmount_root: 0,
     vma_file: 0,
+    task_exit_code: 0,
     valid: 0,
 };
 
@@ -140,4 +141,10 @@ pub fn denied_file(o: &KernelOffsets, slot: u32, file: u64, check_dirs: bool) ->
 pub fn resolved() -> Option<KernelOffsets> {
     let o = offsets();
     (o.valid != 0).then_some(o)
+}
+
+/// The current process's `task_struct.exit_code` (meaningful while it exits).
+#[inline(always)]
+pub fn exit_code(o: &KernelOffsets) -> Option<i32> {
+    read(unsafe { bpf_get_current_task() }, o.task_exit_code)
 }

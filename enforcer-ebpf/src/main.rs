@@ -10,6 +10,7 @@
 
 mod events;
 mod exec;
+mod exit;
 mod files;
 mod kernel;
 mod lsm;

@@ -36,6 +36,11 @@ pub static DENY_INODES: HashMap<InodeKey, u32> = HashMap::with_max_entries(MAX_R
 #[map]
 pub static PENDING: LruHashMap<u64, PendingOp> = LruHashMap::with_max_entries(16_384, 0);
 
+/// pid of a daemon task's command -> its wait status once it exits (`exit_status`). Only pids
+/// the daemon put here are written.
+#[map]
+pub static EXITS: HashMap<u32, i32> = HashMap::with_max_entries(MAX_TASKS, 0);
+
 /// Decisions for userspace. 4 MiB: about 10,000 events of 392 bytes.
 #[map]
 pub static EVENTS: RingBuf = RingBuf::with_byte_size(4 << 20, 0);

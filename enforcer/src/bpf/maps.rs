@@ -21,6 +21,8 @@ pub struct Maps {
     pub file_rules: LpmTrie<MapData, PathKey, PathRule>,
     pub net_rules: LpmTrie<MapData, NetKey, NetRule>,
     pub deny_inodes: HashMap<MapData, InodeKey, u32>,
+    /// pid of a daemon task's command -> its wait status (`exit_status`).
+    pub exits: HashMap<MapData, u32, i32>,
     pub drops: PerCpuArray<MapData, u64>,
 }
 
@@ -61,6 +63,8 @@ pub struct Copied {
     pub file_rules: usize,
     pub net_rules: usize,
     pub deny_inodes: usize,
+    /// Commands whose exit status is watched.
+    pub exits: usize,
     /// Slots with limits or counters.
     pub slots: usize,
 }
@@ -81,6 +85,7 @@ impl Maps {
             file_rules: take(ebpf, map_names::FILE_RULES)?,
             net_rules: take(ebpf, map_names::NET_RULES)?,
             deny_inodes: take(ebpf, map_names::DENY_INODES)?,
+            exits: take(ebpf, map_names::EXITS)?,
             drops: take(ebpf, map_names::DROPS)?,
         };
         let ring = take(ebpf, map_names::EVENTS)?;
@@ -105,6 +110,7 @@ impl Maps {
             file_rules: open(pins, map_names::FILE_RULES)?,
             net_rules: open(pins, map_names::NET_RULES)?,
             deny_inodes: open(pins, map_names::DENY_INODES)?,
+            exits: open(pins, map_names::EXITS)?,
             drops: open(pins, map_names::DROPS)?,
         };
         let ring = open(pins, map_names::EVENTS)?;
@@ -206,6 +212,11 @@ impl Maps {
                 .map_err(err(map_names::DENY_INODES))?;
             copied.deny_inodes += 1;
         }
+        for item in old.exits.iter() {
+            let (k, v) = item.map_err(err(map_names::EXITS))?;
+            self.exits.insert(k, v, 0).map_err(err(map_names::EXITS))?;
+            copied.exits += 1;
+        }
         let mut snapshot = Vec::with_capacity(enforcer_common::MAX_TASKS as usize);
         for slot in 0..enforcer_common::MAX_TASKS {
             let limits = old.limits.get(&slot, 0).map_err(err(map_names::LIMITS))?;
@@ -260,6 +271,23 @@ impl Maps {
             let _ = self.counters.set(slot, c, 0);
         }
         added
+    }
+
+    /// Asks the programs for the wait status of `pid` when it exits.
+    pub fn watch_exit(&mut self, pid: u32) -> Result<(), BpfError> {
+        self.exits
+            .insert(pid, enforcer_common::exit_status::RUNNING, 0)
+            .map_err(|source| BpfError::Map {
+                name: map_names::EXITS,
+                source,
+            })
+    }
+
+    /// The wait status the programs saw `pid` exit with (`RUNNING` if none), forgetting it.
+    pub fn take_exit(&mut self, pid: u32) -> Option<i32> {
+        let status = self.exits.get(&pid, 0).ok();
+        let _ = self.exits.remove(&pid);
+        status
     }
 
     pub fn counters(&self, slot: u32) -> TaskCounters {

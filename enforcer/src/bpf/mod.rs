@@ -93,6 +93,7 @@ pub const TRACEPOINTS: &[(&str, &str, &str)] = &[
     ("sys_exit_exec", "syscalls", "sys_exit_execve"),
     ("sys_exit_exec", "syscalls", "sys_exit_execveat"),
     ("sched_process_exec", "sched", "sched_process_exec"),
+    ("sched_process_exit", "sched", "sched_process_exit"),
     (
         "sys_exit_io_uring_setup",
         "syscalls",
@@ -101,12 +102,13 @@ pub const TRACEPOINTS: &[(&str, &str, &str)] = &[
 ];
 
 /// The tracepoints still needed in lsm mode, where the LSM hooks decide and report opens and
-/// execs: counting execs (max_execs), reporting each program a task runs, and io_uring
-/// refusals.
+/// execs: counting execs (max_execs), reporting each program a task runs, a task command's exit
+/// status, and io_uring refusals.
 pub const LSM_MODE_TRACEPOINTS: &[&str] = &[
     "sys_enter_execve",
     "sys_enter_execveat",
     "sched_process_exec",
+    "sched_process_exit",
     "sys_exit_io_uring_setup",
 ];
 

@@ -27,6 +27,7 @@ const MAPS: &[(&str, MapKind)] = &[
     (map_names::FILE_RULES, Map::LpmTrie),
     (map_names::NET_RULES, Map::LpmTrie),
     (map_names::DENY_INODES, Map::HashMap),
+    (map_names::EXITS, Map::HashMap),
     (map_names::EVENTS, Map::RingBuf),
     (map_names::DROPS, Map::PerCpuArray),
 ];

@@ -3,7 +3,10 @@
 use std::{os::fd::OwnedFd, path::PathBuf, time::Duration};
 
 use aya::maps::{MapData, RingBuf};
-use enforcer_common::{TaskEntry, TaskLimits, decision, event_kind};
+use enforcer_common::{
+    TaskEntry, TaskLimits, decision, event_kind,
+    exit_status::{self, Ended},
+};
 use serde_json::json;
 
 use super::{
@@ -165,6 +168,11 @@ impl Core {
             details,
         ));
 
+        // The command keeps the launcher's pid (it execs in place, its parent is the caller's
+        // shell): the programs note that pid's wait status as it exits, for `task_end`.
+        if let Err(e) = self.maps.watch_exit(peer.pid as u32) {
+            eprintln!("enforcer: warning: task {task_id}: its exit status will not be known: {e}");
+        }
         // The launcher joins the envelope itself: from here on every checked operation of it
         // and of everything it execs is the task's.
         if let Err(e) = cgroup.add_pid(peer.pid as u32) {
@@ -251,9 +259,9 @@ impl Core {
             eprintln!("enforcer: cleanup of {task_id}: {e}");
         }
         Saved::remove(&self.config.state_dir, task_id);
-        let details = json!({
+        let exit = exit_details(self.maps.take_exit(s.pid), self.probe.offsets.is_ok());
+        let mut details = json!({
             "reason": task.ending.clone().unwrap_or_else(|| "exited".into()),
-            "exit_code": null,
             "counters": {
                 "execs": counters.execs, "opens": counters.opens,
                 "connects": counters.connects, "denials": counters.denials,
@@ -266,6 +274,9 @@ impl Core {
                 "map_entries_left": leftovers.total(),
             },
         });
+        if let (Some(d), serde_json::Value::Object(e)) = (details.as_object_mut(), exit) {
+            d.extend(e);
+        }
         self.emitter
             .emit(&Record::lifecycle(&task.ctx, "task_end", s.pid, details));
     }
@@ -480,5 +491,60 @@ impl Core {
                 self.ttl_expired(&id, "limit ttl exceeded (while the daemon was down)");
             }
         }
+    }
+}
+
+/// `exit_code` and `signal` as `enforcer run` reports them standalone, from the wait status the
+/// programs saw (`EXITS`); when none was seen, both are null and `exit_status` says why.
+fn exit_details(status: Option<i32>, offsets_known: bool) -> serde_json::Value {
+    match status.and_then(exit_status::decode) {
+        Some(Ended::Exited(code)) => json!({ "exit_code": code, "signal": null }),
+        Some(Ended::Signaled {
+            signal,
+            core_dumped,
+        }) => json!({ "exit_code": null, "signal": signal, "core_dumped": core_dumped }),
+        None => {
+            let why = if !offsets_known {
+                "unknown: the kernel's BTF gave no task_struct offsets"
+            } else if status.is_none() {
+                "unknown: the command's pid was not watched"
+            } else {
+                "unknown: the command's process was not seen exiting"
+            };
+            json!({ "exit_code": null, "signal": null, "exit_status": why })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exit_details_say_how_the_command_ended_or_why_it_is_unknown() {
+        assert_eq!(
+            exit_details(Some(3 << 8), true),
+            json!({ "exit_code": 3, "signal": null })
+        );
+        assert_eq!(
+            exit_details(Some(9), true),
+            json!({ "exit_code": null, "signal": 9, "core_dumped": false })
+        );
+        let running = exit_details(Some(exit_status::RUNNING), true);
+        assert!(
+            running["exit_status"]
+                .as_str()
+                .unwrap()
+                .contains("not seen exiting")
+        );
+        let unwatched = exit_details(None, true);
+        assert!(
+            unwatched["exit_status"]
+                .as_str()
+                .unwrap()
+                .contains("not watched")
+        );
+        let no_btf = exit_details(Some(exit_status::RUNNING), false);
+        assert!(no_btf["exit_status"].as_str().unwrap().contains("BTF"));
     }
 }

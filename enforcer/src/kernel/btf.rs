@@ -227,6 +227,7 @@ pub fn kernel_offsets(btf: &Btf<'_>) -> Result<KernelOffsets, BtfError> {
         mount_mountpoint: m("mount", "mnt_mountpoint")?,
         vfsmount_root: m("vfsmount", "mnt_root")?,
         vma_file: m("vm_area_struct", "vm_file")?,
+        task_exit_code: m("task_struct", "exit_code")?,
         valid: 1,
     })
 }
