@@ -16,13 +16,13 @@ pub fn sched_process_exit(_ctx: TracePointContext) -> u32 {
         return 0;
     }
     let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
-    // SAFETY: a plain i32 slot; userspace only reads it after the process is gone.
-    let Some(slot) = (unsafe { EXITS.get_ptr_mut(&tgid) }) else {
+    let Some(slot) = EXITS.get_ptr_mut(tgid) else {
         return 0;
     };
     if let Some(o) = kernel::resolved()
         && let Some(code) = kernel::exit_code(&o)
     {
+        // SAFETY: the map's own i32 value; userspace reads it only after the process is gone.
         unsafe { *slot = code };
     }
     0
