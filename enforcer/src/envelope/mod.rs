@@ -253,8 +253,10 @@ async fn run_task(req: RunRequest) -> Result<i32, RunError> {
         unenforced,
         boot_to_unix_ns: time::boot_to_unix_offset(),
     };
+    // Deferred: the monitor writes what each drain of the ring produced in one write.
     let writer = Writer::open(req.events.clone())
-        .map_err(|e| setup_err("events")(format!("{:?}: {e}", req.events)))?;
+        .map_err(|e| setup_err("events")(format!("{:?}: {e}", req.events)))?
+        .deferred();
     let mut writer = Emitter::new(writer, req.format);
 
     let confinement = confine::Plan {
@@ -284,6 +286,7 @@ async fn run_task(req: RunRequest) -> Result<i32, RunError> {
     }
     let start_record = Record::lifecycle(&ctx, "task_start", std::process::id(), start_details);
     writer.emit(&start_record);
+    writer.flush();
 
     let spawned = setup::spawn(&plan.command_path, &req.command, confinement, procs);
     // SAFETY: the ring buffer owns its map fd, which stays open until the AsyncFd is dropped.

@@ -75,11 +75,17 @@ impl<'a> Monitor<'a> {
         }
     }
 
-    /// Writes whatever the kernel has produced.
+    /// Writes whatever the kernel has produced: many lines per write under a flood, each
+    /// line by the end of the call.
     pub fn drain(&mut self, ring: &mut RingBuf<MapData>) {
+        let mut n = 0u32;
         while let Some(item) = ring.next() {
             let Some(ev) = decode(&item) else { continue };
             drop(item);
+            n += 1;
+            if n.is_multiple_of(1024) {
+                self.writer.flush();
+            }
             if ev.kind == event_kind::LIMIT {
                 // Two CPUs may both report the same limit; the task ends once.
                 if self.ended_by.is_some() {
@@ -103,6 +109,7 @@ impl<'a> Monitor<'a> {
             }
         }
         self.check_drops();
+        self.writer.flush();
     }
 
     /// A lost event is never silent: every increase of the kernel's drop counter is reported.
@@ -167,6 +174,7 @@ impl<'a> Monitor<'a> {
                     if self.ended_by.is_none() {
                         self.writer
                             .emit(&Record::ttl_kill(self.ctx, self.child_pid));
+                        self.writer.flush();
                         self.end_task("limit ttl exceeded".into());
                     }
                 }

@@ -85,8 +85,27 @@ impl Sink for Writer {
 /// One event as JSON, in each format some output asked for.
 #[derive(Default)]
 struct Formatted {
-    native: Option<serde_json::Value>,
+    native: Option<Native>,
     ocsf: Option<serde_json::Value>,
+}
+
+/// Fields the emitter adds to a native record (the outputs add the last two).
+const EMITTER_FIELDS: [&str; 5] = ["seq", "seq_id", "boot_id", "sink", "sink_seq"];
+
+/// A native record as built once per event.
+enum Native {
+    /// The usual case: the record's JSON with the emitter's fields, without the closing brace,
+    /// so each output appends its own two fields to a copy of a string (no `Value` tree: the
+    /// drain under a flood spends its time here).
+    Open(String),
+    /// A record whose details use one of [`EMITTER_FIELDS`] (a sink's loss report names the
+    /// sink): built as a `Value`, where the emitter's fields replace the record's.
+    Tree(serde_json::Value),
+}
+
+/// `s` as a JSON string literal.
+fn json_str(s: &str) -> String {
+    serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into())
 }
 
 /// One destination with its format, its filter and its own sequence numbers.
@@ -128,6 +147,34 @@ fn read_trimmed(p: &str) -> String {
     std::fs::read_to_string(p)
         .map(|s| s.trim().to_owned())
         .unwrap_or_default()
+}
+
+/// The native JSON of `r` with the emitter's fields, built once per event.
+fn native_base(r: &Record, seq: u64, seq_id: &str, boot_id: &str) -> Native {
+    let tree = || {
+        let mut v = serde_json::to_value(r).unwrap_or_else(|e| json!({ "error": e.to_string() }));
+        v["seq"] = json!(seq);
+        v["seq_id"] = json!(seq_id);
+        v["boot_id"] = json!(boot_id);
+        Native::Tree(v)
+    };
+    if EMITTER_FIELDS.iter().any(|k| r.details.contains_key(*k)) {
+        return tree();
+    }
+    match serde_json::to_string(r) {
+        // A record always has fields, so its JSON is `{...}` with something inside.
+        Ok(mut s) if s.len() > 2 && s.ends_with('}') => {
+            s.pop();
+            s.push_str(",\"seq\":");
+            s.push_str(&seq.to_string());
+            s.push_str(",\"seq_id\":");
+            s.push_str(&json_str(seq_id));
+            s.push_str(",\"boot_id\":");
+            s.push_str(&json_str(boot_id));
+            Native::Open(s)
+        }
+        _ => tree(),
+    }
 }
 
 impl Emitter {
@@ -175,20 +222,28 @@ impl Emitter {
         // Each format is built once per event; outputs add their own fields to a copy.
         let line = match o.format {
             Format::Native => {
-                let mut v = cache
+                let native = cache
                     .native
-                    .get_or_insert_with(|| {
-                        let mut v = serde_json::to_value(r)
-                            .unwrap_or_else(|e| json!({ "error": e.to_string() }));
-                        v["seq"] = json!(seq);
-                        v["seq_id"] = json!(self.seq_id);
-                        v["boot_id"] = json!(self.boot_id);
-                        v
-                    })
-                    .clone();
-                v["sink"] = json!(o.name);
-                v["sink_seq"] = json!(o.sink_seq);
-                v.to_string()
+                    .get_or_insert_with(|| native_base(r, seq, &self.seq_id, &self.boot_id));
+                match native {
+                    Native::Open(base) => {
+                        let name = json_str(&o.name);
+                        let mut line = String::with_capacity(base.len() + name.len() + 32);
+                        line.push_str(base);
+                        line.push_str(",\"sink\":");
+                        line.push_str(&name);
+                        line.push_str(",\"sink_seq\":");
+                        line.push_str(&o.sink_seq.to_string());
+                        line.push('}');
+                        line
+                    }
+                    Native::Tree(v) => {
+                        let mut v = v.clone();
+                        v["sink"] = json!(o.name);
+                        v["sink_seq"] = json!(o.sink_seq);
+                        v.to_string()
+                    }
+                }
             }
             Format::Ocsf => {
                 let mut v = cache
@@ -257,4 +312,67 @@ pub fn decode(bytes: &[u8]) -> Option<Event> {
 pub fn c_str(bytes: &[u8]) -> String {
     let end = bytes.iter().position(|b| *b == 0).unwrap_or(bytes.len());
     String::from_utf8_lossy(&bytes[..end]).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+    use crate::events::ocsf::tests::record;
+
+    struct Capture(Arc<Mutex<Vec<String>>>);
+
+    impl Sink for Capture {
+        fn put(&mut self, _: &Record, line: String, _: u64, _: &str) {
+            self.0.lock().unwrap().push(line);
+        }
+    }
+
+    fn two_outputs() -> (Emitter, Arc<Mutex<Vec<String>>>) {
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let outputs = ["a", "b"]
+            .iter()
+            .map(|n| Output::new(n, Format::Native, Box::new(Capture(lines.clone()))))
+            .collect();
+        (Emitter::with_outputs(outputs), lines)
+    }
+
+    #[test]
+    fn native_lines_are_the_record_with_the_emitters_and_each_outputs_fields() {
+        let (mut e, lines) = two_outputs();
+        let mut r = record("connect", "deny", "127.0.0.66:4444");
+        r.details.insert("counters".into(), json!({ "denials": 3 }));
+        e.emit(&r);
+        e.emit(&r);
+        let lines = lines.lock().unwrap();
+        assert_eq!(lines.len(), 4);
+        for (i, line) in lines.iter().enumerate() {
+            let got: serde_json::Value = serde_json::from_str(line).unwrap();
+            // The same object the Value tree gives, field for field.
+            let mut want = serde_json::to_value(&r).unwrap();
+            want["seq"] = json!(i / 2 + 1);
+            want["seq_id"] = json!(e.seq_id);
+            want["boot_id"] = json!(e.boot_id);
+            want["sink"] = json!(if i % 2 == 0 { "a" } else { "b" });
+            want["sink_seq"] = json!(i / 2 + 1);
+            assert_eq!(got, want, "{line}");
+        }
+    }
+
+    #[test]
+    fn a_record_naming_a_sink_gets_the_emitters_fields_once() {
+        let (mut e, lines) = two_outputs();
+        let mut r = record("events_dropped", "allow", "t");
+        r.details.insert("sink".into(), json!("elsewhere"));
+        r.details.insert("dropped".into(), json!(7));
+        e.emit(&r);
+        let lines = lines.lock().unwrap();
+        for (line, name) in lines.iter().zip(["a", "b"]) {
+            assert_eq!(line.matches("\"sink\":").count(), 1, "{line}");
+            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+            assert_eq!(v["sink"], name);
+            assert_eq!(v["dropped"], 7);
+        }
+    }
 }

@@ -261,11 +261,12 @@ pub fn validate(e: &Value) -> Vec<String> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::events::record::{PolicyRef, TaskContext};
 
-    fn record(op: &'static str, decision: &'static str, target: &str) -> Record {
+    /// A record of every field, for format tests.
+    pub(crate) fn record(op: &'static str, decision: &'static str, target: &str) -> Record {
         let ctx = TaskContext {
             task: "t".into(),
             task_id: "t-1".into(),
