@@ -116,7 +116,7 @@ pub fn run_via_daemon(socket: &Path, mut req: StartRequest, command: &[OsString]
     let plan = confine::Plan {
         cgroup_procs_fd: -1,
         ruleset_fd: ruleset.as_ref().map(|f| f.as_raw_fd()),
-        seccomp: confinement.seccomp_io_uring.then(seccomp::io_uring_filter),
+        seccomp: Some(seccomp::task_filter(confinement.seccomp_io_uring)),
         user: confinement.user.as_ref().map(|u| confine::UserIds {
             name: u.name.clone(),
             uid: u.uid,

@@ -262,7 +262,7 @@ async fn run_task(req: RunRequest) -> Result<i32, RunError> {
     let confinement = confine::Plan {
         cgroup_procs_fd: -1,
         ruleset_fd: plan.ruleset.as_ref().map(|r| r.raw_fd()),
-        seccomp: (!policy.allow_io_uring).then(crate::kernel::seccomp::io_uring_filter),
+        seccomp: Some(crate::kernel::seccomp::task_filter(!policy.allow_io_uring)),
         user: plan.user.clone(),
         last_cap: confine::last_cap(),
         pdeathsig: true,

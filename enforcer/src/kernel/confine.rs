@@ -110,7 +110,8 @@ pub unsafe fn apply(plan: &Plan) -> io::Result<()> {
             crate::kernel::landlock::restrict_self(fd)?;
         }
 
-        // 7. io_uring refused.
+        // 7. clone3 refused (ENOSYS: it could start a child in another cgroup), and io_uring
+        //    unless the policy allows it.
         if let Some(filter) = &plan.seccomp {
             crate::kernel::seccomp::install(filter)?;
         }

@@ -1,9 +1,16 @@
-//! A classic-BPF seccomp filter that refuses io_uring (EPERM): the syscall tracepoints of the
-//! fallback mode cannot see operations submitted through a ring.
+//! The classic-BPF seccomp filter every task runs under:
+//! - `clone3` answers ENOSYS: its `CLONE_INTO_CGROUP` starts a child straight in another cgroup
+//!   (an `O_PATH` descriptor of the target is enough), outside every envelope, and seccomp
+//!   cannot read the flags, which clone3 passes in memory. C libraries fall back to `clone`,
+//!   which cannot choose a cgroup. Container runtimes refuse clone3 the same way.
+//! - io_uring answers EPERM unless the policy allows it: the syscall tracepoints of the
+//!   fallback mode cannot see operations submitted through a ring.
 
 /// io_uring_setup, io_uring_enter, io_uring_register: the same numbers on every architecture
 /// (they postdate the unified syscall table), and with the x32 bit on x86_64.
 const IO_URING: [u32; 3] = [425, 426, 427];
+/// clone3, from the unified table too.
+const CLONE3: u32 = 435;
 const X32_BIT: u32 = 0x4000_0000;
 
 const BPF_LD_W_ABS: u16 = 0x20;
@@ -14,23 +21,38 @@ const RET_ERRNO: u32 = 0x0005_0000;
 /// offsetof(struct seccomp_data, nr)
 const NR_OFFSET: u32 = 0;
 
-/// The filter's instructions.
-pub fn io_uring_filter() -> Vec<libc::sock_filter> {
+/// The filter's instructions: clone3 refused with ENOSYS, and io_uring with EPERM when
+/// `refuse_io_uring`.
+pub fn task_filter(refuse_io_uring: bool) -> Vec<libc::sock_filter> {
     let ins = |code, jt, jf, k| libc::sock_filter { code, jt, jf, k };
-    let denied: Vec<u32> = IO_URING
-        .iter()
-        .copied()
-        .chain(IO_URING.iter().map(|n| n | X32_BIT))
-        .collect();
+    let with_x32 = |nrs: &[u32]| -> Vec<u32> {
+        nrs.iter()
+            .copied()
+            .chain(nrs.iter().map(|n| n | X32_BIT))
+            .collect()
+    };
+    let enosys = with_x32(&[CLONE3]);
+    let eperm = if refuse_io_uring {
+        with_x32(&IO_URING)
+    } else {
+        Vec::new()
+    };
+    // Layout: load nr; one compare per number; allow; return EPERM; return ENOSYS.
     let mut prog = vec![ins(BPF_LD_W_ABS, 0, 0, NR_OFFSET)];
-    let n = denied.len() as u8;
-    for (i, nr) in denied.iter().enumerate() {
-        // On a match jump to the errno return, which follows the allow return.
-        let to_errno = n - i as u8;
-        prog.push(ins(BPF_JEQ_K, to_errno, 0, *nr));
+    let total = enosys.len() + eperm.len();
+    for (i, nr) in eperm.iter().chain(enosys.iter()).enumerate() {
+        // From compare i, the instructions to skip to reach the allow return are total-i-1.
+        let to_allow = (total - i - 1) as u8;
+        let target = if i < eperm.len() {
+            to_allow + 1
+        } else {
+            to_allow + 2
+        };
+        prog.push(ins(BPF_JEQ_K, target, 0, *nr));
     }
     prog.push(ins(BPF_RET_K, 0, 0, RET_ALLOW));
     prog.push(ins(BPF_RET_K, 0, 0, RET_ERRNO | libc::EPERM as u32));
+    prog.push(ins(BPF_RET_K, 0, 0, RET_ERRNO | libc::ENOSYS as u32));
     prog
 }
 
@@ -79,15 +101,30 @@ mod tests {
         }
     }
 
+    const EPERM: u32 = RET_ERRNO | libc::EPERM as u32;
+    const ENOSYS: u32 = RET_ERRNO | libc::ENOSYS as u32;
+
     #[test]
-    fn refuses_io_uring_and_nothing_else() {
-        let prog = io_uring_filter();
+    fn refuses_io_uring_and_clone3_and_nothing_else() {
+        let prog = task_filter(true);
         for nr in IO_URING {
-            assert_eq!(run(&prog, nr), RET_ERRNO | libc::EPERM as u32);
-            assert_eq!(run(&prog, nr | X32_BIT), RET_ERRNO | libc::EPERM as u32);
+            assert_eq!(run(&prog, nr), EPERM);
+            assert_eq!(run(&prog, nr | X32_BIT), EPERM);
         }
-        for nr in [0, 1, 2, 59, 257, 424, 428, 437] {
+        assert_eq!(run(&prog, CLONE3), ENOSYS);
+        assert_eq!(run(&prog, CLONE3 | X32_BIT), ENOSYS);
+        for nr in [0, 1, 2, 56, 57, 58, 59, 257, 424, 428, 434, 436, 437] {
             assert_eq!(run(&prog, nr), RET_ALLOW, "syscall {nr}");
         }
+    }
+
+    #[test]
+    fn io_uring_allowed_still_refuses_clone3() {
+        let prog = task_filter(false);
+        for nr in IO_URING {
+            assert_eq!(run(&prog, nr), RET_ALLOW);
+        }
+        assert_eq!(run(&prog, CLONE3), ENOSYS);
+        assert_eq!(run(&prog, 56), RET_ALLOW, "clone itself");
     }
 }
