@@ -264,7 +264,10 @@ pub fn explain(policy: &Policy, support: &Support) -> Explanation {
     }
     notes.push(
         "the task runs with no capabilities (bounding and ambient sets cleared) and \
-         no_new_privs; it cannot leave its cgroup or unload the programs"
+         no_new_privs, so it cannot unload the programs; clone3 answers ENOSYS (its \
+         CLONE_INTO_CGROUP would start a child outside the envelope; C libraries fall back \
+         to clone, which cannot choose a cgroup), and no write rule may cover the cgroup, \
+         bpf or enforcer trees, so no process of the task can move itself out of its cgroup"
             .to_owned(),
     );
     Explanation {

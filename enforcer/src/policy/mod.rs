@@ -5,6 +5,7 @@
 pub mod compile;
 pub mod decide;
 pub mod explain;
+pub mod guard;
 mod parse;
 pub mod source;
 pub mod values;

@@ -11,7 +11,7 @@ use sha2::{Digest as _, Sha256};
 use toml::Spanned;
 
 use super::{
-    DEFAULT_LIBRARIES, Limits, Mode, Policy, Rule, Section, Target,
+    DEFAULT_LIBRARIES, Limits, Mode, PathPattern, Policy, Rule, Section, Target, guard,
     source::{Location, PolicyError, PolicyErrors, Reporter},
     values::{parse_duration, parse_endpoint, parse_path},
 };
@@ -187,7 +187,9 @@ pub fn parse(file: &Path, text: &str, vars: &Vars) -> Result<Policy, PolicyError
             };
             let target = match section {
                 Section::NetworkConnect => parse_endpoint(&text).map(Target::Endpoint),
-                _ => parse_path(&text).map(Target::Path),
+                _ => parse_path(&text).and_then(|path| {
+                    guard_path(section, mode, entry.get_ref(), path).map(Target::Path)
+                }),
             };
             match target {
                 Ok(target) => rules.push(Rule {
@@ -214,6 +216,37 @@ pub fn parse(file: &Path, text: &str, vars: &Vars) -> Result<Policy, PolicyError
         rules,
     };
     r.finish(policy)
+}
+
+/// What no rule may grant (see [`super::guard`]): a variable that widens a rule to a system
+/// tree, and an enforcing write rule over the cgroup, bpf or enforcer trees.
+fn guard_path(
+    section: Section,
+    mode: Mode,
+    written: &str,
+    path: PathPattern,
+) -> Result<PathPattern, String> {
+    if section != Section::FilesDeny
+        && written.contains("${")
+        && let Some(tree) = guard::system_tree(&path)
+    {
+        return Err(format!(
+            "\"{written}\" becomes \"{tree}\" with the variables given: a rule written for \
+             one directory would cover the whole of {tree}; pass a narrower --var value"
+        ));
+    }
+    if section == Section::FilesWrite
+        && mode == Mode::Enforce
+        && let Some(tree) = guard::protected_overlap(&path)
+    {
+        return Err(format!(
+            "\"{}\" would let the task write under {tree}: no rule may (a process could move \
+             itself out of its cgroup, or touch the enforcer's programs, state or events); \
+             grant narrower trees",
+            path.path
+        ));
+    }
+    Ok(path)
 }
 
 fn parse_limits(r: &mut Reporter<'_>, raw: &RawLimits) -> Limits {
@@ -292,6 +325,16 @@ fn substitute(
             r.error(span, format!("bad variable name \"${{{name}}}\""));
             ok = false;
         } else if let Some(value) = vars.get(name) {
+            if value.trim().is_empty() {
+                r.error(
+                    span,
+                    format!(
+                        "variable ${{{name}}} is empty: an unset variable in a wrapper would \
+                         widen \"{text}\"; pass --var {name}=VALUE with a real value"
+                    ),
+                );
+                ok = false;
+            }
             out.push_str(value);
         } else {
             r.error(
