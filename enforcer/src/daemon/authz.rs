@@ -17,6 +17,29 @@ impl Peer {
     }
 }
 
+/// The cgroup v2 path of a process, from the text of `/proc/<pid>/cgroup` (its `0::` line).
+pub fn cgroup_path(proc_cgroup: &str) -> Option<&str> {
+    proc_cgroup
+        .lines()
+        .find_map(|line| line.strip_prefix("0::"))
+        .map(str::trim)
+}
+
+/// Whether a process whose cgroup is `path` (as `/proc/<pid>/cgroup` gives it) is inside an
+/// envelope: at or under one of `roots` (relative to the cgroup2 mount, such as `enforcer`).
+/// Such a peer gets nothing from the control socket, whatever its uid: a task running as root
+/// would otherwise be an admin.
+pub fn inside_envelope(path: &str, roots: &[&str]) -> bool {
+    let path = path.trim_start_matches('/');
+    roots.iter().any(|root| {
+        let root = root.trim_matches('/');
+        path == root
+            || path
+                .strip_prefix(root)
+                .is_some_and(|rest| rest.starts_with('/'))
+    })
+}
+
 /// Names and numbers to ids (the system's user and group databases).
 pub trait Ids {
     fn uid(&self, name: &str) -> Option<u32>;
@@ -143,5 +166,34 @@ mod tests {
         // No grants: only root.
         let empty = Config::parse(Path::new("c.toml"), "").unwrap();
         assert!(!may_start(&empty, &Fixed, &alice, "coding-agent"));
+    }
+}
+
+#[cfg(test)]
+mod envelope_peer_tests {
+    use super::*;
+
+    #[test]
+    fn the_unified_line_is_the_path() {
+        let text = "12:pids:/x\n0::/enforcer/daemon/t-3\n";
+        assert_eq!(cgroup_path(text), Some("/enforcer/daemon/t-3"));
+        assert_eq!(cgroup_path("1:name=systemd:/a\n"), None);
+    }
+
+    #[test]
+    fn peers_under_the_enforcer_roots_are_inside() {
+        let roots = ["enforcer", "enforcer/daemon"];
+        for p in ["/enforcer", "/enforcer/t-1", "/enforcer/daemon/t-2/sub"] {
+            assert!(inside_envelope(p, &roots), "{p}");
+        }
+        for p in [
+            "/",
+            "/user.slice/user-0.slice",
+            "/enforcerx/t",
+            "/system.slice/enforcer.service",
+        ] {
+            assert!(!inside_envelope(p, &roots), "{p}");
+        }
+        assert!(inside_envelope("/agents/t-1", &["agents"]));
     }
 }

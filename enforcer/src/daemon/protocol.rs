@@ -35,6 +35,20 @@ pub enum Op {
     },
 }
 
+impl Op {
+    /// The request's name, as it is spelled on the wire.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Start(_) => "start",
+            Self::Status => "status",
+            Self::Tasks => "tasks",
+            Self::Kill { .. } => "kill",
+            Self::Reload => "reload",
+            Self::Follow { .. } => "follow",
+        }
+    }
+}
+
 /// A request line: the op's fields with `"v"` added.
 pub fn encode_request(op: &Op) -> String {
     let mut value = serde_json::to_value(op).unwrap_or_default();

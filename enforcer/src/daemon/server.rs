@@ -18,6 +18,7 @@ use super::{
     core::Core,
     protocol::{self, Op, Reply},
 };
+use crate::events::record::Record;
 
 /// One request, read and attributed, waiting for the main loop.
 pub struct Incoming {
@@ -131,6 +132,14 @@ pub fn handle(core: &mut Core, incoming: Incoming) {
         op,
         stream,
     } = incoming;
+    if let Some(reply) = refuse_envelope_peer(core, &peer, pidfd.as_ref(), &op) {
+        let mut line = serde_json::to_string(&reply).unwrap_or_default();
+        line.push('\n');
+        if let Err(e) = protocol::send_with_fd(stream.as_raw_fd(), line.as_bytes(), None) {
+            eprintln!("enforcer: replying to pid {}: {e}", peer.pid);
+        }
+        return;
+    }
     let ids = SystemIds;
     let admin = authz::is_admin(&core.config, &ids, &peer);
     let denied = || Reply::err("permission denied");
@@ -201,4 +210,75 @@ pub fn handle(core: &mut Core, incoming: Incoming) {
             eprintln!("enforcer: following for pid {}: {e}", peer.pid);
         }
     }
+}
+
+/// A peer inside an envelope (known from its cgroup, read from the kernel, never from what it
+/// says) gets nothing, whatever its uid: a task running as root would otherwise be an admin,
+/// could list and kill other tasks, and could start itself a task under a wider policy. The
+/// refusal is an event of the peer's task. A peer whose cgroup cannot be read is refused too.
+fn refuse_envelope_peer(
+    core: &mut Core,
+    peer: &Peer,
+    pidfd: Option<&OwnedFd>,
+    op: &Result<Op, String>,
+) -> Option<Reply> {
+    let text = std::fs::read_to_string(format!("/proc/{}/cgroup", peer.pid));
+    // Read before this check: if the process is still there, the text was its own.
+    let gone = pidfd.is_none_or(exited);
+    let path = match (&text, gone) {
+        (Ok(text), false) => authz::cgroup_path(text).map(str::to_owned),
+        _ => None,
+    };
+    let Some(path) = path else {
+        return Some(Reply::err(
+            "permission denied: cannot tell where the requesting process runs",
+        ));
+    };
+    let roots = [
+        crate::kernel::cgroup::ROOT_NAME,
+        core.config.cgroup.as_str(),
+    ];
+    if !authz::inside_envelope(&path, &roots) {
+        return None;
+    }
+    let cgroup_id = core
+        .probe
+        .cgroup2
+        .as_ref()
+        .ok()
+        .and_then(|mount| std::fs::metadata(mount.join(path.trim_start_matches('/'))).ok())
+        .map(|m| std::os::unix::fs::MetadataExt::ino(&m));
+    let request = match op {
+        Ok(op) => op.name(),
+        Err(_) => "malformed",
+    };
+    let comm = std::fs::read_to_string(format!("/proc/{}/comm", peer.pid))
+        .map(|c| c.trim_end().to_owned())
+        .unwrap_or_default();
+    let details = serde_json::json!({
+        "request": request,
+        "uid": peer.uid,
+        "cgroup": path,
+        "socket": core.config.socket.display().to_string(),
+    });
+    let task = cgroup_id
+        .and_then(|id| core.by_cgroup.get(&id))
+        .and_then(|id| core.tasks.get(id));
+    let task_name = task.map(|t| t.saved.task_id.clone());
+    let mut record = match task {
+        Some(task) => Record::lifecycle(&task.ctx, "control", peer.pid as u32, details),
+        None => {
+            core.daemon_ctx.policy.generation = core.policies.generation;
+            Record::lifecycle(&core.daemon_ctx, "control", peer.pid as u32, details)
+        }
+    };
+    record.decision = "deny";
+    record.enforced_by = "daemon";
+    record.comm = comm;
+    record.target = core.config.socket.display().to_string();
+    core.emitter.emit(&record);
+    Some(Reply::err(format!(
+        "permission denied: a process inside a task{} may not use the control socket",
+        task_name.map(|t| format!(" ({t})")).unwrap_or_default()
+    )))
 }
