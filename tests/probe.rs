@@ -9,6 +9,9 @@ use std::{
     time::Duration,
 };
 
+#[path = "probe_attacks.rs"]
+mod attacks;
+
 fn errno_name(e: i32) -> &'static str {
     match e {
         libc::EPERM => "EPERM",
@@ -387,6 +390,11 @@ fn main() {
         }
         "sendto" => report(sendto(arg(2))),
         "io-uring" => report(io_uring()),
+        "clone3-into" => report(attacks::clone3_into(arg(2))),
+        "cgroup-move" => report(attacks::cgroup_move(arg(2))),
+        "kill" => report(attacks::kill(arg(2), arg(3))),
+        "ptrace" => report(attacks::ptrace(arg(2))),
+        "ask" => report(attacks::ask(arg(2), arg(3))),
         "io-uring-open" => report(io_uring_open(arg(2))),
         "mmap-exec" => report(map_exec(arg(2), false)),
         "mprotect-exec" => report(map_exec(arg(2), true)),

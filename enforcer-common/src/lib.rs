@@ -101,6 +101,8 @@ pub const LSM_PROGRAMS: &[(&str, &str)] = &[
     ("lsm_sb_pivotroot", "sb_pivotroot"),
     ("lsm_path_chroot", "path_chroot"),
     ("lsm_socket_connect", "socket_connect"),
+    ("lsm_task_kill", "task_kill"),
+    ("lsm_ptrace_access_check", "ptrace_access_check"),
 ];
 
 /// [`Event::op`] of an `MMAP` event from `file_mprotect` (0: from `mmap_file`).
@@ -123,6 +125,19 @@ pub mod file_op {
     pub const MOUNT: u32 = 11;
     /// chroot.
     pub const CHROOT: u32 = 12;
+}
+
+/// [`Event::op`] of `SIGNAL` and `PTRACE` events: the syscall that was refused.
+pub mod cross_op {
+    pub const KILL: u32 = 1;
+    pub const TKILL: u32 = 2;
+    pub const TGKILL: u32 = 3;
+    pub const PIDFD_SEND_SIGNAL: u32 = 4;
+    pub const RT_SIGQUEUEINFO: u32 = 5;
+    pub const PTRACE: u32 = 6;
+    pub const PIDFD_GETFD: u32 = 7;
+    pub const PROCESS_VM_READV: u32 = 8;
+    pub const PROCESS_VM_WRITEV: u32 = 9;
 }
 
 /// Bits of [`TaskEntry::flags`].
@@ -307,6 +322,15 @@ pub struct KernelOffsets {
     pub vma_file: u32,
     /// `task_struct.exit_code`: the wait status of a process as it exits.
     pub task_exit_code: u32,
+    /// `task_struct.cgroups` -> `css_set.dfl_cgrp` -> `cgroup.kn` -> `kernfs_node.id`: the
+    /// cgroup v2 id of another process (the target of a signal or a trace).
+    pub task_cgroups: u32,
+    pub css_set_dfl_cgrp: u32,
+    pub cgroup_kn: u32,
+    pub kernfs_node_id: u32,
+    /// `task_struct.tgid`, to name that process in events.
+    pub task_tgid: u32,
+    pub _reserved: u32,
     /// Non-zero once userspace filled the offsets; the programs check nothing until then.
     pub valid: u32,
 }
@@ -326,6 +350,13 @@ pub mod event_kind {
     pub const MMAP: u32 = 8;
     /// A unix-domain socket connect; `path` is the socket's path.
     pub const UNIX_CONNECT: u32 = 9;
+    /// A signal to a process outside the task (kill, tkill, tgkill, pidfd_send_signal,
+    /// rt_sigqueueinfo), refused; `count` is the target pid (or pidfd), `flags` the signal.
+    pub const SIGNAL: u32 = 10;
+    /// A trace of, or a reach into, a process outside the task (ptrace, pidfd_getfd,
+    /// process_vm_readv/writev), refused; `count` is the target pid (or pidfd), `op` which
+    /// ([`super::cross_op`]), `flags` the ptrace request.
+    pub const PTRACE: u32 = 11;
 }
 
 /// [`Event::decision`].
@@ -414,8 +445,8 @@ const _: () = {
     assert!(size_of::<InodeKey>() == 24);
     assert!(offset_of!(InodeKey, dev) == 8);
     assert!(size_of::<PendingOp>() == 24);
-    assert!(size_of::<KernelOffsets>() == 112);
-    assert!(offset_of!(KernelOffsets, valid) == 108);
+    assert!(size_of::<KernelOffsets>() == 136);
+    assert!(offset_of!(KernelOffsets, valid) == 132);
     assert!(size_of::<RootCgroup>() == 16);
     assert!(offset_of!(Event, kind) == 48);
     assert!(offset_of!(Event, family) == 96);
@@ -469,11 +500,11 @@ pub mod exit_status {
 /// rule ids, limit kinds and the event record. A daemon of another build takes running tasks
 /// over from pinned programs only when this is equal. [`LAYOUT`] breaks the build when a layout
 /// or value changes and this was not bumped; a change of meaning alone needs a bump by hand.
-pub const MAP_ABI: u32 = 2;
+pub const MAP_ABI: u32 = 3;
 
 /// The sizes, offsets and values the pinned maps depend on, folded with FNV-1a.
 pub const LAYOUT: u64 = {
-    let parts: [u64; 44] = [
+    let parts: [u64; 45] = [
         size_of::<TaskEntry>() as u64,
         offset_of!(TaskEntry, generation) as u64,
         offset_of!(TaskEntry, flags) as u64,
@@ -505,7 +536,8 @@ pub const LAYOUT: u64 = {
         task_flags::NO_TASK_KILL as u64,
         ENDED_BY_KILL,
         limit_kind::DENIALS as u64,
-        event_kind::UNIX_CONNECT as u64,
+        event_kind::PTRACE as u64,
+        cross_op::PROCESS_VM_WRITEV as u64,
         decision::OBSERVED as u64,
         enforced_by::SECCOMP as u64,
         access::MAP_EXEC as u64,
@@ -529,7 +561,7 @@ pub const LAYOUT: u64 = {
 };
 
 const _: () = assert!(
-    LAYOUT == 0x57ab_4f72_e83c_1776,
+    LAYOUT == 0xdbbe_33cb_bf0b_2171,
     "a layout shared through pinned maps changed: bump MAP_ABI and set the new LAYOUT here"
 );
 

@@ -38,6 +38,12 @@ static KERNEL_OFFSETS: KernelOffsets = KernelOffsets {
     vfsmount_root: 0,
     vma_file: 0,
     task_exit_code: 0,
+    task_cgroups: 0,
+    css_set_dfl_cgrp: 0,
+    cgroup_kn: 0,
+    kernfs_node_id: 0,
+    task_tgid: 0,
+    _reserved: 0,
     valid: 0,
 };
 
@@ -147,4 +153,14 @@ pub fn resolved() -> Option<KernelOffsets> {
 #[inline(always)]
 pub fn exit_code(o: &KernelOffsets) -> Option<i32> {
     read(unsafe { bpf_get_current_task() }, o.task_exit_code)
+}
+
+/// The cgroup v2 id of another process (`task`, a `struct task_struct *`):
+/// `task->cgroups->dfl_cgrp->kn->id`.
+#[inline(always)]
+pub fn cgroup_id_of(o: &KernelOffsets, task: u64) -> Option<u64> {
+    let cset: u64 = read(task, o.task_cgroups)?;
+    let cgroup: u64 = read(cset, o.css_set_dfl_cgrp)?;
+    let kn: u64 = read(cgroup, o.cgroup_kn)?;
+    read(kn, o.kernfs_node_id)
 }

@@ -19,9 +19,11 @@ mod lsm_files;
 mod lsm_mounts;
 mod lsm_net;
 mod lsm_paths;
+mod lsm_procs;
 mod maps;
 mod net;
 mod path;
+mod procs;
 mod task;
 
 #[cfg(not(test))]

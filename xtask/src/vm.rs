@@ -17,7 +17,14 @@ use anyhow::{Context as _, bail, ensure};
 use crate::{cargo, is_root, step};
 
 const TARGET: &str = "x86_64-unknown-linux-gnu";
-const SUITES: &[&str] = &["enforcement", "lsm_hooks", "limits", "lifecycle", "daemon"];
+const SUITES: &[&str] = &[
+    "enforcement",
+    "lsm_hooks",
+    "limits",
+    "lifecycle",
+    "daemon",
+    "attacks",
+];
 const BUSYBOX_APPLETS: &[&str] = &[
     "sh", "mount", "umount", "cat", "echo", "ls", "mkdir", "poweroff", "ip", "sleep", "grep",
     "true", "false", "pgrep", "kill", "rm", "ln",

@@ -99,6 +99,54 @@ pub const TRACEPOINTS: &[(&str, &str, &str)] = &[
         "syscalls",
         "sys_exit_io_uring_setup",
     ),
+    ("sys_enter_kill", "syscalls", "sys_enter_kill"),
+    ("sys_enter_tkill", "syscalls", "sys_enter_tkill"),
+    ("sys_enter_tgkill", "syscalls", "sys_enter_tgkill"),
+    (
+        "sys_enter_pidfd_send_signal",
+        "syscalls",
+        "sys_enter_pidfd_send_signal",
+    ),
+    (
+        "sys_enter_rt_sigqueueinfo",
+        "syscalls",
+        "sys_enter_rt_sigqueueinfo",
+    ),
+    ("sys_enter_ptrace", "syscalls", "sys_enter_ptrace"),
+    ("sys_enter_pidfd_getfd", "syscalls", "sys_enter_pidfd_getfd"),
+    (
+        "sys_enter_process_vm_readv",
+        "syscalls",
+        "sys_enter_process_vm_readv",
+    ),
+    (
+        "sys_enter_process_vm_writev",
+        "syscalls",
+        "sys_enter_process_vm_writev",
+    ),
+    ("sys_exit_cross", "syscalls", "sys_exit_kill"),
+    ("sys_exit_cross", "syscalls", "sys_exit_tkill"),
+    ("sys_exit_cross", "syscalls", "sys_exit_tgkill"),
+    ("sys_exit_cross", "syscalls", "sys_exit_pidfd_send_signal"),
+    ("sys_exit_cross", "syscalls", "sys_exit_rt_sigqueueinfo"),
+    ("sys_exit_cross", "syscalls", "sys_exit_ptrace"),
+    ("sys_exit_cross", "syscalls", "sys_exit_pidfd_getfd"),
+    ("sys_exit_cross", "syscalls", "sys_exit_process_vm_readv"),
+    ("sys_exit_cross", "syscalls", "sys_exit_process_vm_writev"),
+];
+
+/// The programs that report refused signals and traces of other processes, in both modes.
+const CROSS_PROCESS_TRACEPOINTS: &[&str] = &[
+    "sys_enter_kill",
+    "sys_enter_tkill",
+    "sys_enter_tgkill",
+    "sys_enter_pidfd_send_signal",
+    "sys_enter_rt_sigqueueinfo",
+    "sys_enter_ptrace",
+    "sys_enter_pidfd_getfd",
+    "sys_enter_process_vm_readv",
+    "sys_enter_process_vm_writev",
+    "sys_exit_cross",
 ];
 
 /// The tracepoints still needed in lsm mode, where the LSM hooks decide and report opens and
@@ -215,7 +263,10 @@ pub fn attach_tracepoints(
 ) -> Result<(), BpfError> {
     let mut loaded: Vec<&str> = Vec::new();
     for (name, category, event) in TRACEPOINTS {
-        if lsm_mode && !LSM_MODE_TRACEPOINTS.contains(name) {
+        if lsm_mode
+            && !LSM_MODE_TRACEPOINTS.contains(name)
+            && !CROSS_PROCESS_TRACEPOINTS.contains(name)
+        {
             continue;
         }
         let program: &mut TracePoint = program(ebpf, name)?;

@@ -29,12 +29,16 @@ fn class_and_activity(r: &Record) -> (u32, u32) {
         "sendmsg" if r.decision == "deny" => (4001, 5), // Network Activity: Refuse
         "sendmsg" => (4001, 6),             // Network Activity: Traffic
         "io_uring" => (1003, 4),            // Kernel Activity: Invoke
+        "signal" => (1007, 99),             // Process Activity: Other
+        "ptrace" => (1007, 4),              // Process Activity: Inject
         "events_dropped" => (1008, 99),     // Event Log Activity: Other
         // The daemon itself: Application Lifecycle (Start, Stop, Update, Other).
         "daemon_start" => (6002, 3),
         "daemon_stop" => (6002, 4),
         "policy_reload" | "policy_applied" | "programs_upgraded" => (6002, 8),
         "policy_error" => (6002, 99),
+        // A process inside a task refused by the control socket: API Activity, Other.
+        "control" => (6003, 99),
         _ => (1003, 99),
     }
 }
@@ -324,6 +328,13 @@ pub(crate) mod tests {
             (record("policy_applied", "allow", ""), 6002, 8),
             (record("programs_upgraded", "allow", ""), 6002, 8),
             (record("policy_error", "allow", ""), 6002, 99),
+            (
+                record("control", "deny", "/run/enforcer/enforcer.sock"),
+                6003,
+                99,
+            ),
+            (record("signal", "deny", "pid 1"), 1007, 99),
+            (record("ptrace", "deny", "pid 1"), 1007, 4),
         ];
         for (i, (r, class, activity)) in cases.iter().enumerate() {
             let e = to_ocsf(r, 1_795_000_000_000, i as u64, "boot", "host");

@@ -5,8 +5,8 @@ use std::{
 };
 
 use enforcer_common::{
-    Event, RULE_DEFAULT_DENY, RULE_NO_TASK, RULE_TASK_ENDED, access, decision, enforced_by,
-    event_kind, limit_kind,
+    Event, RULE_DEFAULT_DENY, RULE_NO_TASK, RULE_TASK_ENDED, access, cross_op, decision,
+    enforced_by, event_kind, limit_kind,
 };
 use serde::Serialize;
 use serde_json::{Map, Value, json};
@@ -362,6 +362,30 @@ pub fn from_kernel(ev: &Event, ctx: &TaskContext, policy: &Policy) -> Option<Rec
                 "io_uring refused in fallback mode (policy.allow_io_uring is false)".into();
             record.enforced_by = "seccomp";
         }
+        event_kind::SIGNAL | event_kind::PTRACE => {
+            let (op, syscall, by_fd) = cross_op_name(ev.op);
+            record.op = if ev.kind == event_kind::SIGNAL {
+                "signal"
+            } else {
+                "ptrace"
+            };
+            record.access = "none";
+            record.target = if by_fd {
+                format!("pidfd {}", ev.count)
+            } else {
+                format!("pid {}", ev.count)
+            };
+            record.rule = "another process outside the task: no task process may signal, \
+                           trace or read it"
+                .into();
+            record.enforced_by = if ctx.mode == "lsm" { "lsm" } else { "landlock" };
+            details.insert("syscall".into(), json!(syscall));
+            if ev.kind == event_kind::SIGNAL {
+                details.insert("signal".into(), json!(ev.flags));
+            } else if op == cross_op::PTRACE {
+                details.insert("request".into(), json!(ev.flags));
+            }
+        }
         event_kind::LIMIT => {
             record.op = "limit";
             record.access = "none";
@@ -387,6 +411,23 @@ pub fn from_kernel(ev: &Event, ctx: &TaskContext, policy: &Policy) -> Option<Rec
     }
     record.details = details;
     Some(record)
+}
+
+/// A refused cross-process syscall: its `cross_op`, name, and whether it names a pidfd.
+fn cross_op_name(op: u32) -> (u32, &'static str, bool) {
+    let (name, by_fd) = match op {
+        cross_op::KILL => ("kill", false),
+        cross_op::TKILL => ("tkill", false),
+        cross_op::TGKILL => ("tgkill", false),
+        cross_op::PIDFD_SEND_SIGNAL => ("pidfd_send_signal", true),
+        cross_op::RT_SIGQUEUEINFO => ("rt_sigqueueinfo", false),
+        cross_op::PTRACE => ("ptrace", false),
+        cross_op::PIDFD_GETFD => ("pidfd_getfd", true),
+        cross_op::PROCESS_VM_READV => ("process_vm_readv", false),
+        cross_op::PROCESS_VM_WRITEV => ("process_vm_writev", false),
+        _ => ("unknown", false),
+    };
+    (op, name, by_fd)
 }
 
 #[cfg(test)]

@@ -228,6 +228,12 @@ pub fn kernel_offsets(btf: &Btf<'_>) -> Result<KernelOffsets, BtfError> {
         vfsmount_root: m("vfsmount", "mnt_root")?,
         vma_file: m("vm_area_struct", "vm_file")?,
         task_exit_code: m("task_struct", "exit_code")?,
+        task_cgroups: m("task_struct", "cgroups")?,
+        css_set_dfl_cgrp: m("css_set", "dfl_cgrp")?,
+        cgroup_kn: m("cgroup", "kn")?,
+        kernfs_node_id: m("kernfs_node", "id")?,
+        task_tgid: m("task_struct", "tgid")?,
+        _reserved: 0,
         valid: 1,
     })
 }

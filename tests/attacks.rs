@@ -1,0 +1,248 @@
+//! The attack suite: one probe per way out of an envelope that a process inside a task would
+//! try, each asserting the kernel's answer and the event (or, where the refusal is declared
+//! instead of reported, the declaration). Runs on the host and in the 6.1 and 6.12 guests, in
+//! both modes. It grows with every class found.
+use std::process::{Child, Command, Stdio};
+
+use enforcer_tests::{
+    Mode, Outcome, PolicyBuilder, Scratch, daemon::Daemon, enforcer, mode, probe, require_root, run,
+};
+use serde_json::Value;
+
+fn cgroup2() -> String {
+    enforcer::kernel::cgroup::cgroup2_mount()
+        .expect("cgroup2 mounted")
+        .display()
+        .to_string()
+}
+
+/// A process outside every task, to be reached from inside one.
+struct Outsider(Child);
+
+impl Outsider {
+    fn start() -> Self {
+        Self(
+            Command::new("sleep")
+                .arg("60")
+                .stdin(Stdio::null())
+                .spawn()
+                .expect("sleep"),
+        )
+    }
+
+    fn pid(&self) -> String {
+        self.0.id().to_string()
+    }
+
+    fn alive(&mut self) -> bool {
+        self.0.try_wait().expect("try_wait").is_none()
+    }
+}
+
+impl Drop for Outsider {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn said(out: &Outcome, expected: &str) {
+    assert_eq!(
+        out.probe_said(),
+        expected,
+        "stdout: {}\nstderr: {}\nevents:\n{}",
+        out.stdout,
+        out.stderr,
+        out.dump()
+    );
+}
+
+#[test]
+fn clone3_into_another_cgroup_is_refused_and_declared() {
+    if !require_root("clone3_into_another_cgroup_is_refused_and_declared") {
+        return;
+    }
+    let s = Scratch::new("clone3");
+    let mut p = PolicyBuilder::default();
+    p.read.push(format!("{}/", cgroup2()));
+    let out = run(&s, &p, &[], &[&probe(), "clone3-into", &cgroup2()]);
+    // seccomp answers before the kernel looks at the flags: the child is never created.
+    said(&out, "err ENOSYS (38)");
+    assert_eq!(out.code, Some(1));
+    let explain = Command::new(enforcer())
+        .args(["policy", "check", "--explain"])
+        .arg(s.dir.join("policy.toml"))
+        .output()
+        .expect("policy check");
+    let text = String::from_utf8_lossy(&explain.stdout);
+    assert!(text.contains("clone3 answers ENOSYS"), "{text}");
+    assert!(!text.contains("cannot leave its cgroup or"), "{text}");
+}
+
+#[test]
+fn moving_itself_to_another_cgroup_is_refused_with_an_event() {
+    if !require_root("moving_itself_to_another_cgroup_is_refused_with_an_event") {
+        return;
+    }
+    let s = Scratch::new("cgroup-move");
+    let mut p = PolicyBuilder::default();
+    p.read.push(format!("{}/", cgroup2()));
+    let procs = format!("{}/cgroup.procs", cgroup2());
+    let out = run(&s, &p, &[], &[&probe(), "cgroup-move", &procs]);
+    said(&out, mode().refused());
+    let e = out.event("open", "deny", &mode().reported(&procs));
+    assert_eq!(e["access"], "write");
+    assert_eq!(e["enforced_by"], mode().file_enforcer());
+}
+
+#[test]
+fn rules_that_would_open_the_envelope_are_refused_at_start() {
+    if !require_root("rules_that_would_open_the_envelope_are_refused_at_start") {
+        return;
+    }
+    let s = Scratch::new("wide-rules");
+    let cases: [(Vec<String>, &[&str], &str); 4] = [
+        (vec!["/sys/fs/cgroup/".into()], &[], "no rule may"),
+        (vec!["/var/".into()], &[], "no rule may"),
+        (
+            vec!["${workspace}/".into()],
+            &["--var", "workspace=/"],
+            "becomes \"/\"",
+        ),
+        (
+            vec!["${workspace}/".into()],
+            &["--var", "workspace="],
+            "is empty",
+        ),
+    ];
+    for (write, args, expected) in cases {
+        let p = PolicyBuilder {
+            write: write.clone(),
+            ..PolicyBuilder::default()
+        };
+        let out = run(&s, &p, args, &[&probe(), "read", "/etc/hostname"]);
+        assert_eq!(out.code, Some(125), "{write:?} {args:?}: {}", out.stderr);
+        assert!(
+            out.stderr.contains(expected) && out.stderr.contains("policy.toml:"),
+            "{write:?} {args:?}: {}",
+            out.stderr
+        );
+        assert!(out.stdout.is_empty(), "the command ran: {}", out.stdout);
+    }
+}
+
+/// Whether this run can refuse signals to outside processes: Landlock scopes them from ABI 6
+/// in fallback mode; lsm mode has its own hook on every kernel.
+fn signals_scoped() -> bool {
+    mode() == Mode::Lsm || enforcer::kernel::landlock::abi_version() >= 6
+}
+
+#[test]
+fn signals_to_outside_processes_are_refused_with_an_event() {
+    if !require_root("signals_to_outside_processes_are_refused_with_an_event") {
+        return;
+    }
+    if !signals_scoped() {
+        eprintln!(
+            "SKIP signals_to_outside_processes_are_refused_with_an_event: fallback mode with \
+             Landlock ABI {} (< 6) cannot scope signals; `policy check --explain` declares it",
+            enforcer::kernel::landlock::abi_version()
+        );
+        return;
+    }
+    let s = Scratch::new("signal");
+    let mut outsider = Outsider::start();
+    let p = PolicyBuilder::default();
+    let out = run(&s, &p, &[], &[&probe(), "kill", &outsider.pid(), "9"]);
+    said(&out, "err EPERM (1)");
+    assert!(outsider.alive(), "the outside process was killed");
+    let e = out.event("signal", "deny", &format!("pid {}", outsider.pid()));
+    assert_eq!(e["syscall"], "kill");
+    assert_eq!(e["signal"], 9);
+    assert_eq!(
+        e["enforced_by"],
+        if mode().is_lsm() { "lsm" } else { "landlock" }
+    );
+    // The enforcer itself (the launcher, the command's parent) is outside too.
+    let out = run(&s, &p, &[], &[&probe(), "kill", "ppid", "9"]);
+    said(&out, "err EPERM (1)");
+    assert!(
+        out.events
+            .iter()
+            .any(|e| e["op"] == "signal" && e["decision"] == "deny"),
+        "no signal event:\n{}",
+        out.dump()
+    );
+    assert!(out.lifecycle("task_end").is_object());
+}
+
+#[test]
+fn tracing_outside_processes_is_refused_with_an_event() {
+    if !require_root("tracing_outside_processes_is_refused_with_an_event") {
+        return;
+    }
+    let s = Scratch::new("ptrace");
+    let outsider = Outsider::start();
+    let mut p = PolicyBuilder::default();
+    p.read.push("/proc/".into());
+    let out = run(&s, &p, &[], &[&probe(), "ptrace", &outsider.pid()]);
+    said(&out, "err EPERM (1)");
+    let e = out.event("ptrace", "deny", &format!("pid {}", outsider.pid()));
+    assert_eq!(e["syscall"], "ptrace");
+    // Its environment (the same check, through /proc) is refused too.
+    let environ = format!("/proc/{}/environ", outsider.pid());
+    let out = run(&s, &p, &[], &[&probe(), "read", &environ]);
+    assert!(out.probe_said().starts_with("err "), "{}", out.stdout);
+    assert!(
+        out.events.iter().any(|e| e["decision"] == "deny"),
+        "no event for {environ}:\n{}",
+        out.dump()
+    );
+}
+
+#[test]
+fn a_task_gets_nothing_from_the_control_socket_whatever_its_uid() {
+    if !require_root("a_task_gets_nothing_from_the_control_socket_whatever_its_uid") {
+        return;
+    }
+    let s = Scratch::new("control");
+    let d = Daemon::start(&s, "control", "");
+    let mut p = PolicyBuilder::default();
+    // Even a policy that lets the task reach the socket gives it nothing through it.
+    p.unix.push(d.socket());
+    p.read.push(format!("{}/", s.dir.display()));
+    d.policy("asker", &p);
+    d.cli(&["reload"]);
+    let requests = [
+        r#"{"op":"tasks","v":1}"#,
+        r#"{"op":"status","v":1}"#,
+        r#"{"op":"reload","v":1}"#,
+    ];
+    for request in requests {
+        let out = Command::new(enforcer())
+            .args(["run", "--task", "asker", "--socket", &d.socket(), "--"])
+            .args([&probe(), "ask", &d.socket(), request])
+            .output()
+            .expect("enforcer run");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            stdout.contains("permission denied: a process inside a task"),
+            "{request}: {stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(!stdout.contains("\"ok\":true"), "{stdout}");
+    }
+    let e: Value = d.wait_event("control", |e| e["op"] == "control");
+    assert_eq!(e["decision"], "deny");
+    assert_eq!(e["task"], "asker");
+    assert_eq!(e["target"], d.socket());
+    assert_eq!(e["request"], "tasks");
+    for name in ["status", "reload"] {
+        d.wait_event(name, |e| e["op"] == "control" && e["request"] == name);
+    }
+    let refused = d.events().iter().filter(|e| e["op"] == "control").count();
+    assert_eq!(refused, requests.len());
+    // The daemon still serves its admins.
+    let status = d.cli(&["status"]);
+    assert!(status.status.success(), "{status:?}");
+}

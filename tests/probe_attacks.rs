@@ -1,0 +1,109 @@
+//! The probe's attack subcommands: what a process inside a task would try to leave its
+//! envelope or reach outside it. Each prints the kernel's own answer, as the others do.
+use std::{
+    ffi::CString,
+    io::{self, BufRead as _, Write as _},
+    os::unix::net::UnixStream,
+};
+
+fn check(rc: libc::c_long) -> io::Result<libc::c_long> {
+    if rc < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(rc)
+    }
+}
+
+/// clone3(CLONE_INTO_CGROUP) into the cgroup directory `dir` (opened O_PATH, as an attacker
+/// would: no open check sees it). The child exits at once.
+pub fn clone3_into(dir: &str) -> io::Result<()> {
+    let path = CString::new(dir).map_err(io::Error::other)?;
+    // SAFETY: a plain open of a NUL-terminated path.
+    let fd = check(unsafe {
+        libc::open(
+            path.as_ptr(),
+            libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
+        )
+    } as libc::c_long)?;
+    #[repr(C)]
+    #[derive(Default)]
+    struct CloneArgs {
+        flags: u64,
+        pidfd: u64,
+        child_tid: u64,
+        parent_tid: u64,
+        exit_signal: u64,
+        stack: u64,
+        stack_size: u64,
+        tls: u64,
+        set_tid: u64,
+        set_tid_size: u64,
+        cgroup: u64,
+    }
+    const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+    let args = CloneArgs {
+        flags: CLONE_INTO_CGROUP,
+        exit_signal: libc::SIGCHLD as u64,
+        cgroup: fd as u64,
+        ..CloneArgs::default()
+    };
+    // SAFETY: clone3 without CLONE_VM: the child gets a copy of this address space and
+    // only calls _exit.
+    let pid = unsafe {
+        libc::syscall(
+            libc::SYS_clone3,
+            &args as *const CloneArgs,
+            std::mem::size_of::<CloneArgs>(),
+        )
+    };
+    if pid == 0 {
+        // SAFETY: the child leaves at once.
+        unsafe { libc::_exit(0) };
+    }
+    check(pid)?;
+    // SAFETY: reaping our own child.
+    unsafe { libc::waitpid(pid as i32, std::ptr::null_mut(), 0) };
+    Ok(())
+}
+
+/// Moves this process into the cgroup whose `cgroup.procs` is `procs`.
+pub fn cgroup_move(procs: &str) -> io::Result<()> {
+    let mut f = std::fs::OpenOptions::new().write(true).open(procs)?;
+    f.write_all(b"0")
+}
+
+/// kill(pid, sig).
+pub fn kill(pid: &str, sig: &str) -> io::Result<()> {
+    let pid: i32 = if pid == "ppid" {
+        // SAFETY: a plain syscall.
+        unsafe { libc::getppid() }
+    } else {
+        pid.parse().map_err(io::Error::other)?
+    };
+    let sig: i32 = sig.parse().map_err(io::Error::other)?;
+    // SAFETY: a plain syscall.
+    check(unsafe { libc::kill(pid, sig) } as libc::c_long).map(drop)
+}
+
+/// PTRACE_SEIZE of `pid` (detached again on success).
+pub fn ptrace(pid: &str) -> io::Result<()> {
+    let pid: i32 = pid.parse().map_err(io::Error::other)?;
+    // SAFETY: a plain syscall; a seized process is released at once.
+    unsafe {
+        check(libc::ptrace(libc::PTRACE_SEIZE, pid, 0, 0) as libc::c_long)?;
+        libc::ptrace(libc::PTRACE_DETACH, pid, 0, 0);
+    }
+    Ok(())
+}
+
+/// Sends one request line to a unix socket and prints the reply line after the verdict.
+pub fn ask(socket: &str, line: &str) -> io::Result<()> {
+    let mut s = UnixStream::connect(socket)?;
+    s.write_all(line.as_bytes())?;
+    s.write_all(b"\n")?;
+    let mut reply = String::new();
+    io::BufReader::new(s).read_line(&mut reply)?;
+    println!("ok");
+    println!("reply {}", reply.trim_end());
+    std::process::exit(0)
+}
