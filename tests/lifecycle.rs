@@ -102,7 +102,14 @@ fn nothing_is_left_behind() {
         !stale.exists(),
         "the stale cgroup of a killed enforcer is swept"
     );
-    // The background sleeper died with the task.
+    // The background sleeper died with the task, and task_end names it.
+    let killed = end["killed"].as_array().expect("task_end.killed");
+    assert!(
+        killed
+            .iter()
+            .any(|k| k["comm"] == "probe" && k["pid"].as_u64().is_some_and(|p| p > 0)),
+        "the killed sleeper is not named: {end}"
+    );
     let leftover = Command::new("pgrep")
         .args(["-f", &format!("{pr} sleep 60")])
         .output()

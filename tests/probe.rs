@@ -20,6 +20,7 @@ fn errno_name(e: i32) -> &'static str {
         libc::ECONNREFUSED => "ECONNREFUSED",
         libc::EXDEV => "EXDEV",
         libc::ENOSYS => "ENOSYS",
+        libc::EAFNOSUPPORT => "EAFNOSUPPORT",
         _ => "OTHER",
     }
 }
@@ -394,6 +395,8 @@ fn main() {
         "cgroup-move" => report(attacks::cgroup_move(arg(2))),
         "kill" => report(attacks::kill(arg(2), arg(3))),
         "ptrace" => report(attacks::ptrace(arg(2))),
+        "socket" => report(attacks::socket(arg(2), arg(3), arg(4))),
+        "ia32-open" => report(attacks::ia32_open(arg(2))),
         "ask" => report(attacks::ask(arg(2), arg(3))),
         "io-uring-open" => report(io_uring_open(arg(2))),
         "mmap-exec" => report(map_exec(arg(2), false)),

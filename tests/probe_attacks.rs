@@ -107,3 +107,56 @@ pub fn ask(socket: &str, line: &str) -> io::Result<()> {
     println!("reply {}", reply.trim_end());
     std::process::exit(0)
 }
+
+/// socket(family, type, protocol), by number; the socket is closed at once.
+pub fn socket(family: &str, kind: &str, protocol: &str) -> io::Result<()> {
+    let n = |s: &str| s.parse::<i32>().map_err(io::Error::other);
+    // SAFETY: a plain syscall; the fd is closed below.
+    let fd = check(unsafe { libc::socket(n(family)?, n(kind)?, n(protocol)?) } as libc::c_long)?;
+    // SAFETY: our own fd.
+    unsafe { libc::close(fd as i32) };
+    Ok(())
+}
+
+/// open(path, O_RDONLY) through the 32-bit syscall ABI (`int 0x80`, i386 number 5) from this
+/// 64-bit process: the fallback mode's tracepoints never see such a call, so the task's
+/// seccomp filter must refuse it. The path is copied below 4 GiB, where a 32-bit call can
+/// point.
+#[cfg(target_arch = "x86_64")]
+pub fn ia32_open(path: &str) -> io::Result<()> {
+    let bytes = CString::new(path).map_err(io::Error::other)?;
+    // SAFETY: a fresh private mapping below 4 GiB, written within its length, unmapped below.
+    unsafe {
+        let page = libc::mmap(
+            std::ptr::null_mut(),
+            4096,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_32BIT,
+            -1,
+            0,
+        );
+        if page == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        let src = bytes.as_bytes_with_nul();
+        std::ptr::copy_nonoverlapping(src.as_ptr(), page.cast::<u8>(), src.len().min(4096));
+        let ret: i32;
+        // i386 open(2): eax = 5, ebx = path, ecx = flags, edx = mode. rbx belongs to LLVM,
+        // so it is saved and restored around the call.
+        std::arch::asm!(
+            "xchg {path:r}, rbx",
+            "int 0x80",
+            "xchg {path:r}, rbx",
+            path = inout(reg) page as usize as u64 => _,
+            inlateout("eax") 5i32 => ret,
+            in("ecx") libc::O_RDONLY,
+            in("edx") 0,
+        );
+        libc::munmap(page, 4096);
+        if ret < 0 {
+            return Err(io::Error::from_raw_os_error(-ret));
+        }
+        libc::close(ret);
+    }
+    Ok(())
+}

@@ -357,6 +357,10 @@ pub mod event_kind {
     /// process_vm_readv/writev), refused; `count` is the target pid (or pidfd), `op` which
     /// ([`super::cross_op`]), `flags` the ptrace request.
     pub const PTRACE: u32 = 11;
+    /// A socket refused by the task's seccomp filter (`ret`: EPERM for ICMP "ping" sockets,
+    /// or raw ones the kernel refuses without CAP_NET_RAW; EAFNOSUPPORT for a family other
+    /// than unix, inet, inet6 and netlink).
+    pub const SOCKET: u32 = 12;
 }
 
 /// [`Event::decision`].
@@ -536,7 +540,7 @@ pub const LAYOUT: u64 = {
         task_flags::NO_TASK_KILL as u64,
         ENDED_BY_KILL,
         limit_kind::DENIALS as u64,
-        event_kind::PTRACE as u64,
+        event_kind::SOCKET as u64,
         cross_op::PROCESS_VM_WRITEV as u64,
         decision::OBSERVED as u64,
         enforced_by::SECCOMP as u64,
@@ -561,7 +565,7 @@ pub const LAYOUT: u64 = {
 };
 
 const _: () = assert!(
-    LAYOUT == 0xdbbe_33cb_bf0b_2171,
+    LAYOUT == 0x6daa_8be2_94fb_f562,
     "a layout shared through pinned maps changed: bump MAP_ABI and set the new LAYOUT here"
 );
 

@@ -129,3 +129,25 @@ pub fn sys_exit_cross(ctx: TracePointContext) -> u32 {
     count_denial(&task);
     0
 }
+
+const EAFNOSUPPORT: i64 = 97;
+
+/// socket(2) refused by the task's seccomp filter (ICMP sockets, other address families) or
+/// by the kernel (raw sockets without CAP_NET_RAW): seccomp skips the enter tracepoint, so the
+/// errno alone says which.
+#[tracepoint]
+pub fn sys_exit_socket(ctx: TracePointContext) -> u32 {
+    let Some(task) = task::current() else {
+        return 0;
+    };
+    let ret: i64 = arg(&ctx, 16);
+    if ret != -EPERM && ret != -EAFNOSUPPORT {
+        return 0;
+    }
+    events::emit(&task, event_kind::SOCKET, |ev| {
+        ev.decision = decision::DENY;
+        ev.ret = ret as i32;
+    });
+    count_denial(&task);
+    0
+}

@@ -133,9 +133,11 @@ pub const TRACEPOINTS: &[(&str, &str, &str)] = &[
     ("sys_exit_cross", "syscalls", "sys_exit_pidfd_getfd"),
     ("sys_exit_cross", "syscalls", "sys_exit_process_vm_readv"),
     ("sys_exit_cross", "syscalls", "sys_exit_process_vm_writev"),
+    ("sys_exit_socket", "syscalls", "sys_exit_socket"),
 ];
 
-/// The programs that report refused signals and traces of other processes, in both modes.
+/// The programs that report refused signals and traces of other processes, and refused
+/// sockets, in both modes.
 const CROSS_PROCESS_TRACEPOINTS: &[&str] = &[
     "sys_enter_kill",
     "sys_enter_tkill",
@@ -147,6 +149,7 @@ const CROSS_PROCESS_TRACEPOINTS: &[&str] = &[
     "sys_enter_process_vm_readv",
     "sys_enter_process_vm_writev",
     "sys_exit_cross",
+    "sys_exit_socket",
 ];
 
 /// The tracepoints still needed in lsm mode, where the LSM hooks decide and report opens and

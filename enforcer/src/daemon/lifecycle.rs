@@ -226,6 +226,7 @@ impl Core {
             ctx,
             ending: None,
             watch,
+            killed: Vec::new(),
         }
     }
 
@@ -237,8 +238,9 @@ impl Core {
         if task.ending.is_none() {
             task.ending = Some(why);
         }
-        if let Err(e) = task.cgroup.kill() {
-            eprintln!("enforcer: cannot kill task {task_id}: {e}");
+        match task.cgroup.kill_named() {
+            Ok(killed) => task.killed.extend(killed),
+            Err(e) => eprintln!("enforcer: cannot kill task {task_id}: {e}"),
         }
     }
 
@@ -268,6 +270,7 @@ impl Core {
             },
             "duration_ms": time::boot_ns().saturating_sub(s.started_boot_ns) / 1_000_000,
             "events_dropped": self.drops_seen,
+            "killed": task.killed,
             "cleanup": {
                 "cgroup": s.cgroup.display().to_string(),
                 "cgroup_removed": removed.is_ok(),

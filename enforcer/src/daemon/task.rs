@@ -27,6 +27,8 @@ pub struct Task {
     pub ending: Option<String>,
     /// The inotify watch on its `cgroup.events`.
     pub watch: Option<i32>,
+    /// Every process the daemon killed to end it, named in `task_end`.
+    pub killed: Vec<crate::kernel::cgroup::Killed>,
 }
 
 /// What survives a daemon restart (`<state_dir>/tasks/<task_id>.json`).

@@ -292,6 +292,7 @@ async fn run_task(req: RunRequest) -> Result<i32, RunError> {
     // SAFETY: the ring buffer owns its map fd, which stays open until the AsyncFd is dropped.
     let mut ring = unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }
         .map_err(|e| setup_err("ring buffer")(e.to_string()))?;
+    let mut killed = Vec::new();
     let (status_code, exit_detail, monitor_end, drops) = match spawned {
         Ok(mut child) => {
             let pid = child.id().unwrap_or(0);
@@ -299,13 +300,16 @@ async fn run_task(req: RunRequest) -> Result<i32, RunError> {
             let mut monitor = monitor::Monitor::new(&ctx, policy, &mut writer, cgroup, &maps, pid);
             let status = monitor.run(&mut child, &mut ring, deadline).await;
             // The command is gone: nothing else of the task may outlive it.
-            if cgroup.populated() {
-                let _ = cgroup.kill();
+            if cgroup.populated()
+                && let Ok(left) = cgroup.kill_named()
+            {
+                monitor.killed.extend(left);
             }
             cgroup.wait_empty(Duration::from_secs(5));
             monitor.drain(ring.get_mut());
             let ended = monitor.ended_by.clone();
             let drops = monitor.drops();
+            killed = std::mem::take(&mut monitor.killed);
             match status {
                 Ok(s) => {
                     use std::os::unix::process::ExitStatusExt as _;
@@ -377,6 +381,7 @@ async fn run_task(req: RunRequest) -> Result<i32, RunError> {
             }),
         );
         obj.insert("events_dropped".into(), json!(drops));
+        obj.insert("killed".into(), json!(killed));
         obj.insert("programs".into(), bpf::program_stats(&ebpf));
         obj.insert(
             "duration_ms".into(),

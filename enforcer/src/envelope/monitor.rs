@@ -21,7 +21,7 @@ use crate::{
         Emitter, decode,
         record::{Record, TaskContext, from_kernel},
     },
-    kernel::cgroup::TaskCgroup,
+    kernel::cgroup::{Killed, TaskCgroup},
     policy::Policy,
 };
 
@@ -34,6 +34,8 @@ pub struct Monitor<'a> {
     pub child_pid: u32,
     /// Why the task was ended early, if it was.
     pub ended_by: Option<String>,
+    /// Every process the enforcer killed, named in `task_end`.
+    pub killed: Vec<Killed>,
     drops_seen: u64,
 }
 
@@ -62,6 +64,7 @@ impl<'a> Monitor<'a> {
             maps,
             child_pid,
             ended_by: None,
+            killed: Vec::new(),
             drops_seen: 0,
         }
     }
@@ -70,8 +73,9 @@ impl<'a> Monitor<'a> {
         if self.ended_by.is_none() {
             self.ended_by = Some(why);
         }
-        if let Err(e) = self.cgroup.kill() {
-            eprintln!("enforcer: cannot kill the task: {e}");
+        match self.cgroup.kill_named() {
+            Ok(killed) => self.killed.extend(killed),
+            Err(e) => eprintln!("enforcer: cannot kill the task: {e}"),
         }
     }
 

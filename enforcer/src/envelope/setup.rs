@@ -213,6 +213,14 @@ pub fn mode_gaps(policy: &Policy, probe: &Probe) -> Vec<String> {
         .iter()
         .any(|r| r.section == policy::Section::NetworkUnix);
     if probe.lsm_mode() {
+        if policy.mode == policy::Mode::Enforce {
+            gaps.push(
+                "opens of another process's /proc/<pid> entries (environ, mem): refused; \
+                 without an event when the kernel's own ptrace check decides before the BPF \
+                 LSM (a target with capabilities the task lacks, or Landlock's scoping)"
+                    .to_owned(),
+            );
+        }
         if probe.landlock_abi < 6 {
             gaps.push(
                 "abstract unix sockets: not restricted (Landlock scoping needs ABI 6; this \
@@ -228,6 +236,13 @@ pub fn mode_gaps(policy: &Policy, probe: &Probe) -> Vec<String> {
              fallback mode"
                 .to_owned(),
         );
+    }
+    if policy.mode == policy::Mode::Enforce && probe.landlock_abi < 6 {
+        gaps.push(format!(
+            "signals to processes outside the task: not restricted in fallback mode (Landlock \
+             scopes them from ABI 6; this kernel has {}); ptrace of them is refused",
+            probe.landlock_abi
+        ));
     }
     let why = probe.fallback_reason().unwrap_or_default();
     gaps.push(format!(

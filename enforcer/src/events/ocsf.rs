@@ -30,6 +30,7 @@ fn class_and_activity(r: &Record) -> (u32, u32) {
         "sendmsg" => (4001, 6),             // Network Activity: Traffic
         "io_uring" => (1003, 4),            // Kernel Activity: Invoke
         "signal" => (1007, 99),             // Process Activity: Other
+        "socket" => (4001, 5),              // Network Activity: Refuse
         "ptrace" => (1007, 4),              // Process Activity: Inject
         "events_dropped" => (1008, 99),     // Event Log Activity: Other
         // The daemon itself: Application Lifecycle (Start, Stop, Update, Other).
@@ -334,6 +335,7 @@ pub(crate) mod tests {
                 99,
             ),
             (record("signal", "deny", "pid 1"), 1007, 99),
+            (record("socket", "deny", "address family"), 4001, 5),
             (record("ptrace", "deny", "pid 1"), 1007, 4),
         ];
         for (i, (r, class, activity)) in cases.iter().enumerate() {

@@ -378,13 +378,41 @@ pub fn from_kernel(ev: &Event, ctx: &TaskContext, policy: &Policy) -> Option<Rec
             record.rule = "another process outside the task: no task process may signal, \
                            trace or read it"
                 .into();
-            record.enforced_by = if ctx.mode == "lsm" { "lsm" } else { "landlock" };
+            record.enforced_by = if ev.enforced_by == enforced_by::LSM {
+                "lsm"
+            } else {
+                "landlock"
+            };
+            if ev.decision == decision::AUDIT {
+                record.decision = "audit";
+                record.enforced_by = "none";
+            }
             details.insert("syscall".into(), json!(syscall));
             if ev.kind == event_kind::SIGNAL {
                 details.insert("signal".into(), json!(ev.flags));
             } else if op == cross_op::PTRACE {
                 details.insert("request".into(), json!(ev.flags));
             }
+        }
+        event_kind::SOCKET => {
+            record.op = "socket";
+            record.access = "connect";
+            let icmp = ev.ret == -libc::EPERM;
+            record.target = if icmp {
+                "icmp or raw socket".into()
+            } else {
+                "address family".into()
+            };
+            record.rule = if icmp {
+                "ICMP (ping) sockets are refused to tasks (seccomp), raw ones need \
+                 CAP_NET_RAW (kernel)"
+                    .into()
+            } else {
+                "address families other than unix, inet, inet6 and netlink are refused to \
+                 tasks (seccomp)"
+                    .into()
+            };
+            record.enforced_by = "seccomp";
         }
         event_kind::LIMIT => {
             record.op = "limit";
@@ -425,7 +453,8 @@ fn cross_op_name(op: u32) -> (u32, &'static str, bool) {
         cross_op::PIDFD_GETFD => ("pidfd_getfd", true),
         cross_op::PROCESS_VM_READV => ("process_vm_readv", false),
         cross_op::PROCESS_VM_WRITEV => ("process_vm_writev", false),
-        _ => ("unknown", false),
+        // Refused by the lsm hook outside those syscalls: /proc/<pid>/environ, mem, ...
+        _ => ("access check (e.g. /proc/<pid>/environ)", false),
     };
     (op, name, by_fd)
 }

@@ -8,6 +8,13 @@ use std::{
     time::{Duration, Instant},
 };
 
+/// A process the enforcer killed when it ended a task.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Killed {
+    pub pid: u32,
+    pub comm: String,
+}
+
 /// Name of the directory the enforcer owns under the cgroup2 mount.
 pub const ROOT_NAME: &str = "enforcer";
 
@@ -179,6 +186,23 @@ impl TaskCgroup {
         fs::read_to_string(self.path.join("cgroup.events"))
             .map(|s| s.lines().any(|l| l == "populated 1"))
             .unwrap_or(false)
+    }
+
+    /// Kills every process of the task, like [`Self::kill`], and names the ones that were
+    /// there (pid and comm) for `task_end`.
+    pub fn kill_named(&self) -> Result<Vec<Killed>, CgroupError> {
+        let killed = self
+            .pids()
+            .into_iter()
+            .map(|pid| Killed {
+                pid,
+                comm: fs::read_to_string(format!("/proc/{pid}/comm"))
+                    .map(|c| c.trim_end().to_owned())
+                    .unwrap_or_default(),
+            })
+            .collect();
+        self.kill()?;
+        Ok(killed)
     }
 
     /// Kills every process of the task (cgroup.kill; SIGKILL to each pid on older kernels).

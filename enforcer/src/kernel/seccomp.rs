@@ -1,59 +1,179 @@
 //! The classic-BPF seccomp filter every task runs under:
+//! - Only the native syscall ABI: a 64-bit process can still make 32-bit (`int 0x80`) or x32
+//!   syscalls, which the per-syscall tracepoints of the fallback mode never see (the kernel
+//!   does not trace compat syscalls there); they answer ENOSYS.
 //! - `clone3` answers ENOSYS: its `CLONE_INTO_CGROUP` starts a child straight in another cgroup
 //!   (an `O_PATH` descriptor of the target is enough), outside every envelope, and seccomp
 //!   cannot read the flags, which clone3 passes in memory. C libraries fall back to `clone`,
 //!   which cannot choose a cgroup. Container runtimes refuse clone3 the same way.
+//! - `socket` is refused for ICMP ("ping" sockets, EPERM: they carry any payload to any address
+//!   and no sock_addr program sees their sends) and for every address family but unix, inet,
+//!   inet6 and netlink (EAFNOSUPPORT: vsock, packet, bluetooth, ... are seen by no hook).
 //! - io_uring answers EPERM unless the policy allows it: the syscall tracepoints of the
 //!   fallback mode cannot see operations submitted through a ring.
 
 /// io_uring_setup, io_uring_enter, io_uring_register: the same numbers on every architecture
-/// (they postdate the unified syscall table), and with the x32 bit on x86_64.
+/// (they postdate the unified syscall table).
 const IO_URING: [u32; 3] = [425, 426, 427];
 /// clone3, from the unified table too.
 const CLONE3: u32 = 435;
+#[cfg(target_arch = "x86_64")]
+const SOCKET: u32 = 41;
+#[cfg(target_arch = "aarch64")]
+const SOCKET: u32 = 198;
+#[cfg(target_arch = "x86_64")]
+const NATIVE_ARCH: u32 = 0xc000_003e; // AUDIT_ARCH_X86_64
+#[cfg(target_arch = "aarch64")]
+const NATIVE_ARCH: u32 = 0xc000_00b7; // AUDIT_ARCH_AARCH64
+/// x32 syscalls are the native numbers with this bit (x86_64 only; harmless elsewhere).
 const X32_BIT: u32 = 0x4000_0000;
+
+/// Address families a task may open sockets of.
+const ALLOWED_FAMILIES: [u32; 4] = [
+    libc::AF_UNIX as u32,
+    libc::AF_INET as u32,
+    libc::AF_INET6 as u32,
+    libc::AF_NETLINK as u32,
+];
+const PING_PROTOCOLS: [u32; 2] = [libc::IPPROTO_ICMP as u32, libc::IPPROTO_ICMPV6 as u32];
 
 const BPF_LD_W_ABS: u16 = 0x20;
 const BPF_JEQ_K: u16 = 0x15;
+const BPF_JGE_K: u16 = 0x35;
+const BPF_JA: u16 = 0x05;
 const BPF_RET_K: u16 = 0x06;
 const RET_ALLOW: u32 = 0x7fff_0000;
 const RET_ERRNO: u32 = 0x0005_0000;
-/// offsetof(struct seccomp_data, nr)
+/// Offsets in struct seccomp_data: nr, arch, then args[6] of 8 bytes (low half first).
 const NR_OFFSET: u32 = 0;
+const ARCH_OFFSET: u32 = 4;
+const ARG0_LOW: u32 = 16;
+const ARG2_LOW: u32 = 32;
 
-/// The filter's instructions: clone3 refused with ENOSYS, and io_uring with EPERM when
+/// Where a jump goes: the next instruction, or a labelled one.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum To {
+    Next,
+    Label(Label),
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Label {
+    Allow,
+    Eperm,
+    Enosys,
+    Eafnosupport,
+    SocketProtocol,
+}
+
+enum Op {
+    Load(u32),
+    Jump { code: u16, k: u32, yes: To, no: To },
+    Always(Label),
+    Mark(Label),
+    Ret(u32),
+}
+
+/// Resolves labels into relative jumps.
+fn assemble(ops: &[Op]) -> Vec<libc::sock_filter> {
+    let ins = |code, jt, jf, k| libc::sock_filter { code, jt, jf, k };
+    // Instruction index of each label (marks emit nothing).
+    let mut at = Vec::new();
+    let mut n = 0usize;
+    for op in ops {
+        match op {
+            Op::Mark(l) => at.push((*l, n)),
+            _ => n += 1,
+        }
+    }
+    let find = |l: Label| at.iter().find(|(m, _)| *m == l).map(|(_, i)| *i);
+    let mut out = Vec::with_capacity(n);
+    for op in ops {
+        let here = out.len();
+        let rel = |to: To| -> u32 {
+            match to {
+                To::Next => 0,
+                To::Label(l) => (find(l).expect("label placed") - here - 1) as u32,
+            }
+        };
+        match op {
+            Op::Load(off) => out.push(ins(BPF_LD_W_ABS, 0, 0, *off)),
+            Op::Jump { code, k, yes, no } => {
+                let (jt, jf) = (rel(*yes), rel(*no));
+                assert!(jt < 256 && jf < 256, "seccomp jump too far");
+                out.push(ins(*code, jt as u8, jf as u8, *k));
+            }
+            Op::Always(l) => out.push(ins(BPF_JA, 0, 0, rel(To::Label(*l)))),
+            Op::Mark(_) => {}
+            Op::Ret(v) => out.push(ins(BPF_RET_K, 0, 0, *v)),
+        }
+    }
+    out
+}
+
+/// The filter's instructions (see the module documentation); io_uring is refused when
 /// `refuse_io_uring`.
 pub fn task_filter(refuse_io_uring: bool) -> Vec<libc::sock_filter> {
-    let ins = |code, jt, jf, k| libc::sock_filter { code, jt, jf, k };
-    let with_x32 = |nrs: &[u32]| -> Vec<u32> {
-        nrs.iter()
-            .copied()
-            .chain(nrs.iter().map(|n| n | X32_BIT))
-            .collect()
+    use Label::*;
+    let eq = |k, yes| Op::Jump {
+        code: BPF_JEQ_K,
+        k,
+        yes: To::Label(yes),
+        no: To::Next,
     };
-    let enosys = with_x32(&[CLONE3]);
-    let eperm = if refuse_io_uring {
-        with_x32(&IO_URING)
-    } else {
-        Vec::new()
-    };
-    // Layout: load nr; one compare per number; allow; return EPERM; return ENOSYS.
-    let mut prog = vec![ins(BPF_LD_W_ABS, 0, 0, NR_OFFSET)];
-    let total = enosys.len() + eperm.len();
-    for (i, nr) in eperm.iter().chain(enosys.iter()).enumerate() {
-        // From compare i, the instructions to skip to reach the allow return are total-i-1.
-        let to_allow = (total - i - 1) as u8;
-        let target = if i < eperm.len() {
-            to_allow + 1
-        } else {
-            to_allow + 2
-        };
-        prog.push(ins(BPF_JEQ_K, target, 0, *nr));
+    let mut ops = vec![
+        Op::Load(ARCH_OFFSET),
+        Op::Jump {
+            code: BPF_JEQ_K,
+            k: NATIVE_ARCH,
+            yes: To::Next,
+            no: To::Label(Enosys),
+        },
+        Op::Load(NR_OFFSET),
+    ];
+    if cfg!(target_arch = "x86_64") {
+        ops.push(Op::Jump {
+            code: BPF_JGE_K,
+            k: X32_BIT,
+            yes: To::Label(Enosys),
+            no: To::Next,
+        });
     }
-    prog.push(ins(BPF_RET_K, 0, 0, RET_ALLOW));
-    prog.push(ins(BPF_RET_K, 0, 0, RET_ERRNO | libc::EPERM as u32));
-    prog.push(ins(BPF_RET_K, 0, 0, RET_ERRNO | libc::ENOSYS as u32));
-    prog
+    if refuse_io_uring {
+        ops.extend(IO_URING.iter().map(|nr| eq(*nr, Eperm)));
+    }
+    ops.push(eq(CLONE3, Enosys));
+    ops.push(Op::Jump {
+        code: BPF_JEQ_K,
+        k: SOCKET,
+        yes: To::Next,
+        no: To::Label(Allow),
+    });
+    // socket(domain, type, protocol)
+    ops.push(Op::Load(ARG0_LOW));
+    for family in ALLOWED_FAMILIES {
+        let next = if family == libc::AF_INET as u32 || family == libc::AF_INET6 as u32 {
+            SocketProtocol
+        } else {
+            Allow
+        };
+        ops.push(eq(family, next));
+    }
+    ops.push(Op::Always(Eafnosupport));
+    ops.push(Op::Mark(SocketProtocol));
+    ops.push(Op::Load(ARG2_LOW));
+    ops.extend(PING_PROTOCOLS.iter().map(|p| eq(*p, Eperm)));
+    ops.extend([
+        Op::Mark(Allow),
+        Op::Ret(RET_ALLOW),
+        Op::Mark(Eperm),
+        Op::Ret(RET_ERRNO | libc::EPERM as u32),
+        Op::Mark(Enosys),
+        Op::Ret(RET_ERRNO | libc::ENOSYS as u32),
+        Op::Mark(Eafnosupport),
+        Op::Ret(RET_ERRNO | libc::EAFNOSUPPORT as u32),
+    ]);
+    assemble(&ops)
 }
 
 /// Installs `filter` on the calling thread. Async-signal-safe; needs no_new_privs first.
@@ -83,17 +203,26 @@ pub unsafe fn install(filter: &[libc::sock_filter]) -> std::io::Result<()> {
 mod tests {
     use super::*;
 
-    /// Runs the filter the way the kernel would, for a syscall number.
-    fn run(prog: &[libc::sock_filter], nr: u32) -> u32 {
+    /// Runs the filter the way the kernel would, for a syscall (arch, nr, args).
+    fn run_with(prog: &[libc::sock_filter], arch: u32, nr: u32, args: [u32; 3]) -> u32 {
         let mut acc = 0;
         let mut pc = 0;
         loop {
             let i = prog[pc];
             match i.code {
-                BPF_LD_W_ABS => acc = nr,
-                BPF_JEQ_K => {
-                    pc += usize::from(if acc == i.k { i.jt } else { i.jf });
+                BPF_LD_W_ABS => {
+                    acc = match i.k {
+                        NR_OFFSET => nr,
+                        ARCH_OFFSET => arch,
+                        ARG0_LOW => args[0],
+                        24 => args[1],
+                        ARG2_LOW => args[2],
+                        k => panic!("load at {k}"),
+                    }
                 }
+                BPF_JEQ_K => pc += usize::from(if acc == i.k { i.jt } else { i.jf }),
+                BPF_JGE_K => pc += usize::from(if acc >= i.k { i.jt } else { i.jf }),
+                BPF_JA => pc += i.k as usize,
                 BPF_RET_K => return i.k,
                 _ => panic!("unexpected instruction"),
             }
@@ -101,18 +230,21 @@ mod tests {
         }
     }
 
+    fn run(prog: &[libc::sock_filter], nr: u32) -> u32 {
+        run_with(prog, NATIVE_ARCH, nr, [0; 3])
+    }
+
     const EPERM: u32 = RET_ERRNO | libc::EPERM as u32;
     const ENOSYS: u32 = RET_ERRNO | libc::ENOSYS as u32;
+    const EAFNOSUPPORT: u32 = RET_ERRNO | libc::EAFNOSUPPORT as u32;
 
     #[test]
     fn refuses_io_uring_and_clone3_and_nothing_else() {
         let prog = task_filter(true);
         for nr in IO_URING {
             assert_eq!(run(&prog, nr), EPERM);
-            assert_eq!(run(&prog, nr | X32_BIT), EPERM);
         }
         assert_eq!(run(&prog, CLONE3), ENOSYS);
-        assert_eq!(run(&prog, CLONE3 | X32_BIT), ENOSYS);
         for nr in [0, 1, 2, 56, 57, 58, 59, 257, 424, 428, 434, 436, 437] {
             assert_eq!(run(&prog, nr), RET_ALLOW, "syscall {nr}");
         }
@@ -126,5 +258,53 @@ mod tests {
         }
         assert_eq!(run(&prog, CLONE3), ENOSYS);
         assert_eq!(run(&prog, 56), RET_ALLOW, "clone itself");
+    }
+
+    #[test]
+    fn only_the_native_abi_is_allowed() {
+        let prog = task_filter(true);
+        const AUDIT_ARCH_I386: u32 = 0x4000_0003;
+        for nr in [2, 5, 11, 102, 359] {
+            assert_eq!(run_with(&prog, AUDIT_ARCH_I386, nr, [0; 3]), ENOSYS);
+        }
+        if cfg!(target_arch = "x86_64") {
+            assert_eq!(run(&prog, 257 | X32_BIT), ENOSYS, "x32 openat");
+            assert_eq!(run(&prog, CLONE3 | X32_BIT), ENOSYS);
+        }
+    }
+
+    #[test]
+    fn sockets_of_other_families_and_ping_sockets_are_refused() {
+        let prog = task_filter(true);
+        let sock = |family: i32, kind: i32, proto: i32| {
+            run_with(
+                &prog,
+                NATIVE_ARCH,
+                SOCKET,
+                [family as u32, kind as u32, proto as u32],
+            )
+        };
+        assert_eq!(sock(libc::AF_INET, libc::SOCK_STREAM, 0), RET_ALLOW);
+        assert_eq!(
+            sock(libc::AF_INET, libc::SOCK_DGRAM, libc::IPPROTO_UDP),
+            RET_ALLOW
+        );
+        assert_eq!(
+            sock(libc::AF_INET6, libc::SOCK_STREAM, libc::IPPROTO_TCP),
+            RET_ALLOW
+        );
+        assert_eq!(sock(libc::AF_UNIX, libc::SOCK_STREAM, 0), RET_ALLOW);
+        assert_eq!(sock(libc::AF_NETLINK, libc::SOCK_RAW, 0), RET_ALLOW);
+        assert_eq!(
+            sock(libc::AF_INET, libc::SOCK_DGRAM, libc::IPPROTO_ICMP),
+            EPERM
+        );
+        assert_eq!(
+            sock(libc::AF_INET6, libc::SOCK_DGRAM, libc::IPPROTO_ICMPV6),
+            EPERM
+        );
+        assert_eq!(sock(libc::AF_VSOCK, libc::SOCK_STREAM, 0), EAFNOSUPPORT);
+        assert_eq!(sock(libc::AF_PACKET, libc::SOCK_RAW, 0), EAFNOSUPPORT);
+        assert_eq!(sock(libc::AF_BLUETOOTH, libc::SOCK_STREAM, 0), EAFNOSUPPORT);
     }
 }

@@ -42,6 +42,20 @@ pub fn protected_overlap(pattern: &PathPattern) -> Option<&'static str> {
     })
 }
 
+/// Whether an exec rule names an ELF interpreter (the dynamic loader) itself: allowing it
+/// would let the task run any readable file as `ld.so FILE`, which in fallback mode equals
+/// allowing every program. The loader is allowed implicitly as the loader of allowed programs.
+pub fn is_elf_interpreter(pattern: &PathPattern) -> bool {
+    if pattern.dir {
+        return false;
+    }
+    let name = pattern.path.rsplit('/').next().unwrap_or("");
+    name == "ld.so"
+        || name.starts_with("ld-linux")
+        || name.starts_with("ld-musl-")
+        || (name.starts_with("ld-") && name.contains(".so"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -49,6 +63,28 @@ mod tests {
 
     fn p(s: &str) -> PathPattern {
         parse_path(s).unwrap()
+    }
+
+    #[test]
+    fn elf_interpreters_are_recognised() {
+        for s in [
+            "/lib64/ld-linux-x86-64.so.2",
+            "/usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2",
+            "/lib/ld-linux-aarch64.so.1",
+            "/lib/ld-musl-x86_64.so.1",
+            "/usr/lib/ld-2.36.so",
+        ] {
+            assert!(is_elf_interpreter(&p(s)), "{s}");
+        }
+        for s in [
+            "/usr/bin/ld",
+            "/usr/bin/ldd",
+            "/lib64/",
+            "/usr/lib/libld.so",
+            "/usr/bin/git",
+        ] {
+            assert!(!is_elf_interpreter(&p(s)), "{s}");
+        }
     }
 
     #[test]

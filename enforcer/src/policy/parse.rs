@@ -235,6 +235,14 @@ fn guard_path(
              one directory would cover the whole of {tree}; pass a narrower --var value"
         ));
     }
+    if section == Section::ExecAllow && guard::is_elf_interpreter(&path) {
+        return Err(format!(
+            "\"{}\" is the ELF interpreter: allowing it would let the task run any readable \
+             file through it (`ld.so FILE`); list the programs instead (the loader is allowed \
+             as the loader of every allowed program)",
+            path.path
+        ));
+    }
     if section == Section::FilesWrite
         && mode == Mode::Enforce
         && let Some(tree) = guard::protected_overlap(&path)
