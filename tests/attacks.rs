@@ -391,3 +391,41 @@ fn syscalls_of_another_abi_are_refused() {
     let out = run(&s, &p, &[], &[&probe(), "read", &file]);
     said(&out, "ok");
 }
+
+#[test]
+fn a_program_with_no_name_is_never_run() {
+    if !require_root("a_program_with_no_name_is_never_run") {
+        return;
+    }
+    let s = Scratch::new("memfd");
+    let mut p = PolicyBuilder::default();
+    // The probe may read its own binary (to copy it into the memfd) and run it by name.
+    let me = probe();
+    p.read.push(me.clone());
+    let out = run(
+        &s,
+        &p,
+        &[],
+        &[&me, "memfd-exec", &me, "read", "/etc/hostname"],
+    );
+    let rule = "a program with no name on any filesystem";
+    if mode().is_lsm() {
+        said(&out, "err EPERM (1)");
+        let e = out
+            .events("exec", "deny")
+            .into_iter()
+            .find(|e| e["rule"].as_str().is_some_and(|r| r.starts_with(rule)))
+            .unwrap_or_else(|| panic!("no nameless exec deny:\n{}", out.dump()));
+        assert_eq!(e["enforced_by"], "lsm");
+    } else {
+        // Landlock lets a memfd through; the exec tracepoint kills it before it runs.
+        assert_eq!(out.code, Some(137), "{}\n{}", out.stdout, out.dump());
+        assert!(out.stdout.is_empty(), "the payload ran: {}", out.stdout);
+        let e = out
+            .events("exec", "kill")
+            .into_iter()
+            .find(|e| e["rule"].as_str().is_some_and(|r| r.starts_with(rule)))
+            .unwrap_or_else(|| panic!("no nameless exec kill:\n{}", out.dump()));
+        assert_eq!(e["target"], "/dev/fd/3");
+    }
+}

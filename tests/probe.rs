@@ -397,6 +397,7 @@ fn main() {
         "ptrace" => report(attacks::ptrace(arg(2))),
         "socket" => report(attacks::socket(arg(2), arg(3), arg(4))),
         "ia32-open" => report(attacks::ia32_open(arg(2))),
+        "memfd-exec" => report(attacks::memfd_exec(arg(2), &args[3..])),
         "ask" => report(attacks::ask(arg(2), arg(3))),
         "io-uring-open" => report(io_uring_open(arg(2))),
         "mmap-exec" => report(map_exec(arg(2), false)),

@@ -160,3 +160,41 @@ pub fn ia32_open(path: &str) -> io::Result<()> {
     }
     Ok(())
 }
+
+/// Copies `program` into an anonymous file (memfd_create) and executes that file by its
+/// descriptor (execveat with AT_EMPTY_PATH): a program with no name on any filesystem.
+pub fn memfd_exec(program: &str, args: &[String]) -> io::Result<()> {
+    let bytes = std::fs::read(program)?;
+    let name = CString::new("payload").map_err(io::Error::other)?;
+    // SAFETY: plain syscalls on our own buffers; on success execveat does not return.
+    unsafe {
+        let fd = check(libc::memfd_create(name.as_ptr(), 0) as libc::c_long)? as i32;
+        let mut written = 0;
+        while written < bytes.len() {
+            let n = check(
+                libc::write(fd, bytes[written..].as_ptr().cast(), bytes.len() - written)
+                    as libc::c_long,
+            )?;
+            written += n as usize;
+        }
+        let argv0 = CString::new(program).map_err(io::Error::other)?;
+        let rest: Vec<CString> = args
+            .iter()
+            .map(|a| CString::new(a.as_str()).map_err(io::Error::other))
+            .collect::<io::Result<_>>()?;
+        let mut argv: Vec<*const libc::c_char> = vec![argv0.as_ptr()];
+        argv.extend(rest.iter().map(|a| a.as_ptr()));
+        argv.push(std::ptr::null());
+        let envp: [*const libc::c_char; 1] = [std::ptr::null()];
+        let empty = CString::new("").map_err(io::Error::other)?;
+        libc::syscall(
+            libc::SYS_execveat,
+            fd,
+            empty.as_ptr(),
+            argv.as_ptr(),
+            envp.as_ptr(),
+            libc::AT_EMPTY_PATH,
+        );
+        Err(io::Error::last_os_error())
+    }
+}

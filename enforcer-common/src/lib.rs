@@ -330,7 +330,8 @@ pub struct KernelOffsets {
     pub kernfs_node_id: u32,
     /// `task_struct.tgid`, to name that process in events.
     pub task_tgid: u32,
-    pub _reserved: u32,
+    /// `inode.i_nlink`: 0 for a file with no name (memfd, unlinked), which no rule can allow.
+    pub inode_nlink: u32,
     /// Non-zero once userspace filled the offsets; the programs check nothing until then.
     pub valid: u32,
 }
@@ -432,6 +433,9 @@ pub const RULE_DEFAULT_DENY: u32 = u32::MAX;
 pub const RULE_NO_TASK: u32 = u32::MAX - 1;
 /// Rule id meaning "the task is being ended (a limit or a violation)".
 pub const RULE_TASK_ENDED: u32 = u32::MAX - 2;
+/// Rule id meaning "a program with no name on any filesystem (memfd, unlinked file): no rule
+/// can allow it".
+pub const RULE_NAMELESS_EXEC: u32 = u32::MAX - 3;
 
 const _: () = {
     assert!(size_of::<TaskEntry>() == 16);
@@ -508,7 +512,7 @@ pub const MAP_ABI: u32 = 3;
 
 /// The sizes, offsets and values the pinned maps depend on, folded with FNV-1a.
 pub const LAYOUT: u64 = {
-    let parts: [u64; 45] = [
+    let parts: [u64; 46] = [
         size_of::<TaskEntry>() as u64,
         offset_of!(TaskEntry, generation) as u64,
         offset_of!(TaskEntry, flags) as u64,
@@ -550,6 +554,7 @@ pub const LAYOUT: u64 = {
         RULE_DEFAULT_DENY as u64,
         RULE_NO_TASK as u64,
         RULE_TASK_ENDED as u64,
+        RULE_NAMELESS_EXEC as u64,
         NET_KEY_FIXED_BITS as u64,
         PATH_KEY_FIXED_BITS as u64,
         root_scope::FAIL_CLOSED_LSM as u64,
@@ -565,7 +570,7 @@ pub const LAYOUT: u64 = {
 };
 
 const _: () = assert!(
-    LAYOUT == 0x6daa_8be2_94fb_f562,
+    LAYOUT == 0xf62d_b199_62de_f9e4,
     "a layout shared through pinned maps changed: bump MAP_ABI and set the new LAYOUT here"
 );
 

@@ -5,7 +5,9 @@ use aya_ebpf::{
     EbpfContext as _, helpers::bpf_probe_read_kernel_str_bytes, macros::tracepoint,
     programs::TracePointContext,
 };
-use enforcer_common::{Event, PendingOp, decision, event_kind, task_flags};
+use enforcer_common::{
+    Event, PendingOp, RULE_NAMELESS_EXEC, decision, enforced_by, event_kind, task_flags,
+};
 
 use crate::{
     events,
@@ -77,10 +79,43 @@ pub fn sched_process_exec(ctx: TracePointContext) -> u32 {
     let loc: u32 = arg(&ctx, 8);
     let filename = ctx.as_ptr() as u64 + u64::from(loc & 0xffff);
     let fill_path = |ev: &mut Event| {
+        // The path as given to exec: a relative one is resolved from the cwd.
+        ev.dirfd = AT_FDCWD;
         // SAFETY: the offset comes from the record itself and points inside it.
         let _ = unsafe { bpf_probe_read_kernel_str_bytes(filename as *const u8, &mut ev.path) };
     };
-    let op = PendingOp::default();
+    // A memfd or an unlinked file run by its descriptor: Landlock lets it through (it has no
+    // place in the file tree), so it dies here, before its first instruction.
+    if let Some(o) = kernel::resolved()
+        && let Some(file) = kernel::exe_file(&o)
+        && kernel::nameless(&o, file)
+    {
+        let audit = task.has(task_flags::AUDIT);
+        if !audit {
+            kill_current();
+            task::end_after_kill(&task);
+        }
+        events::emit_urgent(&task, event_kind::EXEC, |ev| {
+            ev.decision = if audit {
+                decision::AUDIT
+            } else {
+                decision::KILL
+            };
+            ev.enforced_by = if audit {
+                enforced_by::NONE
+            } else {
+                enforced_by::KILL
+            };
+            ev.rule_id = RULE_NAMELESS_EXEC;
+            fill_path(ev);
+        });
+        files::count_denial(&task);
+        return 0;
+    }
+    let op = PendingOp {
+        dirfd: AT_FDCWD,
+        ..PendingOp::default()
+    };
     if (task.has(task_flags::DENY_INODES) || task.has(task_flags::EXEC_IDENTITIES))
         && let Some(o) = kernel::resolved()
         && let Some(file) = kernel::exe_file(&o)

@@ -43,7 +43,7 @@ static KERNEL_OFFSETS: KernelOffsets = KernelOffsets {
     cgroup_kn: 0,
     kernfs_node_id: 0,
     task_tgid: 0,
-    _reserved: 0,
+    inode_nlink: 0,
     valid: 0,
 };
 
@@ -163,4 +163,12 @@ pub fn cgroup_id_of(o: &KernelOffsets, task: u64) -> Option<u64> {
     let cgroup: u64 = read(cset, o.css_set_dfl_cgrp)?;
     let kn: u64 = read(cgroup, o.cgroup_kn)?;
     read(kn, o.kernfs_node_id)
+}
+
+/// Whether `file` has no name on any filesystem (a memfd, an unlinked file): its inode has no
+/// links. No path rule can allow running such a file.
+#[inline(always)]
+pub fn nameless(o: &KernelOffsets, file: u64) -> bool {
+    let inode: u64 = read(file, o.file_inode).unwrap_or(0);
+    read::<u32>(inode, o.inode_nlink) == Some(0)
 }

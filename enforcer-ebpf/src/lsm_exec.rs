@@ -1,7 +1,8 @@
 //! lsm mode, exec: `bprm_check_security` runs for the program and again for each interpreter
-//! (a script's `#!` line), so both must be allowed to execute.
+//! (a script's `#!` line), so both must be allowed to execute. A program with no name (a
+//! memfd, an unlinked file) is refused whatever the rules say.
 use aya_ebpf::{macros::lsm, programs::LsmContext};
-use enforcer_common::{access, event_kind};
+use enforcer_common::{RULE_NAMELESS_EXEC, access, event_kind};
 
 use crate::{
     kernel,
@@ -32,5 +33,18 @@ pub fn lsm_bprm_check(ctx: LsmContext) -> i32 {
         flags: 0,
         any_of: 0,
     };
+    // A memfd or an unlinked file run by its descriptor: whatever its path says
+    // ("/memfd:x (deleted)"), no rule allowed it.
+    if kernel::nameless(&o, file) {
+        let Some(sc) = path::scratch() else {
+            return lsm::refuse(&task, &check, RULE_NAMELESS_EXEC, |_| {});
+        };
+        if path::d_path(sc, file + u64::from(o.file_path)).is_none() {
+            lsm::unresolved(sc);
+        }
+        return lsm::refuse(&task, &check, RULE_NAMELESS_EXEC, |ev| {
+            path::copy_to_event(sc, &mut ev.path)
+        });
+    }
     check_file(&task, file, &check)
 }

@@ -5,8 +5,8 @@ use std::{
 };
 
 use enforcer_common::{
-    Event, RULE_DEFAULT_DENY, RULE_NO_TASK, RULE_TASK_ENDED, access, cross_op, decision,
-    enforced_by, event_kind, limit_kind,
+    Event, RULE_DEFAULT_DENY, RULE_NAMELESS_EXEC, RULE_NO_TASK, RULE_TASK_ENDED, access, cross_op,
+    decision, enforced_by, event_kind, limit_kind,
 };
 use serde::Serialize;
 use serde_json::{Map, Value, json};
@@ -201,6 +201,9 @@ pub fn rule_label(policy: &Policy, id: u32) -> String {
         RULE_TASK_ENDED => {
             "the task is being ended (a limit was exceeded or a violation killed it)".into()
         }
+        RULE_NAMELESS_EXEC => "a program with no name on any filesystem (memfd or unlinked \
+                               file): no rule can allow it"
+            .into(),
         id if id & EXEC_ONLY != 0 => "ELF interpreter run directly (allowed only as the loader \
                                       of an allowed binary)"
             .into(),
@@ -308,12 +311,18 @@ pub fn from_kernel(ev: &Event, ctx: &TaskContext, policy: &Policy) -> Option<Rec
                         "none"
                     };
                     record.rule = rule_label(policy, ev.rule_id);
-                    details.insert(
-                        "dev".into(),
-                        json!(format!("{}:{}", ev.dev >> 20, ev.dev & 0xf_ffff)),
-                    );
-                    details.insert("ino".into(), json!(ev.ino));
-                    details.insert("matched_by".into(), json!("identity (device, inode)"));
+                    if ev.rule_id == RULE_NAMELESS_EXEC {
+                        record.target = raw_path.clone();
+                        details.remove("resolved_path");
+                        details.insert("matched_by".into(), json!("no name (inode has no links)"));
+                    } else {
+                        details.insert(
+                            "dev".into(),
+                            json!(format!("{}:{}", ev.dev >> 20, ev.dev & 0xf_ffff)),
+                        );
+                        details.insert("ino".into(), json!(ev.ino));
+                        details.insert("matched_by".into(), json!("identity (device, inode)"));
+                    }
                 }
                 decision::OBSERVED => {
                     if verdict.allowed {

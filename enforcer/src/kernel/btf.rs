@@ -233,7 +233,7 @@ pub fn kernel_offsets(btf: &Btf<'_>) -> Result<KernelOffsets, BtfError> {
         cgroup_kn: m("cgroup", "kn")?,
         kernfs_node_id: m("kernfs_node", "id")?,
         task_tgid: m("task_struct", "tgid")?,
-        _reserved: 0,
+        inode_nlink: m("inode", "i_nlink")?,
         valid: 1,
     })
 }
