@@ -429,3 +429,27 @@ fn a_program_with_no_name_is_never_run() {
         assert_eq!(e["target"], "/dev/fd/3");
     }
 }
+
+#[test]
+fn user_namespaces_keyrings_and_bpf_are_refused_with_an_event() {
+    if !require_root("user_namespaces_keyrings_and_bpf_are_refused_with_an_event") {
+        return;
+    }
+    let s = Scratch::new("syscalls");
+    let p = PolicyBuilder::default();
+    for (what, target, by) in [
+        ("unshare-user", "unshare", "seccomp"),
+        ("keyctl", "keyctl", "seccomp"),
+        ("bpf", "bpf", "kernel"),
+    ] {
+        let out = run(&s, &p, &[], &[&probe(), what]);
+        said(&out, "err EPERM (1)");
+        let e = out.event("syscall", "deny", target);
+        assert_eq!(e["enforced_by"], by, "{e}");
+    }
+    // A policy may allow user namespaces.
+    let mut p = PolicyBuilder::default();
+    p.extra_meta.push("allow_user_namespaces = true".into());
+    let out = run(&s, &p, &[], &[&probe(), "unshare-user"]);
+    said(&out, "ok");
+}

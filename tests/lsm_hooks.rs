@@ -16,6 +16,14 @@ fn policy(s: &Scratch) -> PolicyBuilder {
     p
 }
 
+/// [`policy`], letting the task make a user namespace of its own (refused by default), so
+/// what it could do inside one is what gets tested.
+fn policy_with_userns(s: &Scratch) -> PolicyBuilder {
+    let mut p = policy(s);
+    p.extra_meta.push("allow_user_namespaces = true".into());
+    p
+}
+
 /// The task declared `gap` as not enforced in this mode (task_start and every event).
 fn assert_declared(out: &Outcome, gap: &str) {
     let start = out.lifecycle("task_start");
@@ -272,7 +280,7 @@ fn mounts_are_refused() {
     let s = Scratch::new("mount");
     let out = run(
         &s,
-        &policy(&s),
+        &policy_with_userns(&s),
         &[],
         &[
             &probe(),
@@ -301,7 +309,7 @@ fn chroot_is_refused_in_lsm_mode() {
     let s = Scratch::new("chroot");
     let out = run(
         &s,
-        &policy(&s),
+        &policy_with_userns(&s),
         &[],
         &[&probe(), "chroot", &s.path("ws/out")],
     );

@@ -108,6 +108,25 @@ pub fn ask(socket: &str, line: &str) -> io::Result<()> {
     std::process::exit(0)
 }
 
+/// unshare(CLONE_NEWUSER): a user namespace of its own.
+pub fn unshare_user() -> io::Result<()> {
+    // SAFETY: a plain syscall.
+    check(unsafe { libc::unshare(libc::CLONE_NEWUSER) } as libc::c_long).map(drop)
+}
+
+/// keyctl(KEYCTL_GET_KEYRING_ID, KEY_SPEC_USER_KEYRING, 0): the uid's shared keyring.
+pub fn keyctl() -> io::Result<()> {
+    // SAFETY: a plain syscall with integer arguments.
+    check(unsafe { libc::syscall(libc::SYS_keyctl, 0, -4, 0) }).map(drop)
+}
+
+/// bpf(BPF_PROG_GET_NEXT_ID): walking the loaded programs.
+pub fn bpf() -> io::Result<()> {
+    let mut attr = [0u32; 4];
+    // SAFETY: the attribute buffer outlives the call and is as long as the size given.
+    check(unsafe { libc::syscall(libc::SYS_bpf, 11, attr.as_mut_ptr(), 16) }).map(drop)
+}
+
 /// socket(family, type, protocol), by number; the socket is closed at once.
 pub fn socket(family: &str, kind: &str, protocol: &str) -> io::Result<()> {
     let n = |s: &str| s.parse::<i32>().map_err(io::Error::other);

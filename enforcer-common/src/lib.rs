@@ -362,6 +362,10 @@ pub mod event_kind {
     /// or raw ones the kernel refuses without CAP_NET_RAW; EAFNOSUPPORT for a family other
     /// than unix, inet, inet6 and netlink).
     pub const SOCKET: u32 = 12;
+    /// A syscall refused with EPERM that no other event names (`op`: the syscall number): a
+    /// user namespace or a keyring by the task's seccomp filter, `bpf` or
+    /// `open_by_handle_at` by the kernel (no capabilities).
+    pub const SYSCALL: u32 = 13;
 }
 
 /// [`Event::decision`].
@@ -544,7 +548,7 @@ pub const LAYOUT: u64 = {
         task_flags::NO_TASK_KILL as u64,
         ENDED_BY_KILL,
         limit_kind::DENIALS as u64,
-        event_kind::SOCKET as u64,
+        event_kind::SYSCALL as u64,
         cross_op::PROCESS_VM_WRITEV as u64,
         decision::OBSERVED as u64,
         enforced_by::SECCOMP as u64,
@@ -570,7 +574,7 @@ pub const LAYOUT: u64 = {
 };
 
 const _: () = assert!(
-    LAYOUT == 0xf62d_b199_62de_f9e4,
+    LAYOUT == 0x1586_18db_4f6f_5a83,
     "a layout shared through pinned maps changed: bump MAP_ABI and set the new LAYOUT here"
 );
 

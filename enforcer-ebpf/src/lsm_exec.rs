@@ -34,12 +34,14 @@ pub fn lsm_bprm_check(ctx: LsmContext) -> i32 {
         any_of: 0,
     };
     // A memfd or an unlinked file run by its descriptor: whatever its path says
-    // ("/memfd:x (deleted)"), no rule allowed it.
-    if kernel::nameless(&o, file) {
-        let Some(sc) = path::scratch() else {
-            return lsm::refuse(&task, &check, RULE_NAMELESS_EXEC, |_| {});
-        };
-        if path::d_path(sc, file + u64::from(o.file_path)).is_none() {
+    // ("/memfd:x (deleted)"), no rule allowed it. Known by its inode having no links, or by
+    // the " (deleted)" that d_path gives such a file.
+    let Some(sc) = path::scratch() else {
+        return 0;
+    };
+    let len = path::d_path(sc, file + u64::from(o.file_path)).unwrap_or(0);
+    if kernel::nameless(&o, file) || path::deleted(sc, len) {
+        if len == 0 {
             lsm::unresolved(sc);
         }
         return lsm::refuse(&task, &check, RULE_NAMELESS_EXEC, |ev| {

@@ -151,3 +151,24 @@ pub fn sys_exit_socket(ctx: TracePointContext) -> u32 {
     count_denial(&task);
     0
 }
+
+/// Syscalls refused with EPERM that nothing else reports (see `event_kind::SYSCALL`): the
+/// record's own syscall number says which.
+#[tracepoint]
+pub fn sys_exit_refused(ctx: TracePointContext) -> u32 {
+    let Some(task) = task::current() else {
+        return 0;
+    };
+    let ret: i64 = arg(&ctx, 16);
+    if ret != -EPERM {
+        return 0;
+    }
+    let nr: i32 = arg(&ctx, 8);
+    events::emit(&task, event_kind::SYSCALL, |ev| {
+        ev.decision = decision::DENY;
+        ev.ret = ret as i32;
+        ev.op = nr as u32;
+    });
+    count_denial(&task);
+    0
+}

@@ -134,6 +134,13 @@ pub const TRACEPOINTS: &[(&str, &str, &str)] = &[
     ("sys_exit_cross", "syscalls", "sys_exit_process_vm_readv"),
     ("sys_exit_cross", "syscalls", "sys_exit_process_vm_writev"),
     ("sys_exit_socket", "syscalls", "sys_exit_socket"),
+    ("sys_exit_refused", "syscalls", "sys_exit_unshare"),
+    ("sys_exit_refused", "syscalls", "sys_exit_clone"),
+    ("sys_exit_refused", "syscalls", "sys_exit_keyctl"),
+    ("sys_exit_refused", "syscalls", "sys_exit_add_key"),
+    ("sys_exit_refused", "syscalls", "sys_exit_request_key"),
+    ("sys_exit_refused", "syscalls", "sys_exit_bpf"),
+    ("sys_exit_refused", "syscalls", "sys_exit_open_by_handle_at"),
 ];
 
 /// The programs that report refused signals and traces of other processes, and refused
@@ -150,6 +157,7 @@ const CROSS_PROCESS_TRACEPOINTS: &[&str] = &[
     "sys_enter_process_vm_writev",
     "sys_exit_cross",
     "sys_exit_socket",
+    "sys_exit_refused",
 ];
 
 /// The tracepoints still needed in lsm mode, where the LSM hooks decide and report opens and

@@ -116,7 +116,10 @@ pub fn run_via_daemon(socket: &Path, mut req: StartRequest, command: &[OsString]
     let plan = confine::Plan {
         cgroup_procs_fd: -1,
         ruleset_fd: ruleset.as_ref().map(|f| f.as_raw_fd()),
-        seccomp: Some(seccomp::task_filter(confinement.seccomp_io_uring)),
+        seccomp: Some(seccomp::task_filter(seccomp::Refuse {
+            io_uring: confinement.seccomp_io_uring,
+            user_namespaces: confinement.seccomp_userns,
+        })),
         user: confinement.user.as_ref().map(|u| confine::UserIds {
             name: u.name.clone(),
             uid: u.uid,

@@ -495,6 +495,7 @@ pub fn empty_policy() -> Policy {
         description: None,
         mode: Mode::Enforce,
         allow_io_uring: false,
+        allow_user_namespaces: false,
         limits: Limits::default(),
         rules: Vec::new(),
     }

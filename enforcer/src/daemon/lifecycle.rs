@@ -190,6 +190,7 @@ impl Core {
             task_id: task_id.clone(),
             landlock: plan.ruleset.is_some(),
             seccomp_io_uring: !plan.policy.allow_io_uring,
+            seccomp_userns: !plan.policy.allow_user_namespaces,
             user: user.map(|u| UserSpec {
                 name: u.name,
                 uid: u.uid,

@@ -75,6 +75,10 @@ pub struct StartRequest {
     pub user: Option<String>,
 }
 
+fn refuse() -> bool {
+    true
+}
+
 /// What the client applies to itself before exec (the cgroup move is already done).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Confinement {
@@ -82,6 +86,9 @@ pub struct Confinement {
     /// A Landlock ruleset fd comes with the reply.
     pub landlock: bool,
     pub seccomp_io_uring: bool,
+    /// Refuse user namespaces (absent, from an older daemon: refused).
+    #[serde(default = "refuse")]
+    pub seccomp_userns: bool,
     pub user: Option<UserSpec>,
     pub generation: u32,
     pub mode: String,

@@ -262,7 +262,12 @@ async fn run_task(req: RunRequest) -> Result<i32, RunError> {
     let confinement = confine::Plan {
         cgroup_procs_fd: -1,
         ruleset_fd: plan.ruleset.as_ref().map(|r| r.raw_fd()),
-        seccomp: Some(crate::kernel::seccomp::task_filter(!policy.allow_io_uring)),
+        seccomp: Some(crate::kernel::seccomp::task_filter(
+            crate::kernel::seccomp::Refuse {
+                io_uring: !policy.allow_io_uring,
+                user_namespaces: !policy.allow_user_namespaces,
+            },
+        )),
         user: plan.user.clone(),
         last_cap: confine::last_cap(),
         pdeathsig: true,

@@ -31,6 +31,7 @@ fn class_and_activity(r: &Record) -> (u32, u32) {
         "io_uring" => (1003, 4),            // Kernel Activity: Invoke
         "signal" => (1007, 99),             // Process Activity: Other
         "socket" => (4001, 5),              // Network Activity: Refuse
+        "syscall" => (1003, 4),             // Kernel Activity: Invoke
         "ptrace" => (1007, 4),              // Process Activity: Inject
         "events_dropped" => (1008, 99),     // Event Log Activity: Other
         // The daemon itself: Application Lifecycle (Start, Stop, Update, Other).
@@ -336,6 +337,7 @@ pub(crate) mod tests {
             ),
             (record("signal", "deny", "pid 1"), 1007, 99),
             (record("socket", "deny", "address family"), 4001, 5),
+            (record("syscall", "deny", "unshare"), 1003, 4),
             (record("ptrace", "deny", "pid 1"), 1007, 4),
         ];
         for (i, (r, class, activity)) in cases.iter().enumerate() {

@@ -423,6 +423,18 @@ pub fn from_kernel(ev: &Event, ctx: &TaskContext, policy: &Policy) -> Option<Rec
             };
             record.enforced_by = "seccomp";
         }
+        event_kind::SYSCALL => {
+            let (name, why) = refused_syscall(ev.op);
+            record.op = "syscall";
+            record.access = "none";
+            record.target = name.into();
+            record.rule = why.into();
+            record.enforced_by = if name == "bpf" || name == "open_by_handle_at" {
+                "kernel"
+            } else {
+                "seccomp"
+            };
+        }
         event_kind::LIMIT => {
             record.op = "limit";
             record.access = "none";
@@ -448,6 +460,38 @@ pub fn from_kernel(ev: &Event, ctx: &TaskContext, policy: &Policy) -> Option<Rec
     }
     record.details = details;
     Some(record)
+}
+
+/// The name of a syscall number of this architecture that `SYSCALL` events report, and why
+/// it was refused.
+fn refused_syscall(nr: u32) -> (&'static str, &'static str) {
+    let userns = "new user namespaces are refused to tasks (seccomp; policy.allow_user_namespaces)";
+    let keyrings = "the kernel keyrings are refused to tasks (seccomp): the user keyring is \
+                    shared by every process of the uid";
+    let caps = "the task holds no capabilities (refused by the kernel)";
+    #[cfg(target_arch = "x86_64")]
+    let name = match nr {
+        272 => ("unshare", userns),
+        56 => ("clone", userns),
+        248 => ("add_key", keyrings),
+        249 => ("request_key", keyrings),
+        250 => ("keyctl", keyrings),
+        321 => ("bpf", caps),
+        304 => ("open_by_handle_at", caps),
+        _ => ("unknown", "refused"),
+    };
+    #[cfg(target_arch = "aarch64")]
+    let name = match nr {
+        97 => ("unshare", userns),
+        220 => ("clone", userns),
+        217 => ("add_key", keyrings),
+        218 => ("request_key", keyrings),
+        219 => ("keyctl", keyrings),
+        280 => ("bpf", caps),
+        265 => ("open_by_handle_at", caps),
+        _ => ("unknown", "refused"),
+    };
+    name
 }
 
 /// A refused cross-process syscall: its `cross_op`, name, and whether it names a pidfd.

@@ -11,6 +11,11 @@
 //!   inet6 and netlink (EAFNOSUPPORT: vsock, packet, bluetooth, ... are seen by no hook).
 //! - io_uring answers EPERM unless the policy allows it: the syscall tracepoints of the
 //!   fallback mode cannot see operations submitted through a ring.
+//! - New user namespaces (`unshare` or `clone` with CLONE_NEWUSER) answer EPERM unless the
+//!   policy allows them: inside one a task holds every capability over what it creates
+//!   (mounts, chroot, network namespaces), the kernel's largest attack surface for it.
+//! - The kernel keyrings (`keyctl`, `add_key`, `request_key`) answer EPERM: the user keyring
+//!   is shared by every process of the uid, inside the task or not.
 
 /// io_uring_setup, io_uring_enter, io_uring_register: the same numbers on every architecture
 /// (they postdate the unified syscall table).
@@ -18,9 +23,28 @@ const IO_URING: [u32; 3] = [425, 426, 427];
 /// clone3, from the unified table too.
 const CLONE3: u32 = 435;
 #[cfg(target_arch = "x86_64")]
-const SOCKET: u32 = 41;
+mod nr {
+    pub const SOCKET: u32 = 41;
+    pub const CLONE: u32 = 56;
+    pub const UNSHARE: u32 = 272;
+    pub const KEYRINGS: [u32; 3] = [248, 249, 250]; // add_key, request_key, keyctl
+}
 #[cfg(target_arch = "aarch64")]
-const SOCKET: u32 = 198;
+mod nr {
+    pub const SOCKET: u32 = 198;
+    pub const CLONE: u32 = 220;
+    pub const UNSHARE: u32 = 97;
+    pub const KEYRINGS: [u32; 3] = [217, 218, 219];
+}
+use nr::SOCKET;
+const CLONE_NEWUSER: u32 = libc::CLONE_NEWUSER as u32;
+
+/// What the filter refuses beyond what it always refuses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Refuse {
+    pub io_uring: bool,
+    pub user_namespaces: bool,
+}
 #[cfg(target_arch = "x86_64")]
 const NATIVE_ARCH: u32 = 0xc000_003e; // AUDIT_ARCH_X86_64
 #[cfg(target_arch = "aarch64")]
@@ -41,6 +65,7 @@ const BPF_LD_W_ABS: u16 = 0x20;
 const BPF_JEQ_K: u16 = 0x15;
 const BPF_JGE_K: u16 = 0x35;
 const BPF_JA: u16 = 0x05;
+const BPF_JSET_K: u16 = 0x45;
 const BPF_RET_K: u16 = 0x06;
 const RET_ALLOW: u32 = 0x7fff_0000;
 const RET_ERRNO: u32 = 0x0005_0000;
@@ -64,6 +89,7 @@ enum Label {
     Enosys,
     Eafnosupport,
     SocketProtocol,
+    CloneFlags,
 }
 
 enum Op {
@@ -111,9 +137,8 @@ fn assemble(ops: &[Op]) -> Vec<libc::sock_filter> {
     out
 }
 
-/// The filter's instructions (see the module documentation); io_uring is refused when
-/// `refuse_io_uring`.
-pub fn task_filter(refuse_io_uring: bool) -> Vec<libc::sock_filter> {
+/// The filter's instructions (see the module documentation).
+pub fn task_filter(refuse: Refuse) -> Vec<libc::sock_filter> {
     use Label::*;
     let eq = |k, yes| Op::Jump {
         code: BPF_JEQ_K,
@@ -139,10 +164,15 @@ pub fn task_filter(refuse_io_uring: bool) -> Vec<libc::sock_filter> {
             no: To::Next,
         });
     }
-    if refuse_io_uring {
+    if refuse.io_uring {
         ops.extend(IO_URING.iter().map(|nr| eq(*nr, Eperm)));
     }
     ops.push(eq(CLONE3, Enosys));
+    ops.extend(nr::KEYRINGS.iter().map(|nr| eq(*nr, Eperm)));
+    if refuse.user_namespaces {
+        ops.push(eq(nr::UNSHARE, CloneFlags));
+        ops.push(eq(nr::CLONE, CloneFlags));
+    }
     ops.push(Op::Jump {
         code: BPF_JEQ_K,
         k: SOCKET,
@@ -163,6 +193,16 @@ pub fn task_filter(refuse_io_uring: bool) -> Vec<libc::sock_filter> {
     ops.push(Op::Mark(SocketProtocol));
     ops.push(Op::Load(ARG2_LOW));
     ops.extend(PING_PROTOCOLS.iter().map(|p| eq(*p, Eperm)));
+    ops.push(Op::Always(Allow));
+    // unshare(flags) and clone(flags, ...): the flags are the first argument of both.
+    ops.push(Op::Mark(CloneFlags));
+    ops.push(Op::Load(ARG0_LOW));
+    ops.push(Op::Jump {
+        code: BPF_JSET_K,
+        k: CLONE_NEWUSER,
+        yes: To::Label(Eperm),
+        no: To::Next,
+    });
     ops.extend([
         Op::Mark(Allow),
         Op::Ret(RET_ALLOW),
@@ -223,6 +263,7 @@ mod tests {
                 BPF_JEQ_K => pc += usize::from(if acc == i.k { i.jt } else { i.jf }),
                 BPF_JGE_K => pc += usize::from(if acc >= i.k { i.jt } else { i.jf }),
                 BPF_JA => pc += i.k as usize,
+                BPF_JSET_K => pc += usize::from(if acc & i.k != 0 { i.jt } else { i.jf }),
                 BPF_RET_K => return i.k,
                 _ => panic!("unexpected instruction"),
             }
@@ -234,35 +275,72 @@ mod tests {
         run_with(prog, NATIVE_ARCH, nr, [0; 3])
     }
 
+    const ALL: Refuse = Refuse {
+        io_uring: true,
+        user_namespaces: true,
+    };
     const EPERM: u32 = RET_ERRNO | libc::EPERM as u32;
     const ENOSYS: u32 = RET_ERRNO | libc::ENOSYS as u32;
     const EAFNOSUPPORT: u32 = RET_ERRNO | libc::EAFNOSUPPORT as u32;
 
     #[test]
     fn refuses_io_uring_and_clone3_and_nothing_else() {
-        let prog = task_filter(true);
+        let prog = task_filter(ALL);
         for nr in IO_URING {
             assert_eq!(run(&prog, nr), EPERM);
         }
         assert_eq!(run(&prog, CLONE3), ENOSYS);
-        for nr in [0, 1, 2, 56, 57, 58, 59, 257, 424, 428, 434, 436, 437] {
+        for nr in [0, 1, 2, 57, 58, 59, 257, 424, 428, 434, 436, 437] {
             assert_eq!(run(&prog, nr), RET_ALLOW, "syscall {nr}");
         }
     }
 
     #[test]
     fn io_uring_allowed_still_refuses_clone3() {
-        let prog = task_filter(false);
+        let prog = task_filter(Refuse {
+            io_uring: false,
+            user_namespaces: true,
+        });
         for nr in IO_URING {
             assert_eq!(run(&prog, nr), RET_ALLOW);
         }
         assert_eq!(run(&prog, CLONE3), ENOSYS);
-        assert_eq!(run(&prog, 56), RET_ALLOW, "clone itself");
+        assert_eq!(run(&prog, nr::CLONE), RET_ALLOW, "clone itself");
+    }
+
+    #[test]
+    fn user_namespaces_and_keyrings_are_refused() {
+        let call = |prog: &[libc::sock_filter], nr: u32, flags: i32| {
+            run_with(prog, NATIVE_ARCH, nr, [flags as u32, 0, 0])
+        };
+        let prog = task_filter(ALL);
+        assert_eq!(call(&prog, nr::UNSHARE, libc::CLONE_NEWUSER), EPERM);
+        assert_eq!(
+            call(&prog, nr::UNSHARE, libc::CLONE_NEWUSER | libc::CLONE_NEWNS),
+            EPERM
+        );
+        assert_eq!(
+            call(&prog, nr::CLONE, libc::CLONE_NEWUSER | libc::SIGCHLD),
+            EPERM
+        );
+        assert_eq!(call(&prog, nr::CLONE, libc::SIGCHLD), RET_ALLOW, "fork");
+        let thread = libc::CLONE_VM | libc::CLONE_THREAD | libc::CLONE_SIGHAND;
+        assert_eq!(call(&prog, nr::CLONE, thread), RET_ALLOW, "a thread");
+        assert_eq!(call(&prog, nr::UNSHARE, libc::CLONE_FILES), RET_ALLOW);
+        for nr in nr::KEYRINGS {
+            assert_eq!(call(&prog, nr, 0), EPERM);
+        }
+        let allowed = task_filter(Refuse {
+            io_uring: true,
+            user_namespaces: false,
+        });
+        assert_eq!(call(&allowed, nr::UNSHARE, libc::CLONE_NEWUSER), RET_ALLOW);
+        assert_eq!(call(&allowed, nr::KEYRINGS[2], 0), EPERM);
     }
 
     #[test]
     fn only_the_native_abi_is_allowed() {
-        let prog = task_filter(true);
+        let prog = task_filter(ALL);
         const AUDIT_ARCH_I386: u32 = 0x4000_0003;
         for nr in [2, 5, 11, 102, 359] {
             assert_eq!(run_with(&prog, AUDIT_ARCH_I386, nr, [0; 3]), ENOSYS);
@@ -275,7 +353,7 @@ mod tests {
 
     #[test]
     fn sockets_of_other_families_and_ping_sockets_are_refused() {
-        let prog = task_filter(true);
+        let prog = task_filter(ALL);
         let sock = |family: i32, kind: i32, proto: i32| {
             run_with(
                 &prog,

@@ -135,6 +135,8 @@ pub struct Policy {
     pub mode: Mode,
     /// io_uring is refused to the task (seccomp) unless this is set.
     pub allow_io_uring: bool,
+    /// Unprivileged user namespaces are refused to the task (seccomp) unless this is set.
+    pub allow_user_namespaces: bool,
     pub limits: Limits,
     pub rules: Vec<Rule>,
 }

@@ -44,6 +44,8 @@ struct RawMeta {
     mode: Option<Spanned<String>>,
     #[serde(default)]
     allow_io_uring: bool,
+    #[serde(default)]
+    allow_user_namespaces: bool,
 }
 
 #[derive(Default, Deserialize)]
@@ -212,6 +214,7 @@ pub fn parse(file: &Path, text: &str, vars: &Vars) -> Result<Policy, PolicyError
         description: meta.description.clone(),
         mode,
         allow_io_uring: meta.allow_io_uring,
+        allow_user_namespaces: meta.allow_user_namespaces,
         limits,
         rules,
     };
