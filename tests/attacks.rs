@@ -453,3 +453,41 @@ fn user_namespaces_keyrings_and_bpf_are_refused_with_an_event() {
     let out = run(&s, &p, &[], &[&probe(), "unshare-user"]);
     said(&out, "ok");
 }
+
+#[test]
+fn a_file_the_task_may_only_read_cannot_be_emptied() {
+    if !require_root("a_file_the_task_may_only_read_cannot_be_emptied") {
+        return;
+    }
+    let s = Scratch::new("trunc");
+    let mut p = PolicyBuilder::default();
+    p.read.push(format!("{}/", s.ws()));
+    let file = format!("{}/notes.txt", s.ws());
+    let out = run(&s, &p, &[], &[&probe(), "open-trunc-read", &file]);
+    let abi = enforcer::kernel::landlock::abi_version();
+    if !mode().is_lsm() && abi < 3 {
+        // Landlock cannot refuse truncation below ABI 3: declared, and so it happens.
+        let start = out.lifecycle("task_start");
+        assert!(
+            start.to_string().contains("truncate of an existing file"),
+            "{start}"
+        );
+        eprintln!(
+            "SKIP a_file_the_task_may_only_read_cannot_be_emptied: fallback mode with \
+             Landlock ABI {abi} (< 3) cannot refuse truncation; declared at start"
+        );
+        return;
+    }
+    said(&out, mode().refused());
+    assert_eq!(
+        std::fs::read_to_string(&file).unwrap(),
+        "workspace file\n",
+        "the file was emptied"
+    );
+    let e = out
+        .events
+        .iter()
+        .find(|e| e["decision"] == "deny" && e["target"] == mode().reported(&file).as_str())
+        .unwrap_or_else(|| panic!("no refusal event:\n{}", out.dump()));
+    assert_eq!(e["enforced_by"], mode().file_enforcer());
+}

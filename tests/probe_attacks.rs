@@ -108,6 +108,17 @@ pub fn ask(socket: &str, line: &str) -> io::Result<()> {
     std::process::exit(0)
 }
 
+/// open(path, O_RDONLY | O_TRUNC): a read that empties the file.
+pub fn open_trunc_read(path: &str) -> io::Result<()> {
+    let c = CString::new(path).map_err(io::Error::other)?;
+    // SAFETY: a plain open; the fd is closed below.
+    let fd =
+        check(unsafe { libc::open(c.as_ptr(), libc::O_RDONLY | libc::O_TRUNC) } as libc::c_long)?;
+    // SAFETY: our own fd.
+    unsafe { libc::close(fd as i32) };
+    Ok(())
+}
+
 /// unshare(CLONE_NEWUSER): a user namespace of its own.
 pub fn unshare_user() -> io::Result<()> {
     // SAFETY: a plain syscall.

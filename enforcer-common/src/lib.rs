@@ -105,6 +105,13 @@ pub const LSM_PROGRAMS: &[(&str, &str)] = &[
     ("lsm_ptrace_access_check", "ptrace_access_check"),
 ];
 
+/// LSM programs attached only where the kernel has their hook (`bpf_lsm_<hook>` in its BTF),
+/// and what covers the same ground where it does not.
+pub const OPTIONAL_LSM_PROGRAMS: &[(&str, &str)] = &[
+    // Before 6.2, open(O_TRUNC) goes through path_truncate.
+    ("lsm_file_truncate", "file_truncate"),
+];
+
 /// [`Event::op`] of an `MMAP` event from `file_mprotect` (0: from `mmap_file`).
 pub const MMAP_OP_MPROTECT: u32 = 1;
 

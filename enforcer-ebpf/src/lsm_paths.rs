@@ -112,6 +112,19 @@ whole_hook!(lsm_path_chmod, "path_chmod", 2, file_op::CHMOD);
 // chown(path, uid, gid)
 whole_hook!(lsm_path_chown, "path_chown", 3, file_op::CHOWN);
 
+/// file_truncate(file): open(O_TRUNC) and ftruncate(2) since 6.2, where O_TRUNC no longer
+/// reaches path_truncate: `open(O_RDONLY | O_TRUNC)` of a file the task may only read would
+/// empty it. The file's path needs write access. Attached where the kernel has the hook.
+#[lsm(hook = "file_truncate")]
+pub fn lsm_file_truncate(ctx: LsmContext) -> i32 {
+    let task = enter!(ctx, 1);
+    let Some(o) = kernel::resolved() else {
+        return 0;
+    };
+    let file: u64 = ctx.arg(0);
+    check_whole(&task, file + u64::from(o.file_path), file_op::TRUNCATE)
+}
+
 /// link(old_dentry, new_dir, new_dentry): the new name must be writable. The file itself is
 /// matched by identity when it is opened under any name.
 #[lsm(hook = "path_link")]
