@@ -491,3 +491,102 @@ fn a_file_the_task_may_only_read_cannot_be_emptied() {
         .unwrap_or_else(|| panic!("no refusal event:\n{}", out.dump()));
     assert_eq!(e["enforced_by"], mode().file_enforcer());
 }
+
+#[test]
+fn what_runs_later_outside_the_envelope_stays_read_only() {
+    if !require_root("what_runs_later_outside_the_envelope_stays_read_only") {
+        return;
+    }
+    let s = Scratch::new("protect");
+    let ws = s.ws();
+    std::fs::create_dir_all(format!("{ws}/.git/hooks")).unwrap();
+    std::fs::write(format!("{ws}/.git/config"), "[core]\n").unwrap();
+    let mut p = PolicyBuilder::default();
+    p.read.push(format!("{ws}/"));
+    p.write.push(format!("{ws}/"));
+    let toml_protect = format!("protect = [\"{ws}/.git/hooks/\", \"{ws}/.git/config\"]");
+    // Without protection, --explain warns.
+    let policy_file = s.dir.join("open.toml");
+    std::fs::write(&policy_file, p.toml()).unwrap();
+    let explain = Command::new(enforcer())
+        .args(["policy", "check", "--explain"])
+        .arg(&policy_file)
+        .output()
+        .expect("policy check");
+    let text = String::from_utf8_lossy(&explain.stdout);
+    assert!(
+        text.contains(".git/hooks/, which a person or a tool runs"),
+        "{text}"
+    );
+    // The section goes into [files]: the builder writes it last among the file lists.
+    let with = |p: &PolicyBuilder| {
+        p.toml()
+            .replacen("[network]", &format!("{toml_protect}\n[network]"), 1)
+    };
+    let protected = s.dir.join("protected.toml");
+    std::fs::write(&protected, with(&p)).unwrap();
+    let config = format!("{ws}/.git/config");
+    let hook = format!("{ws}/.git/hooks/pre-commit");
+    // Reading the config is fine; writing a hook or the config is not.
+    let run_with = |args: &[&str]| {
+        let out = Command::new(enforcer())
+            .args(["run", "--policy"])
+            .arg(&protected)
+            .args(["--task", "it", "--events"])
+            .arg(s.dir.join("ev.jsonl"))
+            .arg("--")
+            .args(args)
+            .output()
+            .expect("enforcer run");
+        let events: Vec<Value> = std::fs::read_to_string(s.dir.join("ev.jsonl"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect();
+        let _ = std::fs::remove_file(s.dir.join("ev.jsonl"));
+        (out, events)
+    };
+    let (out, _) = run_with(&[&probe(), "read", &config]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).lines().next(),
+        Some("ok")
+    );
+    for target in [&hook, &config] {
+        let (out, events) = run_with(&[&probe(), "write", target]);
+        let said = String::from_utf8_lossy(&out.stdout).to_string();
+        if mode().is_lsm() {
+            assert!(said.starts_with("err EPERM"), "{target}: {said}");
+            assert!(
+                events.iter().any(|e| e["decision"] == "deny"
+                    && e["rule"]
+                        .as_str()
+                        .is_some_and(|r| r.starts_with("files.protect"))),
+                "{target}: {events:?}"
+            );
+        } else {
+            // Landlock lets the write through; the identity check kills the task at once.
+            assert_eq!(
+                std::os::unix::process::ExitStatusExt::signal(&out.status).or(out.status.code()),
+                Some(137)
+                    .filter(|_| out.status.code().is_some())
+                    .or(Some(9)),
+                "{target}: {said} {events:?}"
+            );
+            assert!(
+                events.iter().any(|e| e["decision"] == "kill"
+                    && e["rule"]
+                        .as_str()
+                        .is_some_and(|r| r.starts_with("files.protect"))),
+                "{target}: {events:?}"
+            );
+        }
+    }
+    let left = std::fs::read_to_string(&config).unwrap();
+    if mode().is_lsm() {
+        assert_eq!(left, "[core]\n");
+    } else {
+        // Killed before it wrote a byte; an open with O_TRUNC has emptied it by then
+        // (declared in --explain).
+        assert!(left == "[core]\n" || left.is_empty(), "{left:?}");
+    }
+}

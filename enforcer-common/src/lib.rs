@@ -438,6 +438,10 @@ pub struct Event {
 /// run directly, e.g. `ld.so /forbidden/binary`), not when opened.
 pub const RULE_EXEC_ONLY: u32 = 1 << 31;
 
+/// Bit of a `DENY_INODES` rule id: the identity only counts when written to (opened for
+/// writing, truncated, or a name created beneath it): a `files.protect` rule.
+pub const RULE_WRITE_ONLY: u32 = 1 << 30;
+
 /// Rule id meaning "no rule matched: the envelope's default deny".
 pub const RULE_DEFAULT_DENY: u32 = u32::MAX;
 /// Rule id meaning "no task entry for this cgroup: fail closed".
@@ -523,7 +527,7 @@ pub const MAP_ABI: u32 = 3;
 
 /// The sizes, offsets and values the pinned maps depend on, folded with FNV-1a.
 pub const LAYOUT: u64 = {
-    let parts: [u64; 46] = [
+    let parts: [u64; 47] = [
         size_of::<TaskEntry>() as u64,
         offset_of!(TaskEntry, generation) as u64,
         offset_of!(TaskEntry, flags) as u64,
@@ -562,6 +566,7 @@ pub const LAYOUT: u64 = {
         access::MAP_EXEC as u64,
         file_op::CHROOT as u64,
         RULE_EXEC_ONLY as u64,
+        RULE_WRITE_ONLY as u64,
         RULE_DEFAULT_DENY as u64,
         RULE_NO_TASK as u64,
         RULE_TASK_ENDED as u64,
@@ -581,7 +586,7 @@ pub const LAYOUT: u64 = {
 };
 
 const _: () = assert!(
-    LAYOUT == 0x1586_18db_4f6f_5a83,
+    LAYOUT == 0x5af1_7bfb_b793_8953,
     "a layout shared through pinned maps changed: bump MAP_ABI and set the new LAYOUT here"
 );
 

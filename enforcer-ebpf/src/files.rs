@@ -7,7 +7,9 @@ use aya_ebpf::{
     macros::tracepoint,
     programs::TracePointContext,
 };
-use enforcer_common::{PendingOp, RULE_EXEC_ONLY, decision, enforced_by, event_kind, task_flags};
+use enforcer_common::{
+    PendingOp, RULE_EXEC_ONLY, RULE_WRITE_ONLY, decision, enforced_by, event_kind, task_flags,
+};
 
 use crate::{
     events, kernel,
@@ -135,6 +137,15 @@ pub fn report_denial(task: &Task, kind: u32, op: &PendingOp, ret: i64) {
     count_denial(task);
 }
 
+/// Whether open flags write: write access, truncation or creation.
+#[inline(always)]
+pub fn writes(flags: u32) -> bool {
+    const O_ACCMODE: u32 = 3;
+    const O_CREAT: u32 = 0o100;
+    const O_TRUNC: u32 = 0o1000;
+    flags & O_ACCMODE != 0 || flags & (O_CREAT | O_TRUNC) != 0
+}
+
 /// Kills the task if the file it just opened (or, with `exec`, executed) is denied by
 /// identity; true if it did. `fill_path` writes the event's path.
 #[inline(always)]
@@ -154,6 +165,10 @@ pub fn enforce_identity(
     };
     // Interpreters may be opened and mapped; only running one directly is refused.
     if hit.rule_id & RULE_EXEC_ONLY != 0 && kind != event_kind::EXEC {
+        return false;
+    }
+    // A protected path may be read; only writing to it (or creating in it) is refused.
+    if hit.rule_id & RULE_WRITE_ONLY != 0 && (kind != event_kind::OPEN || !writes(op.flags)) {
         return false;
     }
     let audit = task.has(task_flags::AUDIT);

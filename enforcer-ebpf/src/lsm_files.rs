@@ -1,7 +1,7 @@
 //! lsm mode, files: `file_open` (read/write/exec opens), and `mmap_file` and `file_mprotect`
 //! with PROT_EXEC (how `ld.so /forbidden/binary` or a loaded library runs code without execve).
 use aya_ebpf::{macros::lsm, programs::LsmContext};
-use enforcer_common::{access, event_kind, task_flags};
+use enforcer_common::{RULE_WRITE_ONLY, access, event_kind, task_flags};
 
 use crate::{
     kernel::{self, read},
@@ -56,6 +56,8 @@ pub fn check_file(task: &task::Task, file: u64, check: &Check) -> i32 {
     }
     let identity = if task.has(task_flags::DENY_INODES) {
         kernel::denied_file(&o, task.entry.rules, file, task.has(task_flags::DENY_DIRS))
+            // A protected file may be read; the path rules already refuse writes by path.
+            .filter(|hit| hit.rule_id & RULE_WRITE_ONLY == 0 || check.want & access::WRITE != 0)
     } else {
         None
     };

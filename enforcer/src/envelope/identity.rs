@@ -43,14 +43,22 @@ pub fn deny_identities(policy: &Policy, slot: u32) -> Identities {
     for plan in deny_plans(policy) {
         let path = Path::new(&plan.pattern.path);
         let rule = &policy.rules[plan.rule_id as usize];
+        let value = if plan.write_only {
+            plan.rule_id | enforcer_common::RULE_WRITE_ONLY
+        } else {
+            plan.rule_id
+        };
         match fs::metadata(path) {
             Ok(meta) => {
-                out.entries.push((key(slot, &meta), plan.rule_id));
+                out.entries.push((key(slot, &meta), value));
                 if meta.is_dir() {
                     out.has_dirs = true;
-                    scan_hard_links(path, slot, plan.rule_id, &mut out.entries);
+                    scan_hard_links(path, slot, value, &mut out.entries);
                 }
             }
+            // A protected path that does not exist is refused by path in lsm mode; the
+            // fallback mode declares it (mode_gaps).
+            Err(_) if plan.write_only => {}
             Err(e) => out.missing.push(format!(
                 "{} \"{}\": {} when the envelope starts ({e}); a file created there later is \
                  refused only where no allow rule covers it",

@@ -271,6 +271,29 @@ pub fn mode_gaps(policy: &Policy, probe: &Probe) -> Vec<String> {
              fallback mode; the tracepoints do not see them ({why})"
         ));
     }
+    if policy.mode == policy::Mode::Enforce
+        && policy
+            .rules_in(policy::Section::FilesProtect)
+            .next()
+            .is_some()
+    {
+        gaps.push(format!(
+            "files.protect: a write beneath a protected path kills the task (identity check \
+             in fallback mode), but removing the path and creating it anew is not seen ({why})"
+        ));
+        for (_, rule) in policy.rules_in(policy::Section::FilesProtect) {
+            if let Some(p) = rule.path()
+                && !std::path::Path::new(&p.path).exists()
+            {
+                gaps.push(format!(
+                    "{} \"{}\": does not exist when the task starts, so fallback mode cannot \
+                     protect it (its identity is what is checked)",
+                    rule.label(),
+                    rule.text
+                ));
+            }
+        }
+    }
     if probe.landlock_abi < 3 {
         gaps.push(
             "truncate of an existing file: not restricted (Landlock ABI 3 needed)".to_owned(),

@@ -5,8 +5,8 @@ use std::{
 };
 
 use enforcer_common::{
-    Event, RULE_DEFAULT_DENY, RULE_NAMELESS_EXEC, RULE_NO_TASK, RULE_TASK_ENDED, access, cross_op,
-    decision, enforced_by, event_kind, limit_kind,
+    Event, RULE_DEFAULT_DENY, RULE_NAMELESS_EXEC, RULE_NO_TASK, RULE_TASK_ENDED, RULE_WRITE_ONLY,
+    access, cross_op, decision, enforced_by, event_kind, limit_kind,
 };
 use serde::Serialize;
 use serde_json::{Map, Value, json};
@@ -207,6 +207,7 @@ pub fn rule_label(policy: &Policy, id: u32) -> String {
         id if id & EXEC_ONLY != 0 => "ELF interpreter run directly (allowed only as the loader \
                                       of an allowed binary)"
             .into(),
+        id if id & RULE_WRITE_ONLY != 0 => rule_label(policy, id & !RULE_WRITE_ONLY),
         id => policy.rules.get(id as usize).map_or_else(
             || format!("rule #{id}"),
             |r| format!("{} \"{}\"", r.label(), r.text),

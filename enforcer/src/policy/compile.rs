@@ -167,6 +167,8 @@ pub fn landlock_grants(policy: &Policy) -> Vec<Grant> {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DenyPlan {
     pub rule_id: u32,
+    /// A `files.protect` rule: only writes to it (or creating names in it) are refused.
+    pub write_only: bool,
     pub pattern: PathPattern,
     /// The allow rules whose trees contain it: Landlock would let those through, so the file's
     /// identity is checked at open and the task killed on a match.
@@ -176,6 +178,7 @@ pub struct DenyPlan {
 pub fn deny_plans(policy: &Policy) -> Vec<DenyPlan> {
     policy
         .rules_in(Section::FilesDeny)
+        .chain(policy.rules_in(Section::FilesProtect))
         .filter_map(|(id, rule)| {
             let pattern = rule.path()?.clone();
             let inside = policy
@@ -196,6 +199,7 @@ pub fn deny_plans(policy: &Policy) -> Vec<DenyPlan> {
                 .collect();
             Some(DenyPlan {
                 rule_id: id,
+                write_only: rule.section == Section::FilesProtect,
                 pattern,
                 inside,
             })

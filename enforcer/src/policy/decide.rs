@@ -52,7 +52,9 @@ fn applicable(
         .filter_map(|(id, r)| r.path().map(|p| (id as u32, r.section, p)))
         .filter(|(_, _, p)| matches(p))
         .collect();
-    rules.sort_by_key(|(id, section, p)| (p.specificity(), *section == Section::FilesDeny, *id));
+    // At equal specificity a deny or a protect applies last, so it wins.
+    let narrows = |s: &Section| matches!(s, Section::FilesDeny | Section::FilesProtect);
+    rules.sort_by_key(|(id, section, p)| (p.specificity(), narrows(section), *id));
     rules
 }
 
@@ -61,6 +63,13 @@ fn fold(rules: &[(u32, Section, &PathPattern)]) -> Effective {
     for (id, section, _) in rules {
         if *section == Section::FilesDeny {
             eff.granted_by = [None; 5];
+            eff.denied_by = Some(*id);
+            continue;
+        }
+        if *section == Section::FilesProtect {
+            // Read-only from here down: the write grant (and only it) is withdrawn.
+            let write = BITS.iter().position(|b| *b == access::WRITE).unwrap_or(1);
+            eff.granted_by[write] = None;
             eff.denied_by = Some(*id);
             continue;
         }

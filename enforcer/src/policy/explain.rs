@@ -135,6 +135,29 @@ pub fn explain(policy: &Policy, support: &Support) -> Explanation {
                     "fallback mode does not restrict unix-socket connects by path".to_owned(),
                     None,
                 ),
+                (Section::FilesProtect, true) => (
+                    vec!["lsm"],
+                    "read-only inside its writable tree: the BPF LSM hooks refuse writes, \
+                     creates, removes, renames and links beneath this path (EPERM, with an \
+                     event), by path and by identity (hard links made elsewhere)"
+                        .to_owned(),
+                    None,
+                ),
+                (Section::FilesProtect, false) => (
+                    vec!["kill"],
+                    "read-only inside its writable tree, which Landlock cannot carve out: its \
+                     identity (device, inode, and every directory beneath) is checked when an \
+                     open for writing returns, and a match kills the task before it writes a \
+                     byte (an open with O_TRUNC has emptied the file by then); it must exist \
+                     when the task starts, and removing and recreating it is not seen (lsm \
+                     mode refuses all of these)"
+                        .to_owned(),
+                    (!support.identity_checks).then(|| {
+                        "the kernel structure offsets needed for identity checks could not be \
+                         resolved from BTF"
+                            .to_owned()
+                    }),
+                ),
                 (Section::FilesDeny, false) => {
                     let plan = plans.iter().find(|p| p.rule_id == id);
                     let inside = plan.map(|p| p.inside.clone()).unwrap_or_default();
@@ -270,6 +293,14 @@ pub fn explain(policy: &Policy, support: &Support) -> Explanation {
          bpf or enforcer trees, so no process of the task can move itself out of its cgroup"
             .to_owned(),
     );
+    for (tree, place) in
+        super::guard::run_later_unprotected(policy, |p| std::path::Path::new(p).exists())
+    {
+        notes.push(format!(
+            "WARNING: the writable tree {tree} contains {place}, which a person or a tool runs \
+             later outside the envelope; a task could plant code there: add it to files.protect"
+        ));
+    }
     notes.push(format!(
         "every task makes native syscalls only (32-bit and x32 calls answer ENOSYS); gets no \
          ICMP ping socket and no address family but unix, inet, inet6 and netlink; no kernel \

@@ -56,6 +56,46 @@ pub fn is_elf_interpreter(pattern: &PathPattern) -> bool {
         || (name.starts_with("ld-") && name.contains(".so"))
 }
 
+/// Places inside a workspace whose contents a person or a tool runs later, with full rights
+/// and outside any envelope: git hooks and config (`core.hooksPath`, `core.fsmonitor`), editor
+/// tasks, direnv files, CI workflows, agents' own settings and hooks.
+pub const RUN_LATER: &[&str] = &[
+    ".git/hooks/",
+    ".git/config",
+    ".vscode/",
+    ".idea/",
+    ".envrc",
+    ".github/workflows/",
+    ".claude/",
+    ".cursor/",
+    ".bashrc",
+    ".profile",
+    ".zshrc",
+];
+
+/// `(writable tree, place)` for each place of [`RUN_LATER`] that exists (per `exists`) inside
+/// a tree the policy lets the task write, with no protect or deny rule over it.
+pub fn run_later_unprotected(
+    policy: &super::Policy,
+    exists: impl Fn(&str) -> bool,
+) -> Vec<(String, String)> {
+    use super::{Section, decide::decide_file};
+    let mut out = Vec::new();
+    for (_, rule) in policy.rules_in(Section::FilesWrite) {
+        let Some(tree) = rule.path().filter(|p| p.dir) else {
+            continue;
+        };
+        for place in RUN_LATER {
+            let path = format!("{}{place}", tree.path);
+            let probe = path.trim_end_matches('/');
+            if exists(probe) && decide_file(policy, probe, enforcer_common::access::WRITE).allowed {
+                out.push((tree.path.clone(), path));
+            }
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -63,6 +103,35 @@ mod tests {
 
     fn p(s: &str) -> PathPattern {
         parse_path(s).unwrap()
+    }
+
+    #[test]
+    fn writable_trees_with_unprotected_run_later_places_are_found() {
+        use crate::policy::{Vars, parse};
+        let text = |protect: &str| {
+            format!(
+                "[policy]\nname = \"t\"\nversion = 1\n[files]\nread = [\"/w/\"]\n\
+                 write = [\"/w/\"]\n{protect}\n"
+            )
+        };
+        let exists = |p: &str| p == "/w/.git/hooks" || p == "/w/.git/config";
+        let open = parse(std::path::Path::new("t.toml"), &text(""), &Vars::new()).unwrap();
+        let found = run_later_unprotected(&open, exists);
+        assert_eq!(found.len(), 2, "{found:?}");
+        let closed = parse(
+            std::path::Path::new("t.toml"),
+            &text("protect = [\"/w/.git/hooks/\", \"/w/.git/config\"]"),
+            &Vars::new(),
+        )
+        .unwrap();
+        assert!(run_later_unprotected(&closed, exists).is_empty());
+        // Protected paths stay readable and are no longer writable.
+        use crate::policy::decide::decide_file;
+        use enforcer_common::access;
+        assert!(decide_file(&closed, "/w/.git/config", access::READ).allowed);
+        assert!(!decide_file(&closed, "/w/.git/config", access::WRITE).allowed);
+        assert!(!decide_file(&closed, "/w/.git/hooks/pre-commit", access::WRITE).allowed);
+        assert!(decide_file(&closed, "/w/src/main.rs", access::WRITE).allowed);
     }
 
     #[test]

@@ -52,6 +52,9 @@ pub enum Section {
     FilesRead,
     FilesWrite,
     FilesDeny,
+    /// Paths inside writable trees that stay read-only: what a person or a tool runs later,
+    /// outside the envelope (`.git/hooks/`, `.git/config`, editor tasks, shell rc files).
+    FilesProtect,
     NetworkConnect,
     /// Unix-domain socket paths that may be connected to.
     NetworkUnix,
@@ -69,6 +72,7 @@ impl Section {
             Self::FilesRead => "files.read",
             Self::FilesWrite => "files.write",
             Self::FilesDeny => "files.deny",
+            Self::FilesProtect => "files.protect",
             Self::NetworkConnect => "network.connect",
             Self::NetworkUnix => "network.unix",
         }
@@ -84,7 +88,7 @@ impl Section {
             Self::ExecLibraries => access::MAP_EXEC,
             Self::FilesRead => access::READ,
             Self::FilesWrite => access::WRITE,
-            Self::FilesDeny => 0,
+            Self::FilesDeny | Self::FilesProtect => 0,
             Self::NetworkConnect | Self::NetworkUnix => access::CONNECT,
         }
     }

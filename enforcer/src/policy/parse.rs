@@ -76,6 +76,8 @@ struct RawFiles {
     write: Vec<Spanned<String>>,
     #[serde(default)]
     deny: Vec<Spanned<String>>,
+    #[serde(default)]
+    protect: Vec<Spanned<String>>,
 }
 
 #[derive(Default, Deserialize)]
@@ -171,11 +173,12 @@ pub fn parse(file: &Path, text: &str, vars: &Vars) -> Result<Policy, PolicyError
             &default_libraries
         }
     };
-    let lists: [(Section, &[Spanned<String>]); 7] = [
+    let lists: [(Section, &[Spanned<String>]); 8] = [
         (Section::ExecAllow, &raw.exec.allow),
         (Section::FilesRead, &raw.files.read),
         (Section::FilesWrite, &raw.files.write),
         (Section::FilesDeny, &raw.files.deny),
+        (Section::FilesProtect, &raw.files.protect),
         (Section::NetworkConnect, &raw.network.connect),
         (Section::NetworkUnix, &raw.network.unix),
         // Last, so that the ids of the rules written do not depend on the defaults.
@@ -229,7 +232,7 @@ fn guard_path(
     written: &str,
     path: PathPattern,
 ) -> Result<PathPattern, String> {
-    if section != Section::FilesDeny
+    if !matches!(section, Section::FilesDeny | Section::FilesProtect)
         && written.contains("${")
         && let Some(tree) = guard::system_tree(&path)
     {
