@@ -119,3 +119,25 @@ pub fn unresolved(sc: &mut Scratch) -> usize {
     sc.path[1] = 0;
     0
 }
+
+/// A memfd or an unlinked file run by its descriptor: whatever its path says
+/// ("/memfd:x (deleted)"), no rule allowed it. Known by its inode having no links, or by the
+/// " (deleted)" that d_path gives such a file. Checked where the kernel opens a program to
+/// run it (file_open) and again in bprm_check_security.
+#[inline(always)]
+pub fn refuse_nameless(task: &Task, file: u64, check: &Check) -> Option<i32> {
+    let (o, sc) = (crate::kernel::resolved()?, path::scratch()?);
+    let len = path::d_path(sc, file + u64::from(o.file_path)).unwrap_or(0);
+    if !crate::kernel::nameless(&o, file) && !path::deleted(sc, len) {
+        return None;
+    }
+    if len == 0 {
+        unresolved(sc);
+    }
+    Some(refuse(
+        task,
+        check,
+        enforcer_common::RULE_NAMELESS_EXEC,
+        |ev| path::copy_to_event(sc, &mut ev.path),
+    ))
+}

@@ -2,7 +2,7 @@
 //! (a script's `#!` line), so both must be allowed to execute. A program with no name (a
 //! memfd, an unlinked file) is refused whatever the rules say.
 use aya_ebpf::{macros::lsm, programs::LsmContext};
-use enforcer_common::{RULE_NAMELESS_EXEC, access, event_kind};
+use enforcer_common::{access, event_kind};
 
 use crate::{
     kernel,
@@ -33,20 +33,8 @@ pub fn lsm_bprm_check(ctx: LsmContext) -> i32 {
         flags: 0,
         any_of: 0,
     };
-    // A memfd or an unlinked file run by its descriptor: whatever its path says
-    // ("/memfd:x (deleted)"), no rule allowed it. Known by its inode having no links, or by
-    // the " (deleted)" that d_path gives such a file.
-    let Some(sc) = path::scratch() else {
-        return 0;
-    };
-    let len = path::d_path(sc, file + u64::from(o.file_path)).unwrap_or(0);
-    if kernel::nameless(&o, file) || path::deleted(sc, len) {
-        if len == 0 {
-            lsm::unresolved(sc);
-        }
-        return lsm::refuse(&task, &check, RULE_NAMELESS_EXEC, |ev| {
-            path::copy_to_event(sc, &mut ev.path)
-        });
+    if let Some(ret) = lsm::refuse_nameless(&task, file, &check) {
+        return ret;
     }
     check_file(&task, file, &check)
 }

@@ -100,6 +100,9 @@ pub fn lsm_file_open(ctx: LsmContext) -> i32 {
     if check.want == 0 {
         return 0;
     }
+    if exec_open && let Some(ret) = lsm::refuse_nameless(&task, file, &check) {
+        return ret;
+    }
     check_file(&task, file, &check)
 }
 
