@@ -5,9 +5,7 @@ use aya_ebpf::{
     EbpfContext as _, helpers::bpf_probe_read_kernel_str_bytes, macros::tracepoint,
     programs::TracePointContext,
 };
-use enforcer_common::{
-    Event, PendingOp, RULE_NAMELESS_EXEC, decision, enforced_by, event_kind, task_flags,
-};
+use enforcer_common::{Event, PendingOp, RULE_NAMELESS_EXEC, decision, event_kind, task_flags};
 
 use crate::{
     events,
@@ -90,26 +88,7 @@ pub fn sched_process_exec(ctx: TracePointContext) -> u32 {
         && let Some(file) = kernel::exe_file(&o)
         && kernel::nameless(&o, file)
     {
-        let audit = task.has(task_flags::AUDIT);
-        if !audit {
-            kill_current();
-            task::end_after_kill(&task);
-        }
-        events::emit_urgent(&task, event_kind::EXEC, |ev| {
-            ev.decision = if audit {
-                decision::AUDIT
-            } else {
-                decision::KILL
-            };
-            ev.enforced_by = if audit {
-                enforced_by::NONE
-            } else {
-                enforced_by::KILL
-            };
-            ev.rule_id = RULE_NAMELESS_EXEC;
-            fill_path(ev);
-        });
-        files::count_denial(&task);
+        files::kill_violation(&task, event_kind::EXEC, RULE_NAMELESS_EXEC, fill_path);
         return 0;
     }
     let op = PendingOp {

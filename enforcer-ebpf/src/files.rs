@@ -171,6 +171,25 @@ pub fn enforce_identity(
     if hit.rule_id & RULE_WRITE_ONLY != 0 && (kind != event_kind::OPEN || !writes(op.flags)) {
         return false;
     }
+    kill_violation(task, kind, hit.rule_id, |ev| {
+        ev.dev = hit.dev;
+        ev.ino = hit.ino;
+        ev.flags = op.flags;
+        ev.dirfd = op.dirfd;
+        fill_path(ev);
+    });
+    true
+}
+
+/// Kills the current process for a violation and ends its task (audit mode: only reports
+/// it), with one urgent event naming `rule_id`; `fill` writes the rest of the event.
+#[inline(always)]
+pub fn kill_violation(
+    task: &Task,
+    kind: u32,
+    rule_id: u32,
+    fill: impl FnOnce(&mut enforcer_common::Event),
+) {
     let audit = task.has(task_flags::AUDIT);
     if !audit {
         kill_current();
@@ -187,15 +206,10 @@ pub fn enforce_identity(
         } else {
             enforced_by::KILL
         };
-        ev.rule_id = hit.rule_id;
-        ev.dev = hit.dev;
-        ev.ino = hit.ino;
-        ev.flags = op.flags;
-        ev.dirfd = op.dirfd;
-        fill_path(ev);
+        ev.rule_id = rule_id;
+        fill(ev);
     });
     count_denial(task);
-    true
 }
 
 #[tracepoint]

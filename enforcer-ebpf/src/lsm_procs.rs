@@ -4,13 +4,12 @@
 //! mode (ptrace on every ABI, signals from ABI 6); on 6.1 (ABI 2) in lsm mode these hooks are
 //! the only check, and they report what they refuse.
 use aya_ebpf::{macros::lsm, programs::LsmContext};
-use enforcer_common::{decision, enforced_by, event_kind, task_flags};
+use enforcer_common::{RULE_DEFAULT_DENY, event_kind};
 
 use crate::{
-    events,
-    files::{count_denial, take_pending},
+    files::take_pending,
     kernel,
-    lsm::{self, EPERM},
+    lsm::{self, Check},
     task::Task,
 };
 
@@ -31,22 +30,18 @@ fn same_task_only(task: &Task, target: u64, kind: u32, detail: u32) -> i32 {
     let pid: u32 = o
         .and_then(|o| kernel::read(target, o.task_tgid))
         .unwrap_or(0);
-    let audit = task.has(task_flags::AUDIT);
-    let noted = take_pending();
-    events::emit(task, kind, |ev| {
-        ev.decision = if audit {
-            decision::AUDIT
-        } else {
-            decision::DENY
-        };
-        ev.enforced_by = enforced_by::LSM;
-        ev.ret = if audit { 0 } else { -EPERM };
-        ev.op = noted.map_or(0, |n| n.path_ptr as u32);
+    let check = Check {
+        kind,
+        want: 0,
+        // The syscall that asked, as the enter tracepoint noted it (none for a /proc open).
+        op: take_pending().map_or(0, |n| n.path_ptr as u32),
+        flags: 0,
+        any_of: 0,
+    };
+    lsm::refuse(task, &check, RULE_DEFAULT_DENY, |ev| {
         ev.count = u64::from(pid);
         ev.flags = detail;
-    });
-    count_denial(task);
-    if audit { 0 } else { -EPERM }
+    })
 }
 
 // task_kill(struct task_struct *p, struct kernel_siginfo *info, int sig, const struct cred *cred)
