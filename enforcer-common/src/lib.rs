@@ -8,6 +8,13 @@
 
 use core::mem::{offset_of, size_of};
 
+mod event;
+pub mod exit_status;
+mod layout;
+
+pub use event::*;
+pub use layout::{LAYOUT, MAP_ABI};
+
 /// Bytes of a path kept in events (including the terminating NUL).
 pub const PATH_BYTES: usize = 256;
 /// Bytes of a path in a `FILE_RULES` key: LPM-trie keys hold at most 256 data bytes, 4 of
@@ -111,41 +118,6 @@ pub const OPTIONAL_LSM_PROGRAMS: &[(&str, &str)] = &[
     // Before 6.2, open(O_TRUNC) goes through path_truncate.
     ("lsm_file_truncate", "file_truncate"),
 ];
-
-/// [`Event::op`] of an `MMAP` event from `file_mprotect` (0: from `mmap_file`).
-pub const MMAP_OP_MPROTECT: u32 = 1;
-
-/// [`Event::op`] of a `FILE_OP` event: which path operation.
-pub mod file_op {
-    pub const UNLINK: u32 = 1;
-    pub const MKDIR: u32 = 2;
-    pub const RMDIR: u32 = 3;
-    /// mknod, and the creation of a regular file by open(O_CREAT).
-    pub const MKNOD: u32 = 4;
-    pub const RENAME: u32 = 5;
-    pub const LINK: u32 = 6;
-    pub const SYMLINK: u32 = 7;
-    pub const TRUNCATE: u32 = 8;
-    pub const CHMOD: u32 = 9;
-    pub const CHOWN: u32 = 10;
-    /// mount, move_mount or pivot_root.
-    pub const MOUNT: u32 = 11;
-    /// chroot.
-    pub const CHROOT: u32 = 12;
-}
-
-/// [`Event::op`] of `SIGNAL` and `PTRACE` events: the syscall that was refused.
-pub mod cross_op {
-    pub const KILL: u32 = 1;
-    pub const TKILL: u32 = 2;
-    pub const TGKILL: u32 = 3;
-    pub const PIDFD_SEND_SIGNAL: u32 = 4;
-    pub const RT_SIGQUEUEINFO: u32 = 5;
-    pub const PTRACE: u32 = 6;
-    pub const PIDFD_GETFD: u32 = 7;
-    pub const PROCESS_VM_READV: u32 = 8;
-    pub const PROCESS_VM_WRITEV: u32 = 9;
-}
 
 /// Bits of [`TaskEntry::flags`].
 pub mod task_flags {
@@ -343,97 +315,6 @@ pub struct KernelOffsets {
     pub valid: u32,
 }
 
-/// [`Event::kind`].
-pub mod event_kind {
-    pub const EXEC: u32 = 1;
-    pub const OPEN: u32 = 2;
-    pub const CONNECT: u32 = 3;
-    pub const SENDMSG: u32 = 4;
-    pub const LIMIT: u32 = 5;
-    /// io_uring_setup refused by the seccomp filter.
-    pub const IO_URING: u32 = 6;
-    /// A path operation ([`super::file_op`] in `op`), checked by an LSM hook.
-    pub const FILE_OP: u32 = 7;
-    /// A file mapped executable (`mmap`/`mprotect` PROT_EXEC); `flags` holds the prot.
-    pub const MMAP: u32 = 8;
-    /// A unix-domain socket connect; `path` is the socket's path.
-    pub const UNIX_CONNECT: u32 = 9;
-    /// A signal to a process outside the task (kill, tkill, tgkill, pidfd_send_signal,
-    /// rt_sigqueueinfo), refused; `count` is the target pid (or pidfd), `flags` the signal.
-    pub const SIGNAL: u32 = 10;
-    /// A trace of, or a reach into, a process outside the task (ptrace, pidfd_getfd,
-    /// process_vm_readv/writev), refused; `count` is the target pid (or pidfd), `op` which
-    /// ([`super::cross_op`]), `flags` the ptrace request.
-    pub const PTRACE: u32 = 11;
-    /// A socket refused by the task's seccomp filter (`ret`: EPERM for ICMP "ping" sockets,
-    /// or raw ones the kernel refuses without CAP_NET_RAW; EAFNOSUPPORT for a family other
-    /// than unix, inet, inet6 and netlink).
-    pub const SOCKET: u32 = 12;
-    /// A syscall refused with EPERM that no other event names (`op`: the syscall number): a
-    /// user namespace or a keyring by the task's seccomp filter, `bpf` or
-    /// `open_by_handle_at` by the kernel (no capabilities).
-    pub const SYSCALL: u32 = 13;
-}
-
-/// [`Event::decision`].
-pub mod decision {
-    pub const ALLOW: u32 = 1;
-    pub const DENY: u32 = 2;
-    pub const KILL: u32 = 3;
-    pub const AUDIT: u32 = 4;
-    /// Seen, not decided: userspace evaluates it against the policy (audit mode).
-    pub const OBSERVED: u32 = 5;
-}
-
-/// [`Event::enforced_by`].
-pub mod enforced_by {
-    pub const NONE: u32 = 0;
-    pub const LSM: u32 = 1;
-    pub const LANDLOCK: u32 = 2;
-    pub const CGROUP: u32 = 3;
-    pub const KILL: u32 = 4;
-    pub const SECCOMP: u32 = 5;
-}
-
-/// One record in the `EVENTS` ring buffer.
-#[repr(C)]
-#[derive(Clone, Copy, Debug)]
-pub struct Event {
-    /// `CLOCK_BOOTTIME` nanoseconds.
-    pub time_ns: u64,
-    pub cgroup_id: u64,
-    /// Identity of the file involved (inode-check kills), kernel `dev_t` encoding.
-    pub dev: u64,
-    pub ino: u64,
-    /// For limit events: the counter's value and the limit.
-    pub count: u64,
-    pub limit: u64,
-    pub kind: u32,
-    pub decision: u32,
-    pub enforced_by: u32,
-    pub limit_kind: u32,
-    pub slot: u32,
-    pub generation: u32,
-    /// Thread id and process id (tgid), as userspace knows them.
-    pub tid: u32,
-    pub pid: u32,
-    /// The syscall's return value, where there is one (e.g. -13 for EACCES).
-    pub ret: i32,
-    /// open flags (tracepoints), `access` bits wanted (LSM hooks and network), or the prot of
-    /// an `MMAP`.
-    pub flags: u32,
-    pub rule_id: u32,
-    pub dirfd: i32,
-    pub family: u16,
-    /// Host-order port.
-    pub port: u16,
-    /// [`file_op`] of a `FILE_OP` event.
-    pub op: u32,
-    pub addr: [u8; 16],
-    pub comm: [u8; COMM_BYTES],
-    pub path: [u8; PATH_BYTES],
-}
-
 /// Bit of a `DENY_INODES` rule id: the identity only counts when executed (an ELF interpreter
 /// run directly, e.g. `ld.so /forbidden/binary`), not when opened.
 pub const RULE_EXEC_ONLY: u32 = 1 << 31;
@@ -480,115 +361,6 @@ const _: () = {
     assert!(size_of::<Event>() == 392);
     assert!(size_of::<Event>().is_multiple_of(8));
 };
-
-/// Values of `EXITS` (key: the pid a daemon task's command runs as; value: its wait status).
-///
-/// The daemon writes [`exit_status::RUNNING`] when it starts a task; the programs write the
-/// process's `task_struct.exit_code` as each of its threads exits, so the last one leaves the
-/// status its parent would have read from `wait()`.
-pub mod exit_status {
-    /// Not exited yet (or exited where the programs could not read the status).
-    pub const RUNNING: i32 = i32::MIN;
-
-    /// How a process ended, decoded from a wait status.
-    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-    pub enum Ended {
-        /// `exit(code)` or a return from main.
-        Exited(u8),
-        /// Killed by a signal (with a core dump or not).
-        Signaled { signal: u8, core_dumped: bool },
-    }
-
-    /// Decodes a wait status as `WIFEXITED`/`WTERMSIG` do. `None` for [`RUNNING`] and for
-    /// values no exiting process has (stopped or continued states, stray high bits).
-    pub const fn decode(status: i32) -> Option<Ended> {
-        if status == RUNNING || status < 0 || status > 0xffff {
-            return None;
-        }
-        let signal = (status & 0x7f) as u8;
-        match signal {
-            0 => Some(Ended::Exited(((status >> 8) & 0xff) as u8)),
-            // 0x7f is WIFSTOPPED, not an end.
-            0x7f => None,
-            _ if status >> 8 != 0 => None,
-            _ => Some(Ended::Signaled {
-                signal,
-                core_dumped: status & 0x80 != 0,
-            }),
-        }
-    }
-}
-
-/// Version of what the programs and a daemon share through pinned maps: keys, values, flag bits,
-/// rule ids, limit kinds and the event record. A daemon of another build takes running tasks
-/// over from pinned programs only when this is equal. [`LAYOUT`] breaks the build when a layout
-/// or value changes and this was not bumped; a change of meaning alone needs a bump by hand.
-pub const MAP_ABI: u32 = 3;
-
-/// The sizes, offsets and values the pinned maps depend on, folded with FNV-1a.
-pub const LAYOUT: u64 = {
-    let parts: [u64; 47] = [
-        size_of::<TaskEntry>() as u64,
-        offset_of!(TaskEntry, generation) as u64,
-        offset_of!(TaskEntry, flags) as u64,
-        offset_of!(TaskEntry, rules) as u64,
-        size_of::<TaskLimits>() as u64,
-        size_of::<TaskCounters>() as u64,
-        offset_of!(TaskCounters, ended) as u64,
-        size_of::<PathKey>() as u64,
-        size_of::<PathRule>() as u64,
-        size_of::<NetKey>() as u64,
-        size_of::<NetRule>() as u64,
-        size_of::<InodeKey>() as u64,
-        size_of::<Event>() as u64,
-        offset_of!(Event, kind) as u64,
-        offset_of!(Event, slot) as u64,
-        offset_of!(Event, pid) as u64,
-        offset_of!(Event, rule_id) as u64,
-        offset_of!(Event, family) as u64,
-        offset_of!(Event, op) as u64,
-        offset_of!(Event, path) as u64,
-        MAX_TASKS as u64,
-        MAX_RULES as u64,
-        task_flags::AUDIT as u64,
-        task_flags::DENY_INODES as u64,
-        task_flags::DENY_DIRS as u64,
-        task_flags::OBSERVE_ALL as u64,
-        task_flags::EXEC_IDENTITIES as u64,
-        task_flags::NO_TASK as u64,
-        task_flags::NO_TASK_KILL as u64,
-        ENDED_BY_KILL,
-        limit_kind::DENIALS as u64,
-        event_kind::SYSCALL as u64,
-        cross_op::PROCESS_VM_WRITEV as u64,
-        decision::OBSERVED as u64,
-        enforced_by::SECCOMP as u64,
-        access::MAP_EXEC as u64,
-        file_op::CHROOT as u64,
-        RULE_EXEC_ONLY as u64,
-        RULE_WRITE_ONLY as u64,
-        RULE_DEFAULT_DENY as u64,
-        RULE_NO_TASK as u64,
-        RULE_TASK_ENDED as u64,
-        RULE_NAMELESS_EXEC as u64,
-        NET_KEY_FIXED_BITS as u64,
-        PATH_KEY_FIXED_BITS as u64,
-        root_scope::FAIL_CLOSED_LSM as u64,
-        exit_status::RUNNING as u32 as u64,
-    ];
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    let mut i = 0;
-    while i < parts.len() {
-        h = (h ^ parts[i]).wrapping_mul(0x0100_0000_01b3);
-        i += 1;
-    }
-    h
-};
-
-const _: () = assert!(
-    LAYOUT == 0x5af1_7bfb_b793_8953,
-    "a layout shared through pinned maps changed: bump MAP_ABI and set the new LAYOUT here"
-);
 
 #[cfg(feature = "user")]
 mod pod {
