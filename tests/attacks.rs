@@ -143,6 +143,16 @@ fn rules_that_would_open_the_envelope_are_refused_at_start() {
             "is empty",
         ),
     ];
+    // An event file the task may write: it could rewrite the record of what it did.
+    let mut p = PolicyBuilder::default();
+    p.write.push(format!("{}/", s.dir.display()));
+    let out = run(&s, &p, &[], &[&probe(), "read", "/etc/hostname"]);
+    assert_eq!(out.code, Some(125), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("could rewrite the record"),
+        "{}",
+        out.stderr
+    );
     // The ELF interpreter as an allowed program would run any readable file.
     let mut p = PolicyBuilder::default();
     p.exec.push("/lib64/ld-linux-x86-64.so.2".into());

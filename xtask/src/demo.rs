@@ -142,7 +142,12 @@ pub fn run() -> anyhow::Result<()> {
     )?;
 
     eprintln!("\n==> the agent runs under the envelope; events appear as the kernel decides\n");
-    let events = root.join("events.jsonl");
+    // Outside every tree the agent may write (it may write /tmp/): a task that could write
+    // its own event file could rewrite the record, and the enforcer refuses to start.
+    let events_dir = PathBuf::from("/var/log/enforcer-demo");
+    fs::create_dir_all(&events_dir).context("/var/log/enforcer-demo")?;
+    let events = events_dir.join("events.jsonl");
+    let _ = fs::remove_file(&events);
     let mut child = Command::new(&enforcer)
         .args(["run", "--task", "fix-readme-typo", "--var", &var])
         .args(["--intent", "Fix the typo in README.md and commit it"])

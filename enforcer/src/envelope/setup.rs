@@ -89,6 +89,7 @@ pub fn prepare(req: &RunRequest, lsm_refused: Option<String>) -> Result<Prepared
     let policy = policy::load(&req.policy, &req.vars)
         .map_err(|e| RunError::Setup(format!("invalid policy:\n{e}")))?;
     check_task_name(&req.task)?;
+    check_events_file(&policy, &req.events)?;
     let command = req
         .command
         .first()
@@ -108,6 +109,29 @@ pub fn prepare(req: &RunRequest, lsm_refused: Option<String>) -> Result<Prepared
     }
     probe.check_requested().map_err(RunError::Setup)?;
     plan(policy, command_path, user, probe)
+}
+
+/// The task's own event file must be out of its reach: a task that could write it could
+/// rewrite or forge the record of what it did.
+fn check_events_file(
+    policy: &Policy,
+    events: &crate::events::writer::Target,
+) -> Result<(), RunError> {
+    let crate::events::writer::Target::File(path) = events else {
+        return Ok(());
+    };
+    if policy.mode != Mode::Enforce {
+        return Ok(());
+    }
+    let absolute = std::path::absolute(path).unwrap_or_else(|_| path.clone());
+    let text = absolute.display().to_string();
+    if policy::decide::decide_file(policy, &text, enforcer_common::access::WRITE).allowed {
+        return Err(RunError::Setup(format!(
+            "--events {text}: the policy lets the task write there, so it could rewrite the \
+             record of what it did; write the events outside every writable tree"
+        )));
+    }
+    Ok(())
 }
 
 /// Plans a task of `policy` (variables already substituted) on a probed kernel: what every
