@@ -398,6 +398,7 @@ fn main() {
         "socket" => report(attacks::socket(arg(2), arg(3), arg(4))),
         "ia32-open" => report(attacks::ia32_open(arg(2))),
         "unshare-user" => report(attacks::unshare_user()),
+        "unix-sendto" => report(attacks::unix_sendto(arg(2))),
         "open-trunc-read" => report(attacks::open_trunc_read(arg(2))),
         "keyctl" => report(attacks::keyctl()),
         "bpf" => report(attacks::bpf()),

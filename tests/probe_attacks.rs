@@ -119,6 +119,13 @@ pub fn open_trunc_read(path: &str) -> io::Result<()> {
     Ok(())
 }
 
+/// One datagram to the unix socket at `path`, from an unbound socket (sendto).
+pub fn unix_sendto(path: &str) -> io::Result<()> {
+    std::os::unix::net::UnixDatagram::unbound()?
+        .send_to(b"exfiltrated", path)
+        .map(drop)
+}
+
 /// unshare(CLONE_NEWUSER): a user namespace of its own.
 pub fn unshare_user() -> io::Result<()> {
     // SAFETY: a plain syscall.

@@ -1,6 +1,9 @@
 //! The event record the programs write to the `EVENTS` ring, and the values of its fields.
 use crate::{COMM_BYTES, PATH_BYTES};
 
+/// [`Event::op`] of a `UNIX_CONNECT` event for a datagram sent to a socket path (0: a connect).
+pub const UNIX_OP_SENDMSG: u32 = 1;
+
 /// [`Event::op`] of an `MMAP` event from `file_mprotect` (0: from `mmap_file`).
 pub const MMAP_OP_MPROTECT: u32 = 1;
 

@@ -108,6 +108,7 @@ pub const LSM_PROGRAMS: &[(&str, &str)] = &[
     ("lsm_sb_pivotroot", "sb_pivotroot"),
     ("lsm_path_chroot", "path_chroot"),
     ("lsm_socket_connect", "socket_connect"),
+    ("lsm_socket_sendmsg", "socket_sendmsg"),
     ("lsm_task_kill", "task_kill"),
     ("lsm_ptrace_access_check", "ptrace_access_check"),
 ];
@@ -311,6 +312,9 @@ pub struct KernelOffsets {
     pub task_tgid: u32,
     /// `inode.i_nlink`: 0 for a file with no name (memfd, unlinked), which no rule can allow.
     pub inode_nlink: u32,
+    /// `msghdr.msg_name`: the destination of a sendmsg (a kernel copy), for unix datagrams.
+    pub msghdr_name: u32,
+    pub _reserved: u32,
     /// Non-zero once userspace filled the offsets; the programs check nothing until then.
     pub valid: u32,
 }
@@ -349,8 +353,8 @@ const _: () = {
     assert!(size_of::<InodeKey>() == 24);
     assert!(offset_of!(InodeKey, dev) == 8);
     assert!(size_of::<PendingOp>() == 24);
-    assert!(size_of::<KernelOffsets>() == 136);
-    assert!(offset_of!(KernelOffsets, valid) == 132);
+    assert!(size_of::<KernelOffsets>() == 144);
+    assert!(offset_of!(KernelOffsets, valid) == 140);
     assert!(size_of::<RootCgroup>() == 16);
     assert!(offset_of!(Event, kind) == 48);
     assert!(offset_of!(Event, family) == 96);

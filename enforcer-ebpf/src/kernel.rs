@@ -44,6 +44,8 @@ static KERNEL_OFFSETS: KernelOffsets = KernelOffsets {
     kernfs_node_id: 0,
     task_tgid: 0,
     inode_nlink: 0,
+    msghdr_name: 0,
+    _reserved: 0,
     valid: 0,
 };
 

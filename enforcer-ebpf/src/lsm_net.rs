@@ -1,13 +1,15 @@
-//! lsm mode, unix-domain sockets: a connect to a socket path needs a `network.unix` rule.
+//! lsm mode, unix-domain sockets: a connect to a socket path, or a datagram sent to one, needs
+//! a `network.unix` rule.
 //! Internet connects are the cgroup programs' (net.rs). Abstract sockets have no path: where
 //! Landlock can scope them (ABI 6), the launcher does.
 use aya_ebpf::{helpers::bpf_probe_read_kernel_str_bytes, macros::lsm, programs::LsmContext};
-use enforcer_common::{access, event_kind};
+use enforcer_common::{UNIX_OP_SENDMSG, access, event_kind};
 
 use crate::{
     kernel::read,
     lsm::{self, Check},
     path,
+    task::Task,
 };
 
 const AF_UNIX: u16 = 1;
@@ -22,13 +24,41 @@ pub fn lsm_socket_connect(ctx: LsmContext) -> i32 {
         Ok(task) => task,
         Err(ret) => return ret,
     };
+    check_unix_path(&task, address, addrlen, 0)
+}
+
+/// socket_sendmsg(sock, msg, size): a datagram sent to a unix socket path (sendto, sendmsg
+/// with an address) needs the same rule as a connect to it. Sends on connected sockets carry
+/// no address; their connect was checked.
+#[lsm(hook = "socket_sendmsg")]
+pub fn lsm_socket_sendmsg(ctx: LsmContext) -> i32 {
+    let msg: u64 = ctx.arg(1);
+    let task = match lsm::enter(ctx.arg(3)) {
+        Ok(task) => task,
+        Err(ret) => return ret,
+    };
+    let Some(o) = crate::kernel::resolved() else {
+        return 0;
+    };
+    // The kernel copied the address in (move_addr_to_kernel) before this hook.
+    let address: u64 = read(msg, o.msghdr_name).unwrap_or(0);
+    if address == 0 {
+        return 0;
+    }
+    check_unix_path(&task, address, SUN_PATH as i32 + 2, UNIX_OP_SENDMSG)
+}
+
+/// Checks a `struct sockaddr` at `address` (kernel memory): a unix socket path needs a
+/// `network.unix` rule; other families and abstract sockets are left to their own checks.
+#[inline(always)]
+fn check_unix_path(task: &Task, address: u64, addrlen: i32, op: u32) -> i32 {
     if read::<u16>(address, 0) != Some(AF_UNIX) || addrlen <= 2 {
         return 0;
     }
     let Some(sc) = path::scratch() else {
         return 0;
     };
-    // The address was copied into the kernel by connect(2).
+    // SAFETY: the helper checks the address; the copy stops at the NUL or the buffer's end.
     let read = unsafe {
         bpf_probe_read_kernel_str_bytes((address + 2) as *const u8, &mut sc.path[..SUN_PATH])
     };
@@ -40,7 +70,7 @@ pub fn lsm_socket_connect(ctx: LsmContext) -> i32 {
     let check = Check {
         kind: event_kind::UNIX_CONNECT,
         want: access::CONNECT,
-        op: 0,
+        op,
         flags: 0,
         any_of: 0,
     };
@@ -51,5 +81,5 @@ pub fn lsm_socket_connect(ctx: LsmContext) -> i32 {
     } else {
         0
     };
-    lsm::decide(&task, sc, len, &check, None)
+    lsm::decide(task, sc, len, &check, None)
 }

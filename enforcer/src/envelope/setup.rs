@@ -274,7 +274,8 @@ pub fn mode_gaps(policy: &Policy, probe: &Probe) -> Vec<String> {
          an event in fallback mode ({why})"
     ));
     gaps.push(format!(
-        "unix-socket connects by path{}: not restricted in fallback mode ({why})",
+        "unix-socket connects and datagrams by path{}: not restricted in fallback mode \
+         ({why})",
         if has_unix {
             " (network.unix rules)"
         } else {

@@ -234,6 +234,8 @@ pub fn kernel_offsets(btf: &Btf<'_>) -> Result<KernelOffsets, BtfError> {
         kernfs_node_id: m("kernfs_node", "id")?,
         task_tgid: m("task_struct", "tgid")?,
         inode_nlink: m("inode", "i_nlink")?,
+        msghdr_name: m("msghdr", "msg_name")?,
+        _reserved: 0,
         valid: 1,
     })
 }
