@@ -312,7 +312,9 @@ fn ping_sockets_and_other_address_families_are_refused_with_an_event() {
         return;
     }
     let s = Scratch::new("sockets");
-    let p = PolicyBuilder::default();
+    let mut p = PolicyBuilder::default();
+    // The probe runs each attempt as a child of itself: one task for all of them.
+    p.read.push(probe());
     let n = |v: i32| v.to_string();
     let cases = [
         // (family, type, protocol, answer, target)
@@ -345,31 +347,40 @@ fn ping_sockets_and_other_address_families_are_refused_with_an_event() {
             "address family",
         ),
     ];
-    for (family, kind, protocol, answer, target) in cases {
-        let out = run(
-            &s,
-            &p,
-            &[],
-            &[&probe(), "socket", &n(family), &n(kind), &n(protocol)],
-        );
-        said(&out, answer);
+    let me = probe();
+    let mut args: Vec<String> = vec![me.clone(), "each".into()];
+    for (family, kind, protocol, _, _) in cases {
+        args.extend([
+            "socket".into(),
+            n(family),
+            n(kind),
+            n(protocol),
+            ";;".into(),
+        ]);
+    }
+    // Ordinary sockets still work.
+    args.extend([
+        "socket".into(),
+        n(libc::AF_INET),
+        n(libc::SOCK_DGRAM),
+        "0".into(),
+    ]);
+    let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = run(&s, &p, &[], &argv);
+    let verdicts: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(verdicts.len(), cases.len() + 1, "{}", out.stdout);
+    for (i, (_, _, _, answer, target)) in cases.iter().enumerate() {
+        assert_eq!(verdicts[i], *answer, "case {i}: {}", out.dump());
         let e = out.event("socket", "deny", target);
         assert_eq!(e["enforced_by"], "seccomp");
     }
-    // Ordinary sockets still work.
-    let out = run(
-        &s,
-        &p,
-        &[],
-        &[
-            &probe(),
-            "socket",
-            &n(libc::AF_INET),
-            &n(libc::SOCK_DGRAM),
-            "0",
-        ],
+    assert_eq!(verdicts[cases.len()], "ok", "an ordinary socket");
+    assert_eq!(
+        out.events("socket", "deny").len(),
+        cases.len(),
+        "{}",
+        out.dump()
     );
-    said(&out, "ok");
 }
 
 #[test]
@@ -446,14 +457,23 @@ fn user_namespaces_keyrings_and_bpf_are_refused_with_an_event() {
         return;
     }
     let s = Scratch::new("syscalls");
-    let p = PolicyBuilder::default();
-    for (what, target, by) in [
-        ("unshare-user", "unshare", "seccomp"),
-        ("keyctl", "keyctl", "seccomp"),
-        ("bpf", "bpf", "kernel"),
+    let mut p = PolicyBuilder::default();
+    // The probe runs each attempt as a child of itself: one task for all of them.
+    p.read.push(probe());
+    let me = probe();
+    let out = run(
+        &s,
+        &p,
+        &[],
+        &[&me, "each", "unshare-user", ";;", "keyctl", ";;", "bpf"],
+    );
+    let verdicts: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(verdicts, ["err EPERM (1)"; 3], "{}", out.dump());
+    for (target, by) in [
+        ("unshare", "seccomp"),
+        ("keyctl", "seccomp"),
+        ("bpf", "kernel"),
     ] {
-        let out = run(&s, &p, &[], &[&probe(), what]);
-        said(&out, "err EPERM (1)");
         let e = out.event("syscall", "deny", target);
         assert_eq!(e["enforced_by"], by, "{e}");
     }

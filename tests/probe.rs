@@ -438,6 +438,31 @@ fn main() {
             }
         }
         // Run the same probe command N times in sequence (for count limits).
+        // Run several probe commands, separated by `;;`, each as a child of this one (so one
+        // task tries them all): one verdict line each, in order.
+        "each" => {
+            let me = std::env::current_exe().unwrap_or_default();
+            for cmd in args[2..].split(|a| a == ";;").filter(|c| !c.is_empty()) {
+                // stdin and stderr as this one's: output() would open /dev/null for them.
+                let out = Command::new(&me)
+                    .args(cmd)
+                    .stdin(std::process::Stdio::inherit())
+                    .stderr(std::process::Stdio::inherit())
+                    .output();
+                let line = out
+                    .as_ref()
+                    .ok()
+                    .and_then(|o| {
+                        String::from_utf8_lossy(&o.stdout)
+                            .lines()
+                            .next()
+                            .map(String::from)
+                    })
+                    .unwrap_or_else(|| "err OTHER (0)".into());
+                println!("{line}");
+            }
+            std::process::exit(0)
+        }
         "repeat" => {
             let n: usize = arg(2).parse().unwrap_or(1);
             for _ in 0..n {
