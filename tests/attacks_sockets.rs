@@ -1,4 +1,5 @@
-//! The attack suite, sockets: datagrams to unix socket paths. (The rest is in attacks.rs.)
+//! The attack suite, sockets: ICMP ping sockets, address families no hook sees, datagrams to
+//! unix socket paths. (The rest is in attacks.rs.)
 use std::{os::unix::net::UnixDatagram, time::Duration};
 
 use enforcer_tests::{PolicyBuilder, Scratch, mode, probe, require_root, run};
@@ -40,4 +41,81 @@ fn datagrams_to_a_unix_socket_path_need_a_rule() {
     assert_eq!(out.probe_said(), "ok", "{}", out.dump());
     let n = sink.recv(&mut buf).expect("the allowed datagram");
     assert_eq!(&buf[..n], b"exfiltrated");
+}
+
+#[test]
+fn ping_sockets_and_other_address_families_are_refused_with_an_event() {
+    if !require_root("ping_sockets_and_other_address_families_are_refused_with_an_event") {
+        return;
+    }
+    let s = Scratch::new("sockets");
+    let mut p = PolicyBuilder::default();
+    // The probe runs each attempt as a child of itself: one task for all of them.
+    p.read.push(probe());
+    let n = |v: i32| v.to_string();
+    let cases = [
+        // (family, type, protocol, answer, target)
+        (
+            libc::AF_INET,
+            libc::SOCK_DGRAM,
+            libc::IPPROTO_ICMP,
+            "err EPERM (1)",
+            "icmp or raw socket",
+        ),
+        (
+            libc::AF_INET6,
+            libc::SOCK_DGRAM,
+            libc::IPPROTO_ICMPV6,
+            "err EPERM (1)",
+            "icmp or raw socket",
+        ),
+        (
+            libc::AF_VSOCK,
+            libc::SOCK_STREAM,
+            0,
+            "err EAFNOSUPPORT (97)",
+            "address family",
+        ),
+        (
+            libc::AF_PACKET,
+            libc::SOCK_DGRAM,
+            0,
+            "err EAFNOSUPPORT (97)",
+            "address family",
+        ),
+    ];
+    let me = probe();
+    let mut args: Vec<String> = vec![me.clone(), "each".into()];
+    for (family, kind, protocol, _, _) in cases {
+        args.extend([
+            "socket".into(),
+            n(family),
+            n(kind),
+            n(protocol),
+            ";;".into(),
+        ]);
+    }
+    // Ordinary sockets still work.
+    args.extend([
+        "socket".into(),
+        n(libc::AF_INET),
+        n(libc::SOCK_DGRAM),
+        "0".into(),
+    ]);
+    let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = run(&s, &p, &[], &argv);
+    let verdicts: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(verdicts.len(), cases.len() + 1, "{}", out.stdout);
+    for (i, (_, _, _, answer, target)) in cases.iter().enumerate() {
+        assert_eq!(verdicts[i], *answer, "case {i}: {}", out.dump());
+        let e = out.event("socket", "deny", target);
+        assert_eq!(e["enforced_by"], "seccomp");
+    }
+    assert_eq!(verdicts[cases.len()], "ok", "an ordinary socket");
+    assert_eq!(
+        out.events("socket", "deny").len(),
+        cases.len(),
+        "{}",
+        out.dump()
+    );
 }

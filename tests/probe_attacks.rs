@@ -126,6 +126,18 @@ pub fn unix_sendto(path: &str) -> io::Result<()> {
         .map(drop)
 }
 
+/// memfd_create and ftruncate, as shared memory is made: a file with no name the task holds.
+pub fn memfd_truncate() -> io::Result<()> {
+    let name = CString::new("shm").map_err(io::Error::other)?;
+    // SAFETY: plain syscalls on our own fd, closed below.
+    unsafe {
+        let fd = check(libc::memfd_create(name.as_ptr(), 0) as libc::c_long)? as i32;
+        let r = check(libc::ftruncate(fd, 4096) as libc::c_long);
+        libc::close(fd);
+        r.map(drop)
+    }
+}
+
 /// unshare(CLONE_NEWUSER): a user namespace of its own.
 pub fn unshare_user() -> io::Result<()> {
     // SAFETY: a plain syscall.

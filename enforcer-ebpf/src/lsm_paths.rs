@@ -61,6 +61,14 @@ fn check_whole(task: &Task, path: u64, op: u32) -> i32 {
     };
     let mnt: u64 = read(path, o.path_mnt).unwrap_or(0);
     let dentry: u64 = read(path, o.path_dentry).unwrap_or(0);
+    // Truncating a file with no name (a memfd or an unlinked file the task holds, as
+    // ftruncate of shared memory does) changes nothing anyone else can open.
+    if op == file_op::TRUNCATE
+        && let Some(inode) = read::<u64>(dentry, o.dentry_inode)
+        && read::<u32>(inode, o.inode_nlink) == Some(0)
+    {
+        return 0;
+    }
     check_dentry(task, mnt, dentry, &op_check(op), true)
 }
 

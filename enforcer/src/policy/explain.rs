@@ -304,11 +304,11 @@ pub fn explain(policy: &Policy, support: &Support) -> Explanation {
     notes.push(format!(
         "every task makes native syscalls only (32-bit and x32 calls answer ENOSYS); gets no \
          ICMP ping socket and no address family but unix, inet, inet6 and netlink; no kernel \
-         keyring; {} (seccomp; each refusal is an event)",
+         keyring{} (seccomp; each refusal is an event)",
         if policy.allow_user_namespaces {
-            "user namespaces are allowed by the policy (allow_user_namespaces)"
+            "; user namespaces are allowed by the policy (allow_user_namespaces)"
         } else {
-            "and no user namespace (policy.allow_user_namespaces)"
+            ", and no user namespace (policy.allow_user_namespaces)"
         }
     ));
     Explanation {
