@@ -18,7 +18,7 @@ say() { printf 'setup: %s\n' "$*" >&2; }
 
 missing_apt=()
 for pkg in "${APT_PACKAGES[@]}" "$@"; do
-    if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed"; then
+    if [[ "$(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null || true)" != *"install ok installed"* ]]; then
         missing_apt+=("$pkg")
     fi
 done
@@ -33,11 +33,13 @@ if ((${#missing_apt[@]})); then
     apt-get install -y -qq --no-install-recommends "${missing_apt[@]}" >/dev/null
 fi
 
-if ! rustup toolchain list | grep -q '^nightly'; then
+# Each command's output is captured before it is searched: with pipefail, `cmd | grep -q`
+# fails whenever grep exits at its first match while cmd is still writing (SIGPIPE).
+if ! grep -q '^nightly' <<<"$(rustup toolchain list)"; then
     say "no nightly toolchain installed; the eBPF build needs one (rustup toolchain install nightly)"
     exit 1
 fi
-if ! rustup component list --toolchain nightly --installed | grep -q '^rust-src'; then
+if ! grep -q '^rust-src' <<<"$(rustup component list --toolchain nightly --installed)"; then
     say "adding rust-src to the nightly toolchain"
     rustup component add rust-src --toolchain nightly >/dev/null
 fi
@@ -45,7 +47,7 @@ fi
 # bpf-linker must be linked against the same LLVM major as the nightly's rustc (22).
 linker_ok() {
     command -v bpf-linker >/dev/null 2>&1 \
-        && ldd "$(command -v bpf-linker)" 2>/dev/null | grep -q "libLLVM.*\.so\.${LLVM_MAJOR}"
+        && grep -q "libLLVM.*\.so\.${LLVM_MAJOR}" <<<"$(ldd "$(command -v bpf-linker)" 2>/dev/null)"
 }
 if ! linker_ok; then
     say "installing bpf-linker against LLVM ${LLVM_MAJOR} (about a minute)"
