@@ -176,20 +176,20 @@ pub const LSM_MODE_TRACEPOINTS: &[&str] = &[
 pub fn attach_lsm(ebpf: &mut Ebpf, mut links: Links<'_>) -> Result<(), BpfError> {
     let btf = aya::Btf::from_sys_fs().map_err(|e| BpfError::Btf(chain(&e)))?;
     let trace = std::env::var_os("ENFORCER_TRACE_LOAD").is_some();
-    // The kernel's own BTF says which hooks it has (`bpf_lsm_<hook>`).
-    let vmlinux = std::fs::read("/sys/kernel/btf/vmlinux").unwrap_or_default();
-    let own = crate::kernel::btf::Btf::parse(&vmlinux).ok();
-    let present = |hook: &str| {
-        own.as_ref()
-            .is_some_and(|b| b.func_id(&format!("bpf_lsm_{hook}")).is_some())
-    };
+    let required = enforcer_common::LSM_PROGRAMS.iter().map(|p| (p, true));
     let optional = enforcer_common::OPTIONAL_LSM_PROGRAMS
         .iter()
-        .filter(|(_, hook)| present(hook));
-    for (name, hook) in enforcer_common::LSM_PROGRAMS.iter().chain(optional) {
+        .map(|p| (p, false));
+    for ((name, hook), needed) in required.chain(optional) {
         let t = std::time::Instant::now();
         let program: &mut Lsm = program(ebpf, name)?;
-        program.load(hook, &btf).map_err(program_err(name))?;
+        match program.load(hook, &btf) {
+            Ok(()) => {}
+            // A kernel without the hook has no `bpf_lsm_<hook>` in its BTF: an optional
+            // program is then left out (what covers the same ground is attached anyway).
+            Err(aya::programs::ProgramError::Btf(_)) if !needed => continue,
+            Err(e) => return Err(program_err(name)(e)),
+        }
         let id = program.attach().map_err(program_err(name))?;
         if links.is_some() {
             let link = program.take_link(id).map_err(program_err(name))?;
