@@ -31,7 +31,7 @@ const BUSYBOX_APPLETS: &[&str] = &[
     "true", "false", "pgrep", "kill", "rm", "ln",
 ];
 /// A guest that has not powered off by then has failed.
-const GUEST_TIMEOUT: Duration = Duration::from_secs(45 * 60);
+const GUEST_TIMEOUT: Duration = Duration::from_secs(60 * 60);
 
 /// Debian metapackage of each kernel line.
 fn metapackage(kernel: &str) -> anyhow::Result<&'static str> {
