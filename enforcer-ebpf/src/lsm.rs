@@ -121,17 +121,17 @@ pub fn unresolved(sc: &mut Scratch) -> usize {
 }
 
 /// A memfd or an unlinked file run by its descriptor: whatever its path says
-/// ("/memfd:x (deleted)"), no rule allowed it. Known by its inode having no links, or by the
-/// " (deleted)" that d_path gives such a file. Checked where the kernel opens a program to
-/// run it (file_open) and again in bprm_check_security.
+/// ("/memfd:x (deleted)"), no rule allowed it. Known by its inode having no links; the path is
+/// resolved only then, for the event. Checked where the kernel opens a program to run it
+/// (file_open) and again in bprm_check_security.
 #[inline(always)]
 pub fn refuse_nameless(task: &Task, file: u64, check: &Check) -> Option<i32> {
-    let (o, sc) = (crate::kernel::resolved()?, path::scratch()?);
-    let len = path::d_path(sc, file + u64::from(o.file_path)).unwrap_or(0);
-    if !crate::kernel::nameless(&o, file) && !path::deleted(sc, len) {
+    let o = crate::kernel::resolved()?;
+    if !crate::kernel::nameless(&o, file) {
         return None;
     }
-    if len == 0 {
+    let sc = path::scratch()?;
+    if path::d_path(sc, file + u64::from(o.file_path)).is_none() {
         unresolved(sc);
     }
     Some(refuse(

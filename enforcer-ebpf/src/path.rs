@@ -225,27 +225,6 @@ pub fn mark_dir(sc: &mut Scratch, len: usize) -> usize {
     len + 1
 }
 
-/// Whether the path in `sc` (`len` bytes with its NUL, from `d_path`) names an unlinked file:
-/// `d_path` ends such a path with " (deleted)" (a memfd: "/memfd:name (deleted)").
-#[inline(always)]
-pub fn deleted(sc: &Scratch, len: usize) -> bool {
-    const SUFFIX: &[u8; 10] = b" (deleted)";
-    #[allow(clippy::manual_range_contains)]
-    if len < SUFFIX.len() + 1 || len >= PATH_MAX {
-        return false;
-    }
-    // See mark_dir: an opaque copy so the masks stay.
-    let start = core::hint::black_box(len - 1 - SUFFIX.len());
-    let mut i = 0;
-    while i < SUFFIX.len() {
-        if sc.path[(start + i) & MASK] != SUFFIX[i] {
-            return false;
-        }
-        i += 1;
-    }
-    true
-}
-
 /// Whether the inode behind `dentry` is a directory.
 #[inline(always)]
 pub fn is_dir(o: &KernelOffsets, dentry: u64) -> bool {
