@@ -75,8 +75,13 @@ pub fn cgroup_move(procs: &str) -> io::Result<()> {
 /// kill(pid, sig).
 pub fn kill(pid: &str, sig: &str) -> io::Result<()> {
     let pid: i32 = if pid == "ppid" {
-        // SAFETY: a plain syscall.
-        unsafe { libc::getppid() }
+        // The launcher: clear the death signal first, so its death would not take this
+        // process with it (what an attacker does before killing it).
+        // SAFETY: plain syscalls.
+        unsafe {
+            libc::prctl(libc::PR_SET_PDEATHSIG, 0, 0, 0, 0);
+            libc::getppid()
+        }
     } else {
         pid.parse().map_err(io::Error::other)?
     };

@@ -126,6 +126,7 @@ pub fn run_via_daemon(socket: &Path, mut req: StartRequest, command: &[OsString]
             gid: u.gid,
             groups: u.groups.clone(),
         }),
+        restore: None,
         last_cap: confine::last_cap(),
         pdeathsig: false,
     };

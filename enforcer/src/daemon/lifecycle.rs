@@ -69,7 +69,7 @@ impl Core {
             Some(_) if !peer.is_root() => {
                 return Err("--user needs a root client (the command runs as you)".into());
             }
-            Some(u) => Some(confine::lookup_user(u).map_err(|e| format!("--user: {e}"))?),
+            Some(u) => Some(confine::task_user(u).map_err(|e| format!("--user: {e}"))?),
             None => None,
         };
         let vars: policy::Vars = req.vars.clone().into_iter().collect();

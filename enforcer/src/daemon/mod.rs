@@ -53,6 +53,9 @@ async fn serve(config_path: &Path) -> Result<(), DaemonError> {
             "the daemon needs root: it loads eBPF programs and owns a cgroup subtree".into(),
         ));
     }
+    // Out of every task's reach (kernel::creds): a task running as root cannot signal it.
+    crate::kernel::creds::guard_self()
+        .map_err(|e| DaemonError::Setup(format!("guarding the daemon's uid: {e}")))?;
     if !config_path.exists() {
         eprintln!(
             "enforcer daemon: {} does not exist; using the defaults",

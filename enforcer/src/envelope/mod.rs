@@ -167,6 +167,9 @@ async fn run_task(req: RunRequest) -> Result<i32, RunError> {
             "enforcer run needs root: it loads eBPF programs and creates cgroups (try sudo)".into(),
         ));
     }
+    // Out of the task's reach from here on (its child takes the original ids back).
+    let original_ids = crate::kernel::creds::guard_self()
+        .map_err(|e| setup_err("credentials")(format!("guarding the launcher's uid: {e}")))?;
     let t0 = Instant::now();
     let plan = setup::prepare(&req, None)?;
     let (mut ebpf, plan) = match load_programs(&plan, req.ring_bytes) {
@@ -269,6 +272,7 @@ async fn run_task(req: RunRequest) -> Result<i32, RunError> {
             },
         )),
         user: plan.user.clone(),
+        restore: Some(original_ids),
         last_cap: confine::last_cap(),
         pdeathsig: true,
     };

@@ -98,7 +98,7 @@ pub fn prepare(req: &RunRequest, lsm_refused: Option<String>) -> Result<Prepared
     let user = req
         .user
         .as_deref()
-        .map(confine::lookup_user)
+        .map(confine::task_user)
         .transpose()
         .map_err(|e| RunError::Setup(format!("--user: {e}")))?;
 
@@ -264,7 +264,9 @@ pub fn mode_gaps(policy: &Policy, probe: &Probe) -> Vec<String> {
     if policy.mode == policy::Mode::Enforce && probe.landlock_abi < 6 {
         gaps.push(format!(
             "signals to processes outside the task: not restricted in fallback mode (Landlock \
-             scopes them from ABI 6; this kernel has {}); ptrace of them is refused",
+             scopes them from ABI 6; this kernel has {}) except by the kernel's uid check \
+             (the enforcer itself is out of reach: it runs with real uid 4294967294); ptrace \
+             of them is refused",
             probe.landlock_abi
         ));
     }
@@ -346,7 +348,7 @@ pub fn start_details(
         "command": command.iter().map(|a| a.to_string_lossy().into_owned()).collect::<Vec<_>>(),
         "executable": plan.command_path.display().to_string(),
         "user": plan.user.as_ref().map_or_else(
-            || json!({ "uid": unsafe { libc::getuid() }, "as": "invoking user" }),
+            || json!({ "uid": crate::kernel::creds::original().ruid, "as": "invoking user" }),
             |u| json!({ "uid": u.uid, "gid": u.gid, "name": u.name }),
         ),
         "cgroup": cgroup.path.display().to_string(),

@@ -215,6 +215,9 @@ pub fn rule_label(policy: &Policy, id: u32) -> String {
     }
 }
 
+/// The Landlock ABI that scopes signals (LANDLOCK_SCOPE_SIGNAL).
+const LANDLOCK_SIGNAL_SCOPE_ABI: u32 = 6;
+
 /// Turns a kernel event into a record; `None` for an observation that needs no report.
 pub fn from_kernel(ev: &Event, ctx: &TaskContext, policy: &Policy) -> Option<Record> {
     let mut details = Map::new();
@@ -390,6 +393,15 @@ pub fn from_kernel(ev: &Event, ctx: &TaskContext, policy: &Policy) -> Option<Rec
                 .into();
             record.enforced_by = if ev.enforced_by == enforced_by::LSM {
                 "lsm"
+            } else if ev.kind == event_kind::SIGNAL
+                && crate::kernel::landlock::abi_version() < LANDLOCK_SIGNAL_SCOPE_ABI
+            {
+                // No Landlock scope for signals here: what refused it is the kernel's uid
+                // check (the enforcer runs under a uid no task has, kernel::creds).
+                record.rule = "another process outside the task, refused by the kernel's \
+                               own uid check (signals are not scoped on this kernel)"
+                    .into();
+                "kernel"
             } else {
                 "landlock"
             };

@@ -9,6 +9,9 @@ pub struct Plan {
     pub ruleset_fd: Option<i32>,
     pub seccomp: Option<Vec<libc::sock_filter>>,
     pub user: Option<UserIds>,
+    /// Without `user`: the ids the enforcer started with, which the child takes back from
+    /// the guarded ones it inherited (see `kernel::creds`).
+    pub restore: Option<crate::kernel::creds::Original>,
     pub last_cap: u32,
     /// Die with the enforcer (standalone, where it is the parent); a daemon-started task
     /// outlives its launcher's exec, so it has none.
@@ -58,11 +61,13 @@ pub unsafe fn apply(plan: &Plan) -> io::Result<()> {
             )?;
         }
 
-        // 3. The user.
+        // 3. The user (or the enforcer's own original ids: it runs guarded).
         if let Some(user) = &plan.user {
             check(libc::setgroups(user.groups.len(), user.groups.as_ptr()) as libc::c_long)?;
             check(libc::setresgid(user.gid, user.gid, user.gid) as libc::c_long)?;
             check(libc::setresuid(user.uid, user.uid, user.uid) as libc::c_long)?;
+        } else if let Some(ids) = plan.restore {
+            check(libc::setresuid(ids.ruid, ids.euid, ids.suid) as libc::c_long)?;
         }
 
         // 4. No capabilities left in any set, ambient included.
@@ -180,6 +185,22 @@ pub fn lookup_user(name: &str) -> io::Result<UserIds> {
         gid: pwd.pw_gid,
         groups,
     })
+}
+
+/// The user a task runs as (`--user`): any but the enforcer's own guard uid.
+pub fn task_user(name: &str) -> io::Result<UserIds> {
+    let user = lookup_user(name)?;
+    if user.uid == crate::kernel::creds::GUARD_UID {
+        return Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            format!(
+                "{name} has uid {}, the enforcer's own real uid while it runs (a task with it \
+                 could signal the enforcer): no task may run as it",
+                user.uid
+            ),
+        ));
+    }
+    Ok(user)
 }
 
 /// The highest capability number this kernel knows.

@@ -3,6 +3,7 @@
 pub mod btf;
 pub mod cgroup;
 pub mod confine;
+pub mod creds;
 pub mod landlock;
 pub mod probe;
 pub mod seccomp;

@@ -290,7 +290,9 @@ pub fn explain(policy: &Policy, support: &Support) -> Explanation {
          no_new_privs, so it cannot unload the programs; clone3 answers ENOSYS (its \
          CLONE_INTO_CGROUP would start a child outside the envelope; C libraries fall back \
          to clone, which cannot choose a cgroup), and no write rule may cover the cgroup, \
-         bpf or enforcer trees, so no process of the task can move itself out of its cgroup"
+         bpf or enforcer trees, so no process of the task can move itself out of its cgroup; \
+         the enforcer (launcher or daemon) runs with real and saved uid 4294967294, which no \
+         task may have, so no task can signal, trace or read it on any kernel"
             .to_owned(),
     );
     for (tree, place) in
