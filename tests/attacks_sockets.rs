@@ -119,3 +119,59 @@ fn ping_sockets_and_other_address_families_are_refused_with_an_event() {
         out.dump()
     );
 }
+
+#[test]
+fn inbound_binds_and_listens_need_a_listen_rule() {
+    if !require_root("inbound_binds_and_listens_need_a_listen_rule") {
+        return;
+    }
+    let s = Scratch::new("listen");
+    let allowed = "127.0.0.1:47011";
+    let mut p = PolicyBuilder::default();
+    p.read.push(probe());
+    p.listen.push(allowed.into());
+    let cases = [
+        // (kind, address, answer, the refused event's op)
+        ("tcp", allowed, "ok", None),
+        // All interfaces is more than loopback; another port; UDP; the other family.
+        ("tcp", "0.0.0.0:47011", "err EPERM (1)", Some("bind")),
+        ("tcp", "127.0.0.1:47012", "err EPERM (1)", Some("bind")),
+        ("udp", "127.0.0.1:47013", "err EPERM (1)", Some("bind")),
+        ("tcp", "[::1]:47011", "err EPERM (1)", Some("bind")),
+    ];
+    let mut args: Vec<String> = vec![probe(), "each".into()];
+    for (kind, addr, _, _) in cases {
+        args.extend(["listen".into(), kind.into(), addr.into(), ";;".into()]);
+    }
+    let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = run(&s, &p, &[], &argv);
+    let verdicts: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(verdicts.len(), cases.len(), "{}", out.dump());
+    for (i, (_, addr, answer, op)) in cases.iter().enumerate() {
+        assert_eq!(verdicts[i], *answer, "case {i} ({addr}): {}", out.dump());
+        if let Some(op) = op {
+            let e = out.event(op, "deny", addr);
+            assert_eq!(e["enforced_by"], "cgroup", "{e}");
+            assert_eq!(e["access"], "listen", "{e}");
+        }
+    }
+    out.event("listen", "allow", allowed);
+
+    // A listen with no bind: the kernel picks the port, and no bind hook sees it.
+    let out = run(
+        &s,
+        &p,
+        &[],
+        &[&probe(), "listen", "tcp-nobind", "127.0.0.1:0"],
+    );
+    if mode().is_lsm() {
+        assert_eq!(out.probe_said(), "err EPERM (1)", "{}", out.dump());
+        let e = out.event("listen", "deny", "0.0.0.0:0");
+        assert_eq!(e["enforced_by"], "lsm", "{e}");
+    } else {
+        // Fallback mode cannot refuse it: the listen kills the task, with the event.
+        assert_eq!(out.code, Some(137), "{}", out.dump());
+        let e = out.event("listen", "kill", "0.0.0.0:0");
+        assert_eq!(e["enforced_by"], "kill", "{e}");
+    }
+}

@@ -399,6 +399,7 @@ fn main() {
         "ia32-open" => report(attacks::ia32_open(arg(2))),
         "unshare-user" => report(attacks::unshare_user()),
         "unix-sendto" => report(attacks::unix_sendto(arg(2))),
+        "listen" => report(attacks::listen(arg(2), arg(3))),
         "memfd-truncate" => report(attacks::memfd_truncate()),
         "open-trunc-read" => report(attacks::open_trunc_read(arg(2))),
         "keyctl" => report(attacks::keyctl()),

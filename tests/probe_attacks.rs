@@ -172,6 +172,30 @@ pub fn socket(family: &str, kind: &str, protocol: &str) -> io::Result<()> {
     Ok(())
 }
 
+/// Inbound: `tcp` binds `addr` (an `ip:port` or `[ip6]:port`) and listens, `udp` binds it,
+/// `tcp-nobind` listens on a fresh socket of that family with no bind (the kernel picks the
+/// port, so no bind hook sees it). A listening socket is kept until the process exits.
+pub fn listen(how: &str, addr: &str) -> io::Result<()> {
+    use std::net::{SocketAddr, TcpListener, UdpSocket};
+    let at: SocketAddr = addr.parse().map_err(io::Error::other)?;
+    match how {
+        "tcp" => std::mem::forget(TcpListener::bind(at)?),
+        "udp" => std::mem::forget(UdpSocket::bind(at)?),
+        "tcp-nobind" => {
+            let family = if at.is_ipv4() {
+                libc::AF_INET
+            } else {
+                libc::AF_INET6
+            };
+            // SAFETY: plain syscalls on our own fd, kept open until exit.
+            let fd = check(unsafe { libc::socket(family, libc::SOCK_STREAM, 0) } as libc::c_long)?;
+            check(unsafe { libc::listen(fd as i32, 8) } as libc::c_long)?;
+        }
+        _ => return Err(io::Error::other(format!("unknown listen kind {how}"))),
+    }
+    Ok(())
+}
+
 /// open(path, O_RDONLY) through the 32-bit syscall ABI (`int 0x80`, i386 number 5) from this
 /// 64-bit process: the fallback mode's tracepoints never see such a call, so the task's
 /// seccomp filter must refuse it. The path is copied below 4 GiB, where a 32-bit call can

@@ -4,6 +4,12 @@ use crate::{COMM_BYTES, PATH_BYTES};
 /// [`Event::op`] of a `UNIX_CONNECT` event for a datagram sent to a socket path (0: a connect).
 pub const UNIX_OP_SENDMSG: u32 = 1;
 
+/// [`Event::op`] of a `LISTEN` event: a bind to a local port, or a listen.
+pub mod listen_op {
+    pub const BIND: u32 = 1;
+    pub const LISTEN: u32 = 2;
+}
+
 /// [`Event::op`] of an `MMAP` event from `file_mprotect` (0: from `mmap_file`).
 pub const MMAP_OP_MPROTECT: u32 = 1;
 
@@ -69,6 +75,9 @@ pub mod event_kind {
     /// user namespace or a keyring by the task's seccomp filter, `bpf` or
     /// `open_by_handle_at` by the kernel (no capabilities).
     pub const SYSCALL: u32 = 13;
+    /// A bind to a local port or a listen on one (inbound), checked against `network.listen`;
+    /// `family`, `addr` and `port` are the local address, `op` which ([`super::listen_op`]).
+    pub const LISTEN: u32 = 14;
 }
 
 /// [`Event::decision`].

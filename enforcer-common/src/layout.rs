@@ -8,11 +8,11 @@ use crate::*;
 /// rule ids, limit kinds and the event record. A daemon of another build takes running tasks
 /// over from pinned programs only when this is equal. [`LAYOUT`] breaks the build when a layout
 /// or value changes and this was not bumped; a change of meaning alone needs a bump by hand.
-pub const MAP_ABI: u32 = 3;
+pub const MAP_ABI: u32 = 4;
 
 /// The sizes, offsets and values the pinned maps depend on, folded with FNV-1a.
 pub const LAYOUT: u64 = {
-    let parts: [u64; 47] = [
+    let parts: [u64; 50] = [
         size_of::<TaskEntry>() as u64,
         offset_of!(TaskEntry, generation) as u64,
         offset_of!(TaskEntry, flags) as u64,
@@ -57,6 +57,9 @@ pub const LAYOUT: u64 = {
         RULE_TASK_ENDED as u64,
         RULE_NAMELESS_EXEC as u64,
         NET_KEY_FIXED_BITS as u64,
+        NET_SLOT_LISTEN as u64,
+        access::LISTEN as u64,
+        event_kind::LISTEN as u64,
         PATH_KEY_FIXED_BITS as u64,
         root_scope::FAIL_CLOSED_LSM as u64,
         exit_status::RUNNING as u32 as u64,
@@ -70,7 +73,8 @@ pub const LAYOUT: u64 = {
     h
 };
 
+// To find the new value: print LAYOUT from a scratch test with this assertion left out.
 const _: () = assert!(
-    LAYOUT == 0x5af1_7bfb_b793_8953,
+    LAYOUT == 0x17b1_c5b9_0aa1_1e5d,
     "a layout shared through pinned maps changed: bump MAP_ABI and set the new LAYOUT here"
 );

@@ -85,6 +85,8 @@ pub mod access {
     /// Mapped executable (`mmap`/`mprotect` with PROT_EXEC, and the loader's own open), as
     /// shared libraries and the ELF interpreter are; implied by EXEC. Checked in lsm mode.
     pub const MAP_EXEC: u32 = 16;
+    /// Bind to a local port, or listen (inbound): a `network.listen` rule.
+    pub const LISTEN: u32 = 32;
 }
 
 /// Names of the LSM programs and the hook each attaches to.
@@ -109,6 +111,7 @@ pub const LSM_PROGRAMS: &[(&str, &str)] = &[
     ("lsm_path_chroot", "path_chroot"),
     ("lsm_socket_connect", "socket_connect"),
     ("lsm_socket_sendmsg", "socket_sendmsg"),
+    ("lsm_socket_listen", "socket_listen"),
     ("lsm_task_kill", "task_kill"),
     ("lsm_ptrace_access_check", "ptrace_access_check"),
 ];
@@ -227,6 +230,10 @@ pub struct NetKey {
     pub addr: [u8; 16],
 }
 
+/// Bit of a `NET_RULES` key's slot: the entry is a `network.listen` rule (a local address and
+/// port the task may bind and listen on), not a connect rule.
+pub const NET_SLOT_LISTEN: u32 = 1 << 31;
+
 /// Bits of a `NET_RULES` key before the address: slot and port.
 pub const NET_KEY_FIXED_BITS: u32 = 48;
 /// Bits of a `FILE_RULES` key before the path: the slot.
@@ -314,7 +321,13 @@ pub struct KernelOffsets {
     pub inode_nlink: u32,
     /// `msghdr.msg_name`: the destination of a sendmsg (a kernel copy), for unix datagrams.
     pub msghdr_name: u32,
-    pub _reserved: u32,
+    /// `socket.sk`, and in `struct sock` (its `sock_common`) the family, the local port (host
+    /// order) and the local IPv4 and IPv6 addresses: what a listen is checked against.
+    pub socket_sk: u32,
+    pub sock_family: u32,
+    pub sock_num: u32,
+    pub sock_rcv_saddr: u32,
+    pub sock_v6_rcv_saddr: u32,
     /// Non-zero once userspace filled the offsets; the programs check nothing until then.
     pub valid: u32,
 }
@@ -353,8 +366,8 @@ const _: () = {
     assert!(size_of::<InodeKey>() == 24);
     assert!(offset_of!(InodeKey, dev) == 8);
     assert!(size_of::<PendingOp>() == 24);
-    assert!(size_of::<KernelOffsets>() == 144);
-    assert!(offset_of!(KernelOffsets, valid) == 140);
+    assert!(size_of::<KernelOffsets>() == 160);
+    assert!(offset_of!(KernelOffsets, valid) == 156);
     assert!(size_of::<RootCgroup>() == 16);
     assert!(offset_of!(Event, kind) == 48);
     assert!(offset_of!(Event, family) == 96);

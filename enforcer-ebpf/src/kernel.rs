@@ -45,7 +45,11 @@ static KERNEL_OFFSETS: KernelOffsets = KernelOffsets {
     task_tgid: 0,
     inode_nlink: 0,
     msghdr_name: 0,
-    _reserved: 0,
+    socket_sk: 0,
+    sock_family: 0,
+    sock_num: 0,
+    sock_rcv_saddr: 0,
+    sock_v6_rcv_saddr: 0,
     valid: 0,
 };
 

@@ -13,6 +13,7 @@ mod exec;
 mod exit;
 mod files;
 mod kernel;
+mod listen;
 mod lsm;
 mod lsm_exec;
 mod lsm_files;

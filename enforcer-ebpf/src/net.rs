@@ -3,8 +3,8 @@
 //! IPv4, IPv6 and `::ffff:a.b.c.d` destinations hit the same rules.
 use aya_ebpf::{macros::cgroup_sock_addr, maps::lpm_trie::Key, programs::SockAddrContext};
 use enforcer_common::{
-    NET_KEY_FIXED_BITS, NetKey, RULE_DEFAULT_DENY, RULE_NO_TASK, RULE_TASK_ENDED, TaskEntry,
-    access, decision, enforced_by, event_kind, task_flags,
+    NET_KEY_FIXED_BITS, NET_SLOT_LISTEN, NetKey, RULE_DEFAULT_DENY, RULE_NO_TASK, RULE_TASK_ENDED,
+    TaskEntry, access, decision, enforced_by, event_kind, task_flags,
 };
 
 use crate::{
@@ -13,10 +13,10 @@ use crate::{
     task::{self, Counter, Task},
 };
 
-const ALLOW: i32 = 1;
-const REJECT: i32 = 0;
-const AF_INET: u16 = 2;
-const AF_INET6: u16 = 10;
+pub const ALLOW: i32 = 1;
+pub const REJECT: i32 = 0;
+pub const AF_INET: u16 = 2;
+pub const AF_INET6: u16 = 10;
 
 #[cgroup_sock_addr(connect4)]
 pub fn connect4(ctx: SockAddrContext) -> i32 {
@@ -39,7 +39,7 @@ pub fn sendmsg6(ctx: SockAddrContext) -> i32 {
 }
 
 #[inline(always)]
-fn port(ctx: &SockAddrContext) -> u16 {
+pub fn port(ctx: &SockAddrContext) -> u16 {
     // SAFETY: the kernel hands a valid bpf_sock_addr; user_port holds the port in network
     // order in its low 16 bits.
     let raw = unsafe { (*ctx.sock_addr).user_port };
@@ -47,7 +47,7 @@ fn port(ctx: &SockAddrContext) -> u16 {
 }
 
 #[inline(always)]
-fn v4(ctx: &SockAddrContext) -> [u8; 16] {
+pub fn v4(ctx: &SockAddrContext) -> [u8; 16] {
     // SAFETY: as above; user_ip4 is in network order, so its in-memory bytes are the address.
     let ip = unsafe { (*ctx.sock_addr).user_ip4 }.to_ne_bytes();
     [
@@ -56,7 +56,7 @@ fn v4(ctx: &SockAddrContext) -> [u8; 16] {
 }
 
 #[inline(always)]
-fn v6(ctx: &SockAddrContext) -> [u8; 16] {
+pub fn v6(ctx: &SockAddrContext) -> [u8; 16] {
     let mut out = [0u8; 16];
     // SAFETY: as above; the verifier wants 4-byte loads of user_ip6.
     let words = unsafe {
@@ -80,7 +80,7 @@ fn v6(ctx: &SockAddrContext) -> [u8; 16] {
 }
 
 #[inline(always)]
-fn rule_for(slot: u32, port: u16, addr: [u8; 16]) -> Option<u32> {
+pub fn rule_for(slot: u32, port: u16, addr: [u8; 16]) -> Option<u32> {
     let exact = Key::new(
         NET_KEY_FIXED_BITS + 128,
         NetKey {
@@ -103,8 +103,10 @@ fn rule_for(slot: u32, port: u16, addr: [u8; 16]) -> Option<u32> {
     NET_RULES.get(&any_port).map(|rule| rule.rule_id)
 }
 
+/// Reports one network decision (`op`: [`enforcer_common::listen_op`] for a `LISTEN`).
 #[inline(always)]
-fn report(task: &Task, kind: u32, family: u16, addr: [u8; 16], port: u16, dec: u32, rule: u32) {
+pub fn report(task: &Task, kind: u32, op: u32, at: Endpoint, dec: u32, rule: u32) {
+    let Endpoint { family, addr, port } = at;
     events::emit(task, kind, |ev| {
         ev.decision = dec;
         ev.enforced_by = if dec == decision::DENY {
@@ -116,15 +118,29 @@ fn report(task: &Task, kind: u32, family: u16, addr: [u8; 16], port: u16, dec: u
         ev.port = port;
         ev.addr = addr;
         ev.rule_id = rule;
-        ev.flags = access::CONNECT;
+        ev.op = op;
+        ev.flags = if kind == event_kind::LISTEN {
+            access::LISTEN
+        } else {
+            access::CONNECT
+        };
         ev.ret = if dec == decision::DENY { -1 } else { 0 };
     });
 }
 
-/// The decision and the deciding rule for one operation of `task`. Counts and limits are
-/// applied here; reporting happens once, in `check`.
+/// An address and port (IPv4 mapped) of one family.
+#[derive(Clone, Copy)]
+pub struct Endpoint {
+    pub family: u16,
+    pub addr: [u8; 16],
+    pub port: u16,
+}
+
+/// The decision and the deciding rule for one operation of `task`: a connect or a datagram
+/// against the connect rules, a bind or a listen (`LISTEN`) against the listen rules. Counts
+/// and limits are applied here; reporting happens once, by the caller.
 #[inline(always)]
-fn decide(task: &Task, kind: u32, port: u16, addr: [u8; 16]) -> (u32, u32) {
+pub fn decide(task: &Task, kind: u32, port: u16, addr: [u8; 16]) -> (u32, u32) {
     let audit = task.has(task_flags::AUDIT);
     if !audit && task::ended(task) {
         return (decision::DENY, RULE_TASK_ENDED);
@@ -146,7 +162,12 @@ fn decide(task: &Task, kind: u32, port: u16, addr: [u8; 16]) -> (u32, u32) {
     if task.has(task_flags::NO_TASK) {
         return (decision::DENY, RULE_NO_TASK);
     }
-    if let Some(rule) = rule_for(task.entry.rules, port, addr) {
+    let slot = if kind == event_kind::LISTEN {
+        task.entry.rules | NET_SLOT_LISTEN
+    } else {
+        task.entry.rules
+    };
+    if let Some(rule) = rule_for(slot, port, addr) {
         return (decision::ALLOW, rule);
     }
     if let Some(hit) = task::count(task, Counter::Denials) {
@@ -160,30 +181,33 @@ fn decide(task: &Task, kind: u32, port: u16, addr: [u8; 16]) -> (u32, u32) {
     (verdict, RULE_DEFAULT_DENY)
 }
 
+/// The current task; these programs are attached only to enforcer cgroups, so a process
+/// there without a task entry is a stranger, denied (fail closed).
+#[inline(always)]
+pub fn task_or_stranger() -> Result<Task, Task> {
+    task::current().ok_or_else(|| Task {
+        // SAFETY: a plain helper call.
+        cgroup_id: unsafe { aya_ebpf::helpers::bpf_get_current_cgroup_id() },
+        entry: TaskEntry {
+            slot: u32::MAX,
+            ..TaskEntry::default()
+        },
+    })
+}
+
 #[inline(always)]
 fn check(kind: u32, family: u16, addr: [u8; 16], port: u16) -> i32 {
-    let (task, verdict, rule) = match task::current() {
-        Some(task) => {
+    let (task, verdict, rule) = match task_or_stranger() {
+        Ok(task) => {
             let (verdict, rule) = decide(&task, kind, port, addr);
             (task, verdict, rule)
         }
-        // These programs are attached only to enforcer cgroups: a process there without a task
-        // entry is denied (fail closed).
-        None => (
-            Task {
-                cgroup_id: unsafe { aya_ebpf::helpers::bpf_get_current_cgroup_id() },
-                entry: TaskEntry {
-                    slot: u32::MAX,
-                    ..TaskEntry::default()
-                },
-            },
-            decision::DENY,
-            RULE_NO_TASK,
-        ),
+        Err(stranger) => (stranger, decision::DENY, RULE_NO_TASK),
     };
     // Allowed UDP sends are not reported (one per datagram); everything else is.
     if verdict != decision::ALLOW || kind == event_kind::CONNECT {
-        report(&task, kind, family, addr, port, verdict, rule);
+        let at = Endpoint { family, addr, port };
+        report(&task, kind, 0, at, verdict, rule);
     }
     if verdict == decision::DENY {
         REJECT

@@ -111,6 +111,7 @@ pub struct PolicyBuilder {
     pub deny: Vec<String>,
     pub connect: Vec<String>,
     pub unix: Vec<String>,
+    pub listen: Vec<String>,
     pub limits: Vec<String>,
     pub extra_meta: Vec<String>,
 }
@@ -127,6 +128,7 @@ impl Default for PolicyBuilder {
             deny: Vec::new(),
             connect: Vec::new(),
             unix: Vec::new(),
+            listen: Vec::new(),
             limits: Vec::new(),
             extra_meta: Vec::new(),
         }
@@ -154,9 +156,10 @@ impl PolicyBuilder {
             list(&self.deny)
         ));
         s.push_str(&format!(
-            "[network]\nconnect = {}\nunix = {}\n",
+            "[network]\nconnect = {}\nunix = {}\nlisten = {}\n",
             list(&self.connect),
-            list(&self.unix)
+            list(&self.unix),
+            list(&self.listen)
         ));
         s
     }

@@ -141,6 +141,10 @@ pub const TRACEPOINTS: &[(&str, &str, &str)] = &[
     ("sys_exit_refused", "syscalls", "sys_exit_request_key"),
     ("sys_exit_refused", "syscalls", "sys_exit_bpf"),
     ("sys_exit_refused", "syscalls", "sys_exit_open_by_handle_at"),
+    // Fallback mode only: a listen no rule allows (lsm mode refuses it in socket_listen).
+    ("sock_listen", "sock", "inet_sock_set_state"),
+    ("sys_exit_accept", "syscalls", "sys_exit_accept"),
+    ("sys_exit_accept", "syscalls", "sys_exit_accept4"),
 ];
 
 /// The programs that report refused signals and traces of other processes, and refused
@@ -227,7 +231,9 @@ pub fn brief_load_error(e: &str) -> String {
 }
 
 /// The cgroup programs, attached to each task's cgroup.
-pub const CGROUP_PROGRAMS: &[&str] = &["connect4", "connect6", "sendmsg4", "sendmsg6"];
+pub const CGROUP_PROGRAMS: &[&str] = &[
+    "connect4", "connect6", "sendmsg4", "sendmsg6", "bind4", "bind6",
+];
 
 /// Loads the object with the kernel offsets (zeroed when unknown: identity checks then do
 /// nothing, which the caller has already reported).

@@ -28,6 +28,8 @@ fn class_and_activity(r: &Record) -> (u32, u32) {
         "connect" => (4001, 1),             // Network Activity: Open
         "sendmsg" if r.decision == "deny" => (4001, 5), // Network Activity: Refuse
         "sendmsg" => (4001, 6),             // Network Activity: Traffic
+        "bind" | "listen" if r.decision == "allow" => (4001, 99), // Network Activity: Other
+        "bind" | "listen" => (4001, 5),     // Network Activity: Refuse
         "io_uring" => (1003, 4),            // Kernel Activity: Invoke
         "signal" => (1007, 99),             // Process Activity: Other
         "socket" => (4001, 5),              // Network Activity: Refuse
@@ -147,6 +149,10 @@ pub fn to_ocsf(r: &Record, time_ms: i64, seq: u64, boot_id: &str, hostname: &str
             // A unix-domain socket: its path is its name.
             e.insert("dst_endpoint".into(), json!({ "name": r.target }));
             e.insert("connection_info".into(), json!({ "protocol_name": "unix" }));
+        }
+        4001 if r.op == "bind" || r.op == "listen" => {
+            // Inbound: the task's own address and port.
+            e.insert("src_endpoint".into(), endpoint(&r.target));
         }
         4001 => {
             e.insert("dst_endpoint".into(), endpoint(&r.target));

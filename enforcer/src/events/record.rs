@@ -6,7 +6,7 @@ use std::{
 
 use enforcer_common::{
     Event, RULE_DEFAULT_DENY, RULE_NAMELESS_EXEC, RULE_NO_TASK, RULE_TASK_ENDED, RULE_WRITE_ONLY,
-    access, cross_op, decision, enforced_by, event_kind, limit_kind,
+    access, cross_op, decision, enforced_by, event_kind, limit_kind, listen_op,
 };
 use serde::Serialize;
 use serde_json::{Map, Value, json};
@@ -366,6 +366,25 @@ pub fn from_kernel(ev: &Event, ctx: &TaskContext, policy: &Policy) -> Option<Rec
                 "family".into(),
                 json!(if ev.family == 10 { "inet6" } else { "inet" }),
             );
+        }
+        event_kind::LISTEN => {
+            record.op = if ev.op == listen_op::BIND {
+                "bind"
+            } else {
+                "listen"
+            };
+            record.access = "listen";
+            record.target = endpoint(ev);
+            record.rule = rule_label(policy, ev.rule_id);
+            (record.decision, record.enforced_by, record.errno) = match ev.decision {
+                decision::ALLOW => ("allow", "none", None),
+                decision::AUDIT => ("audit", "none", None),
+                decision::KILL => ("kill", "kill", None),
+                _ if ev.op == listen_op::BIND => ("deny", "cgroup", Some("EPERM")),
+                _ => ("deny", "lsm", Some("EPERM")),
+            };
+            let family = if ev.family == 10 { "inet6" } else { "inet" };
+            details.insert("family".into(), json!(family));
         }
         event_kind::IO_URING => {
             record.op = "io_uring";

@@ -235,7 +235,11 @@ pub fn kernel_offsets(btf: &Btf<'_>) -> Result<KernelOffsets, BtfError> {
         task_tgid: m("task_struct", "tgid")?,
         inode_nlink: m("inode", "i_nlink")?,
         msghdr_name: m("msghdr", "msg_name")?,
-        _reserved: 0,
+        socket_sk: m("socket", "sk")?,
+        sock_family: m("sock", "__sk_common")? + m("sock_common", "skc_family")?,
+        sock_num: m("sock", "__sk_common")? + m("sock_common", "skc_num")?,
+        sock_rcv_saddr: m("sock", "__sk_common")? + m("sock_common", "skc_rcv_saddr")?,
+        sock_v6_rcv_saddr: m("sock", "__sk_common")? + m("sock_common", "skc_v6_rcv_saddr")?,
         valid: 1,
     })
 }

@@ -3,7 +3,8 @@
 use std::{collections::BTreeMap, net::IpAddr};
 
 use enforcer_common::{
-    NET_KEY_FIXED_BITS, NetKey, NetRule, PATH_KEY_FIXED_BITS, PathKey, PathRule, access,
+    NET_KEY_FIXED_BITS, NET_SLOT_LISTEN, NetKey, NetRule, PATH_KEY_FIXED_BITS, PathKey, PathRule,
+    access,
 };
 
 use super::{
@@ -35,6 +36,8 @@ pub struct NetEntry {
     /// 0 = any port.
     pub port: u16,
     pub rule_id: u32,
+    /// A `network.listen` entry (a local address), keyed under the slot's listen bit.
+    pub listen: bool,
 }
 
 impl NetEntry {
@@ -43,6 +46,11 @@ impl NetEntry {
     }
 
     pub fn key(&self, slot: u32) -> NetKey {
+        let slot = if self.listen {
+            slot | NET_SLOT_LISTEN
+        } else {
+            slot
+        };
         NetKey {
             slot: slot.to_be_bytes(),
             port: self.port.to_be_bytes(),
@@ -98,11 +106,15 @@ fn most_specific_rule(policy: &Policy, pattern: &PathPattern) -> u32 {
 /// Addresses a host name resolved to when the envelope started.
 pub type Resolved = BTreeMap<String, Vec<IpAddr>>;
 
-/// Every `NET_RULES` entry. Names missing from `resolved` get no entry (connects to them are
-/// denied; the caller reports that).
+/// Every `NET_RULES` entry: connect rules, then listen rules. Names missing from `resolved`
+/// get no entry (connects to them are denied; the caller reports that).
 pub fn net_entries(policy: &Policy, resolved: &Resolved) -> Vec<NetEntry> {
     let mut entries = Vec::new();
-    for (id, rule) in policy.rules_in(Section::NetworkConnect) {
+    let rules = policy
+        .rules_in(Section::NetworkConnect)
+        .chain(policy.rules_in(Section::NetworkListen));
+    for (id, rule) in rules {
+        let listen = rule.section == Section::NetworkListen;
         let Target::Endpoint(endpoint) = &rule.target else {
             continue;
         };
@@ -125,6 +137,7 @@ pub fn net_entries(policy: &Policy, resolved: &Resolved) -> Vec<NetEntry> {
                 addr_prefix: mapped_prefix(addr, prefix),
                 port,
                 rule_id: id,
+                listen,
             });
         }
     }

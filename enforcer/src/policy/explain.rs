@@ -56,6 +56,24 @@ impl Explanation {
     }
 }
 
+/// How `network.listen` is enforced in one mode (also said when the list is empty).
+pub fn listen_how(lsm: bool) -> String {
+    let listen = if lsm {
+        "the socket_listen hook refuses a listen on any other local address and port, one the \
+         kernel picks included (EPERM)"
+    } else {
+        "a listen on any other local address and port, one the kernel picks (no bind, or a \
+         bind to port 0) included, kills the task: fallback mode has no hook that can refuse \
+         it (inet_sock_set_state), and an accept that still returns in that task kills its \
+         caller"
+    };
+    format!(
+        "inbound (TCP and UDP, IPv4 and IPv6): the cgroup bind4/bind6 programs refuse a bind to \
+         a port no network.listen rule allows (EPERM; a bind to port 0 passes, as clients do); \
+         {listen}; unix-socket servers are not restricted by it"
+    )
+}
+
 pub fn explain(policy: &Policy, support: &Support) -> Explanation {
     let audit = policy.mode == Mode::Audit;
     let plans = deny_plans(policy);
@@ -80,6 +98,15 @@ pub fn explain(policy: &Policy, support: &Support) -> Explanation {
                     }
                     (vec!["cgroup"], how, None)
                 }
+                (Section::NetworkListen, lsm) => (
+                    if lsm {
+                        vec!["cgroup", "lsm"]
+                    } else {
+                        vec!["cgroup", "kill"]
+                    },
+                    listen_how(lsm),
+                    None,
+                ),
                 (Section::FilesDeny, true) => (
                     vec!["lsm"],
                     "the BPF LSM hooks refuse it in the kernel (EPERM), by its resolved path \
@@ -313,6 +340,12 @@ pub fn explain(policy: &Policy, support: &Support) -> Explanation {
             ", and no user namespace (policy.allow_user_namespaces)"
         }
     ));
+    if policy.rules_in(Section::NetworkListen).next().is_none() {
+        notes.push(format!(
+            "network.listen is empty: the task may not bind a port or listen; {}",
+            listen_how(support.bpf_lsm)
+        ));
+    }
     Explanation {
         mode: support.mode_name(),
         rules,

@@ -58,6 +58,8 @@ pub enum Section {
     NetworkConnect,
     /// Unix-domain socket paths that may be connected to.
     NetworkUnix,
+    /// Local addresses and ports a task may bind and listen on (inbound).
+    NetworkListen,
 }
 
 /// `exec.libraries` when a policy does not set it: where Debian and most distributions keep
@@ -75,6 +77,7 @@ impl Section {
             Self::FilesProtect => "files.protect",
             Self::NetworkConnect => "network.connect",
             Self::NetworkUnix => "network.unix",
+            Self::NetworkListen => "network.listen",
         }
     }
 
@@ -90,6 +93,7 @@ impl Section {
             Self::FilesWrite => access::WRITE,
             Self::FilesDeny | Self::FilesProtect => 0,
             Self::NetworkConnect | Self::NetworkUnix => access::CONNECT,
+            Self::NetworkListen => access::LISTEN,
         }
     }
 }

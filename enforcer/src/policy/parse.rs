@@ -13,7 +13,7 @@ use toml::Spanned;
 use super::{
     DEFAULT_LIBRARIES, Limits, Mode, PathPattern, Policy, Rule, Section, Target, guard,
     source::{Location, PolicyError, PolicyErrors, Reporter},
-    values::{parse_duration, parse_endpoint, parse_path},
+    values::{parse_duration, parse_endpoint, parse_local_endpoint, parse_path},
 };
 
 /// `--var name=value` pairs.
@@ -87,6 +87,8 @@ struct RawNetwork {
     connect: Vec<Spanned<String>>,
     #[serde(default)]
     unix: Vec<Spanned<String>>,
+    #[serde(default)]
+    listen: Vec<Spanned<String>>,
 }
 
 /// Why a policy file could not be loaded.
@@ -173,7 +175,7 @@ pub fn parse(file: &Path, text: &str, vars: &Vars) -> Result<Policy, PolicyError
             &default_libraries
         }
     };
-    let lists: [(Section, &[Spanned<String>]); 8] = [
+    let lists: [(Section, &[Spanned<String>]); 9] = [
         (Section::ExecAllow, &raw.exec.allow),
         (Section::FilesRead, &raw.files.read),
         (Section::FilesWrite, &raw.files.write),
@@ -181,6 +183,7 @@ pub fn parse(file: &Path, text: &str, vars: &Vars) -> Result<Policy, PolicyError
         (Section::FilesProtect, &raw.files.protect),
         (Section::NetworkConnect, &raw.network.connect),
         (Section::NetworkUnix, &raw.network.unix),
+        (Section::NetworkListen, &raw.network.listen),
         // Last, so that the ids of the rules written do not depend on the defaults.
         (Section::ExecLibraries, libraries),
     ];
@@ -192,6 +195,7 @@ pub fn parse(file: &Path, text: &str, vars: &Vars) -> Result<Policy, PolicyError
             };
             let target = match section {
                 Section::NetworkConnect => parse_endpoint(&text).map(Target::Endpoint),
+                Section::NetworkListen => parse_local_endpoint(&text).map(Target::Endpoint),
                 _ => parse_path(&text).and_then(|path| {
                     guard_path(section, mode, entry.get_ref(), path).map(Target::Path)
                 }),

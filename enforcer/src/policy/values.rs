@@ -186,6 +186,20 @@ pub fn parse_endpoint(text: &str) -> Result<Endpoint, String> {
     Ok(Endpoint { host, port })
 }
 
+/// Parses a `network.listen` entry: a local address (or block) and port, as for a connect
+/// rule but never a name. `0.0.0.0` and `[::]` are the all-interfaces addresses themselves;
+/// `0.0.0.0/0` and `[::/0]` allow any local address.
+pub fn parse_local_endpoint(text: &str) -> Result<Endpoint, String> {
+    let endpoint = parse_endpoint(text)?;
+    if let Host::Name(name) = &endpoint.host {
+        return Err(format!(
+            "\"{text}\": a listen rule takes a local address, not a name (\"{name}\"); e.g. \
+             \"127.0.0.1:8080\", \"[::1]:8080\" or \"0.0.0.0/0:8080\""
+        ));
+    }
+    Ok(endpoint)
+}
+
 fn parse_prefix(text: &str, max: u8, whole: &str) -> Result<u8, String> {
     match text.parse::<u8>() {
         Ok(n) if n <= max => Ok(n),
@@ -284,6 +298,16 @@ pub fn mapped_prefix(addr: IpAddr, prefix: u8) -> u8 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn listen_rules_take_addresses_not_names() {
+        let e = parse_local_endpoint("127.0.0.1:3000").expect("address");
+        assert_eq!(e.port, Some(3000));
+        let any = parse_local_endpoint("0.0.0.0/0:*").expect("any address, any port");
+        assert_eq!(any.port, None);
+        let err = parse_local_endpoint("localhost:3000").expect_err("a name");
+        assert!(err.contains("not a name"), "{err}");
+    }
 
     #[test]
     fn paths_are_absolute_normalized_and_typed() {
