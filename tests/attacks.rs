@@ -550,3 +550,36 @@ fn what_runs_later_outside_the_envelope_stays_read_only() {
         assert!(left == "[core]\n" || left.is_empty(), "{left:?}");
     }
 }
+
+#[test]
+fn a_hard_link_gives_a_file_no_access_its_own_path_lacks() {
+    if !require_root("a_hard_link_gives_a_file_no_access_its_own_path_lacks") {
+        return;
+    }
+    let s = Scratch::new("refer");
+    // A file outside every rule (not under files.deny: no identity rule knows it), linked into
+    // the writable workspace and opened there.
+    let secret = s.path("outside/secret");
+    std::fs::write(&secret, "API_KEY=hunter2\n").expect("secret");
+    let copy = s.path("ws/copy");
+    let mut p = PolicyBuilder::default();
+    p.write.push(format!("{}/", s.ws()));
+    let out = run(&s, &p, &[], &[&probe(), "link-read", &secret, &copy]);
+    assert!(out.probe_said().starts_with("err "), "{}", out.dump());
+    assert!(!std::path::Path::new(&copy).exists(), "the link was made");
+    if mode().is_lsm() {
+        said(&out, "err EPERM (1)");
+        let e = out.event("link", "deny", &secret);
+        assert_eq!(e["checked_by"], "path_link", "{e}");
+        assert_eq!(e["access"], "read+write", "{e}");
+        assert!(
+            e["why"].as_str().is_some_and(|w| w.contains("hard link")),
+            "{e}"
+        );
+    } else {
+        // Landlock's refer rule (ABI 2): EXDEV across directories; declared, no event.
+        said(&out, "err EXDEV (18)");
+        let start = out.lifecycle("task_start").to_string();
+        assert!(start.contains("linking names"), "{start}");
+    }
+}

@@ -172,6 +172,35 @@ pub fn socket(family: &str, kind: &str, protocol: &str) -> io::Result<()> {
     Ok(())
 }
 
+/// shmat of the System V segment `id` (made by an outside process), read-only.
+pub fn shmat(id: &str) -> io::Result<()> {
+    let id: i32 = id.parse().map_err(io::Error::other)?;
+    // SAFETY: a plain syscall; a mapping that succeeds is detached at once.
+    let at = unsafe { libc::shmat(id, std::ptr::null(), libc::SHM_RDONLY) };
+    if at as isize == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the address shmat returned.
+    unsafe { libc::shmdt(at) };
+    Ok(())
+}
+
+/// setxattr(path, "user.enforcer-test", "1").
+pub fn setxattr(path: &str) -> io::Result<()> {
+    let c = CString::new(path).map_err(io::Error::other)?;
+    // SAFETY: NUL-terminated strings and a one-byte value.
+    check(unsafe {
+        libc::setxattr(
+            c.as_ptr(),
+            c"user.enforcer-test".as_ptr(),
+            b"1".as_ptr().cast(),
+            1,
+            0,
+        )
+    } as libc::c_long)
+    .map(drop)
+}
+
 /// Inbound: `tcp` binds `addr` (an `ip:port` or `[ip6]:port`) and listens, `udp` binds it,
 /// `tcp-nobind` listens on a fresh socket of that family with no bind (the kernel picks the
 /// port, so no bind hook sees it). A listening socket is kept until the process exits.

@@ -133,12 +133,58 @@ pub fn lsm_file_truncate(ctx: LsmContext) -> i32 {
     check_whole(&task, file + u64::from(o.file_path), file_op::TRUNCATE)
 }
 
-/// link(old_dentry, new_dir, new_dentry): the new name must be writable. The file itself is
-/// matched by identity when it is opened under any name.
+/// link(old_dentry, new_dir, new_dentry): the new name must be writable, and it may not give
+/// the file any access its own path lacks (Landlock's "refer" rule): otherwise a task could
+/// link a file it may not read into its workspace and open it there. Deny rules also match the
+/// file by identity under any name.
 #[lsm(hook = "path_link")]
 pub fn lsm_path_link(ctx: LsmContext) -> i32 {
     let task = enter!(ctx, 3);
-    check_entry(&task, ctx.arg(1), ctx.arg(2), file_op::LINK)
+    let (old, new_dir, new) = (ctx.arg(0), ctx.arg(1), ctx.arg(2));
+    let ret = check_entry(&task, new_dir, new, file_op::LINK);
+    if ret != 0 {
+        return ret;
+    }
+    refer(&task, old, new_dir, new)
+}
+
+/// [`Check::flags`] of a `LINK` refusal for access the new name would add.
+const LINK_REFER: u32 = 1;
+
+#[inline(always)]
+fn refer(task: &Task, old: u64, new_dir: u64, new: u64) -> i32 {
+    let (Some(o), Some(sc)) = (kernel::resolved(), path::scratch()) else {
+        return 0;
+    };
+    // A link never crosses a mount (EXDEV before this hook): both names are on new_dir's.
+    let mnt: u64 = read(new_dir, o.path_mnt).unwrap_or(0);
+    // (A new name that cannot be walked was refused by the write check already.)
+    let Some(len) = path::walk(sc, &o, new, mnt) else {
+        return 0;
+    };
+    let rights = access::READ | access::WRITE | access::EXEC | access::MAP_EXEC;
+    let at_new = path::lookup(sc, task.entry.rules, len).allow & rights;
+    if at_new == 0 {
+        return 0;
+    }
+    let len = match path::walk(sc, &o, old, mnt) {
+        Some(len) => len,
+        None => lsm::unresolved(sc),
+    };
+    if len > 0 && path::is_dir(&o, old) {
+        // Directories cannot be hard-linked; nothing to compare.
+        return 0;
+    }
+    // The old path must have every right the new name has: refused on the old path, naming
+    // its rule.
+    let check = Check {
+        kind: event_kind::FILE_OP,
+        want: at_new,
+        op: file_op::LINK,
+        flags: LINK_REFER,
+        any_of: 0,
+    };
+    lsm::decide(task, sc, len, &check, None)
 }
 
 /// rename(old_dir, old_dentry, new_dir, new_dentry, flags): both names must be writable.

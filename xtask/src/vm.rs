@@ -24,7 +24,7 @@ const SUITES: &[&str] = &[
     "lifecycle",
     "daemon",
     "attacks",
-    "attacks_sockets",
+    "attacks_channels",
 ];
 const BUSYBOX_APPLETS: &[&str] = &[
     "sh", "mount", "umount", "cat", "echo", "ls", "mkdir", "poweroff", "ip", "sleep", "grep",

@@ -141,6 +141,12 @@ pub const TRACEPOINTS: &[(&str, &str, &str)] = &[
     ("sys_exit_refused", "syscalls", "sys_exit_request_key"),
     ("sys_exit_refused", "syscalls", "sys_exit_bpf"),
     ("sys_exit_refused", "syscalls", "sys_exit_open_by_handle_at"),
+    ("sys_exit_refused", "syscalls", "sys_exit_setxattr"),
+    ("sys_exit_refused", "syscalls", "sys_exit_lsetxattr"),
+    ("sys_exit_refused", "syscalls", "sys_exit_fsetxattr"),
+    ("sys_exit_refused", "syscalls", "sys_exit_removexattr"),
+    ("sys_exit_refused", "syscalls", "sys_exit_lremovexattr"),
+    ("sys_exit_refused", "syscalls", "sys_exit_fremovexattr"),
     // Fallback mode only: a listen no rule allows (lsm mode refuses it in socket_listen).
     ("sock_listen", "sock", "inet_sock_set_state"),
     ("sys_exit_accept", "syscalls", "sys_exit_accept"),

@@ -119,7 +119,9 @@ pub fn run_via_daemon(socket: &Path, mut req: StartRequest, command: &[OsString]
         seccomp: Some(seccomp::task_filter(seccomp::Refuse {
             io_uring: confinement.seccomp_io_uring,
             user_namespaces: confinement.seccomp_userns,
+            sysv_ipc: !confinement.ipc_namespace,
         })),
+        ipc_namespace: confinement.ipc_namespace,
         user: confinement.user.as_ref().map(|u| confine::UserIds {
             name: u.name.clone(),
             uid: u.uid,

@@ -84,6 +84,15 @@ impl Core {
         let (identities, flags) = kernel_identities(&plan, rules);
         let mut unenforced = plan.unenforced.clone();
         unenforced.extend(identities.missing.iter().cloned());
+        // A client that is not root cannot give its task a private IPC namespace.
+        let ipc_namespace = peer.is_root();
+        if !ipc_namespace {
+            unenforced.push(
+                "System V IPC: refused to the task (seccomp, EPERM) without an event: a client \
+                 that is not root cannot give it a private IPC namespace"
+                    .to_owned(),
+            );
+        }
 
         self.state.next_task += 1;
         let task_id = format!("{}-{}", req.task, self.state.next_task);
@@ -191,6 +200,7 @@ impl Core {
             landlock: plan.ruleset.is_some(),
             seccomp_io_uring: !plan.policy.allow_io_uring,
             seccomp_userns: !plan.policy.allow_user_namespaces,
+            ipc_namespace,
             user: user.map(|u| UserSpec {
                 name: u.name,
                 uid: u.uid,

@@ -89,6 +89,10 @@ pub struct Confinement {
     /// Refuse user namespaces (absent, from an older daemon: refused).
     #[serde(default = "refuse")]
     pub seccomp_userns: bool,
+    /// The client unshares a private System V IPC namespace (root clients); otherwise
+    /// seccomp refuses System V IPC.
+    #[serde(default)]
+    pub ipc_namespace: bool,
     pub user: Option<UserSpec>,
     pub generation: u32,
     pub mode: String,

@@ -269,8 +269,10 @@ async fn run_task(req: RunRequest) -> Result<i32, RunError> {
             crate::kernel::seccomp::Refuse {
                 io_uring: !policy.allow_io_uring,
                 user_namespaces: !policy.allow_user_namespaces,
+                sysv_ipc: false,
             },
         )),
+        ipc_namespace: true,
         user: plan.user.clone(),
         restore: Some(original_ids),
         last_cap: confine::last_cap(),

@@ -40,6 +40,10 @@ const FILE_OPS: &[(u32, &str)] = &[
     (file_op::CHROOT, "chroot"),
 ];
 
+/// `flags >> 8` of a `LINK` refusal for access the new name would add (the target is then the
+/// file's own path).
+const LINK_REFER: u32 = 1;
+
 /// The name of a path operation.
 pub fn op_name(kind: u32, op: u32) -> &'static str {
     match kind {
@@ -60,6 +64,8 @@ pub fn op_name(kind: u32, op: u32) -> &'static str {
 pub fn access_name(want: u32) -> &'static str {
     match want {
         w if w == access::READ | access::WRITE => "read+write",
+        w if w & access::EXEC != 0 => "exec",
+        w if w & access::WRITE != 0 => "write",
         access::READ => "read",
         access::WRITE => "write",
         access::EXEC => "exec",
@@ -104,6 +110,13 @@ pub fn fill(mut record: Record, ev: &Event, policy: &Policy) -> Record {
     }
     if ev.kind == event_kind::UNIX_CONNECT {
         details.insert("family".into(), json!("unix"));
+    }
+    if ev.kind == event_kind::FILE_OP && ev.op == file_op::LINK && prot == LINK_REFER {
+        // The target is the file's own path, and the rule the one in force there.
+        details.insert(
+            "why".into(),
+            json!("a hard link may not give a file access its own path lacks"),
+        );
     }
     record.details = details;
     record

@@ -3,6 +3,7 @@
 pub mod lsm;
 pub mod ocsf;
 pub mod record;
+pub mod syscalls;
 pub mod time;
 pub mod writer;
 

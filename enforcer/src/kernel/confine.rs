@@ -8,6 +8,9 @@ pub struct Plan {
     pub cgroup_procs_fd: i32,
     pub ruleset_fd: Option<i32>,
     pub seccomp: Option<Vec<libc::sock_filter>>,
+    /// A private System V IPC namespace (needs CAP_SYS_ADMIN, so root): no segment, queue or
+    /// semaphore set of an outside process is reachable. Without it, seccomp refuses them.
+    pub ipc_namespace: bool,
     pub user: Option<UserIds>,
     /// Without `user`: the ids the enforcer started with, which the child takes back from
     /// the guarded ones it inherited (see `kernel::creds`).
@@ -46,6 +49,12 @@ pub unsafe fn apply(plan: &Plan) -> io::Result<()> {
         // (Through the daemon, it has moved the process already: no fd.)
         if plan.cgroup_procs_fd >= 0 {
             check(libc::write(plan.cgroup_procs_fd, b"0".as_ptr().cast(), 1) as libc::c_long)?;
+        }
+
+        // 1b. A private System V IPC (and POSIX message queue) namespace, while the process
+        //     still has its capabilities.
+        if plan.ipc_namespace {
+            check(libc::unshare(libc::CLONE_NEWIPC) as libc::c_long)?;
         }
 
         // 2. Empty the bounding set (needs CAP_SETPCAP, so before anything else drops it; a

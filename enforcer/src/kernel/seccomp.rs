@@ -28,6 +28,12 @@ mod nr {
     pub const CLONE: u32 = 56;
     pub const UNSHARE: u32 = 272;
     pub const KEYRINGS: [u32; 3] = [248, 249, 250]; // add_key, request_key, keyctl
+    /// setxattr, lsetxattr, fsetxattr, removexattr, lremovexattr, fremovexattr,
+    /// setxattrat, removexattrat (6.13).
+    pub const XATTR_WRITES: [u32; 8] = [188, 189, 190, 197, 198, 199, 463, 466];
+    /// shmget, shmat, shmctl, semget, semop, semctl, msgget, msgsnd, msgrcv, msgctl,
+    /// semtimedop.
+    pub const SYSV_IPC: [u32; 11] = [29, 30, 31, 64, 65, 66, 68, 69, 70, 71, 220];
 }
 #[cfg(target_arch = "aarch64")]
 mod nr {
@@ -35,6 +41,8 @@ mod nr {
     pub const CLONE: u32 = 220;
     pub const UNSHARE: u32 = 97;
     pub const KEYRINGS: [u32; 3] = [217, 218, 219];
+    pub const XATTR_WRITES: [u32; 8] = [5, 6, 7, 14, 15, 16, 463, 466];
+    pub const SYSV_IPC: [u32; 11] = [186, 187, 188, 189, 190, 191, 192, 193, 194, 195, 196];
 }
 use nr::SOCKET;
 const CLONE_NEWUSER: u32 = libc::CLONE_NEWUSER as u32;
@@ -44,6 +52,10 @@ const CLONE_NEWUSER: u32 = libc::CLONE_NEWUSER as u32;
 pub struct Refuse {
     pub io_uring: bool,
     pub user_namespaces: bool,
+    /// System V IPC, where the task could not get a private IPC namespace (a daemon client
+    /// without root): its segments, queues and semaphores are shared by every process of the
+    /// uid.
+    pub sysv_ipc: bool,
 }
 #[cfg(target_arch = "x86_64")]
 const NATIVE_ARCH: u32 = 0xc000_003e; // AUDIT_ARCH_X86_64
@@ -169,6 +181,10 @@ pub fn task_filter(refuse: Refuse) -> Vec<libc::sock_filter> {
     }
     ops.push(eq(CLONE3, Enosys));
     ops.extend(nr::KEYRINGS.iter().map(|nr| eq(*nr, Eperm)));
+    ops.extend(nr::XATTR_WRITES.iter().map(|nr| eq(*nr, Eperm)));
+    if refuse.sysv_ipc {
+        ops.extend(nr::SYSV_IPC.iter().map(|nr| eq(*nr, Eperm)));
+    }
     if refuse.user_namespaces {
         ops.push(eq(nr::UNSHARE, CloneFlags));
         ops.push(eq(nr::CLONE, CloneFlags));
@@ -278,6 +294,7 @@ mod tests {
     const ALL: Refuse = Refuse {
         io_uring: true,
         user_namespaces: true,
+        sysv_ipc: true,
     };
     const EPERM: u32 = RET_ERRNO | libc::EPERM as u32;
     const ENOSYS: u32 = RET_ERRNO | libc::ENOSYS as u32;
@@ -296,10 +313,26 @@ mod tests {
     }
 
     #[test]
+    fn refuses_xattr_writes_always_and_sysv_ipc_when_asked() {
+        let without_ipc = task_filter(Refuse {
+            sysv_ipc: false,
+            ..ALL
+        });
+        for nr in nr::XATTR_WRITES {
+            assert_eq!(run(&without_ipc, nr), EPERM, "syscall {nr}");
+        }
+        for nr in nr::SYSV_IPC {
+            assert_eq!(run(&without_ipc, nr), RET_ALLOW, "syscall {nr}");
+            assert_eq!(run(&task_filter(ALL), nr), EPERM, "syscall {nr}");
+        }
+    }
+
+    #[test]
     fn io_uring_allowed_still_refuses_clone3() {
         let prog = task_filter(Refuse {
             io_uring: false,
             user_namespaces: true,
+            sysv_ipc: false,
         });
         for nr in IO_URING {
             assert_eq!(run(&prog, nr), RET_ALLOW);
@@ -333,6 +366,7 @@ mod tests {
         let allowed = task_filter(Refuse {
             io_uring: true,
             user_namespaces: false,
+            sysv_ipc: false,
         });
         assert_eq!(call(&allowed, nr::UNSHARE, libc::CLONE_NEWUSER), RET_ALLOW);
         assert_eq!(call(&allowed, nr::KEYRINGS[2], 0), EPERM);

@@ -333,7 +333,9 @@ pub fn explain(policy: &Policy, support: &Support) -> Explanation {
     notes.push(format!(
         "every task makes native syscalls only (32-bit and x32 calls answer ENOSYS); gets no \
          ICMP ping socket and no address family but unix, inet, inet6 and netlink; no kernel \
-         keyring{} (seccomp; each refusal is an event)",
+         keyring; no write of extended attributes (ACLs included){} (seccomp; each refusal is \
+         an event); and a private System V IPC namespace (none of an outside process's \
+         segments, queues or semaphores is reachable)",
         if policy.allow_user_namespaces {
             "; user namespaces are allowed by the policy (allow_user_namespaces)"
         } else {

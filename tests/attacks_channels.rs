@@ -1,5 +1,6 @@
-//! The attack suite, sockets: ICMP ping sockets, address families no hook sees, datagrams to
-//! unix socket paths. (The rest is in attacks.rs.)
+//! The attack suite, channels: ICMP ping sockets, address families no hook sees, datagrams to
+//! unix socket paths, inbound binds and listens, System V IPC and extended attributes shared
+//! with outside processes. (The rest is in attacks.rs.)
 use std::{os::unix::net::UnixDatagram, time::Duration};
 
 use enforcer_tests::{PolicyBuilder, Scratch, mode, probe, require_root, run};
@@ -174,4 +175,58 @@ fn inbound_binds_and_listens_need_a_listen_rule() {
         let e = out.event("listen", "kill", "0.0.0.0:0");
         assert_eq!(e["enforced_by"], "kill", "{e}");
     }
+}
+
+#[test]
+fn outside_ipc_and_extended_attributes_are_out_of_reach() {
+    if !require_root("outside_ipc_and_extended_attributes_are_out_of_reach") {
+        return;
+    }
+    let s = Scratch::new("ipc-xattr");
+    // A System V shared memory segment of an outside process (same uid), by its id.
+    // SAFETY: plain syscalls; the segment is removed below.
+    let id = unsafe { libc::shmget(libc::IPC_PRIVATE, 4096, libc::IPC_CREAT | 0o600) };
+    assert!(id >= 0, "shmget: {}", std::io::Error::last_os_error());
+    // A file the task may read, with an ACL-like attribute an attacker would set.
+    let file = s.path("ws/readme");
+    std::fs::write(&file, "hello\n").expect("file");
+    let mut p = PolicyBuilder::default();
+    p.read.push(probe());
+    p.read.push(format!("{}/", s.ws()));
+    let me = probe();
+    let id_text = id.to_string();
+    let out = run(
+        &s,
+        &p,
+        &[],
+        &[&me, "each", "shmat", &id_text, ";;", "setxattr", &file],
+    );
+    // SAFETY: our own segment.
+    unsafe { libc::shmctl(id, libc::IPC_RMID, std::ptr::null_mut()) };
+    let verdicts: Vec<&str> = out.stdout.lines().collect();
+    // The task has its own IPC namespace: the outside id names nothing there.
+    assert_eq!(verdicts.first(), Some(&"err EINVAL (22)"), "{}", out.dump());
+    assert_eq!(verdicts.get(1), Some(&"err EPERM (1)"), "{}", out.dump());
+    let e = out.event("syscall", "deny", "setxattr");
+    assert_eq!(e["enforced_by"], "seccomp", "{e}");
+    assert!(
+        std::fs::read_dir(s.ws()).is_ok() && xattr_absent(&file),
+        "the attribute was set"
+    );
+}
+
+fn xattr_absent(path: &str) -> bool {
+    let c = std::ffi::CString::new(path).expect("path");
+    let name = c"user.enforcer-test";
+    let mut buf = [0u8; 16];
+    // SAFETY: NUL-terminated strings and a buffer of the given length.
+    let n = unsafe {
+        libc::getxattr(
+            c.as_ptr(),
+            name.as_ptr(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+        )
+    };
+    n < 0
 }
