@@ -230,3 +230,70 @@ fn xattr_absent(path: &str) -> bool {
     };
     n < 0
 }
+
+#[test]
+fn abstract_unix_sockets_of_outside_processes_are_out_of_reach() {
+    use std::os::{
+        linux::net::SocketAddrExt as _,
+        unix::net::{SocketAddr, UnixDatagram, UnixListener},
+    };
+    if !require_root("abstract_unix_sockets_of_outside_processes_are_out_of_reach") {
+        return;
+    }
+    let s = Scratch::new("abstract");
+    let stream = format!("enforcer-it-{}-stream", std::process::id());
+    let dgram = format!("enforcer-it-{}-dgram", std::process::id());
+    let abstract_addr = |n: &str| SocketAddr::from_abstract_name(n.as_bytes()).expect("name");
+    let _listener = UnixListener::bind_addr(&abstract_addr(&stream)).expect("outside listener");
+    let sink = UnixDatagram::bind_addr(&abstract_addr(&dgram)).expect("outside sink");
+    sink.set_nonblocking(true).expect("nonblocking");
+    let mut p = PolicyBuilder::default();
+    p.read.push(probe());
+    let me = probe();
+    let own = format!("enforcer-it-{}-own", std::process::id());
+    let argv = [
+        me.as_str(),
+        "each",
+        "unix-abstract",
+        "stream",
+        &stream,
+        ";;",
+        "unix-abstract",
+        "dgram",
+        &dgram,
+        ";;",
+        "unix-abstract",
+        "self",
+        &own,
+    ];
+    let out = run(&s, &p, &[], &argv);
+    let verdicts: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(verdicts.len(), 3, "{}", out.dump());
+    // Its own abstract sockets stay usable.
+    assert_eq!(verdicts[2], "ok", "{}", out.dump());
+    let mut buf = [0u8; 32];
+    let abi = enforcer::kernel::landlock::abi_version();
+    if mode().is_lsm() {
+        assert_eq!(verdicts[..2], ["err EPERM (1)"; 2], "{}", out.dump());
+        let e = out.event("connect", "deny", &format!("@{stream}"));
+        assert_eq!(e["checked_by"], "unix_stream_connect", "{e}");
+        let e = out.event("sendmsg", "deny", &format!("@{dgram}"));
+        assert_eq!(e["checked_by"], "unix_may_send", "{e}");
+        assert!(sink.recv(&mut buf).is_err(), "the datagram arrived");
+        return;
+    }
+    let start = out.lifecycle("task_start").to_string();
+    assert!(
+        start.contains("abstract unix sockets of processes outside"),
+        "{start}"
+    );
+    if abi >= 6 {
+        assert_eq!(verdicts[..2], ["err EPERM (1)"; 2], "{}", out.dump());
+        assert!(sink.recv(&mut buf).is_err(), "the datagram arrived");
+    } else {
+        eprintln!(
+            "SKIP abstract_unix_sockets_of_outside_processes_are_out_of_reach: fallback mode \
+             with Landlock ABI {abi} (< 6) cannot scope abstract sockets; declared"
+        );
+    }
+}

@@ -42,6 +42,7 @@ fn every_shipped_policy_parses_and_compiles() {
         bpf_lsm: false,
         landlock_abi: 7,
         identity_checks: true,
+        cgroup_nsdelegate: true,
     };
     for file in shipped() {
         let p = policy::load(&file, &vars()).unwrap_or_else(|e| panic!("{}: {e}", file.display()));

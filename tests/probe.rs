@@ -337,6 +337,14 @@ fn main() {
         "link-read" => {
             report(std::fs::hard_link(arg(2), arg(3)).and_then(|()| open(arg(3), libc::O_RDONLY)))
         }
+        // This process's cgroup as it sees it (its cgroup namespace's view).
+        "cgroup" => match std::fs::read_to_string("/proc/self/cgroup") {
+            Ok(text) => {
+                println!("{}", text.trim());
+                std::process::exit(0)
+            }
+            Err(e) => report(Err(e)),
+        },
         // uid, capabilities and no_new_privs, from /proc/self/status.
         "whoami" => {
             let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
@@ -402,6 +410,7 @@ fn main() {
         "unix-sendto" => report(attacks::unix_sendto(arg(2))),
         "listen" => report(attacks::listen(arg(2), arg(3))),
         "shmat" => report(attacks::shmat(arg(2))),
+        "unix-abstract" => report(attacks::unix_abstract(arg(2), arg(3))),
         "setxattr" => report(attacks::setxattr(arg(2))),
         "memfd-truncate" => report(attacks::memfd_truncate()),
         "open-trunc-read" => report(attacks::open_trunc_read(arg(2))),

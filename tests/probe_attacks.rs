@@ -172,6 +172,27 @@ pub fn socket(family: &str, kind: &str, protocol: &str) -> io::Result<()> {
     Ok(())
 }
 
+/// Reaches the abstract unix socket `@name`: `stream` connects, `dgram` sends a datagram,
+/// `self` binds it in this process and connects to it (within the task: allowed).
+pub fn unix_abstract(how: &str, name: &str) -> io::Result<()> {
+    use std::os::{
+        linux::net::SocketAddrExt as _,
+        unix::net::{SocketAddr, UnixDatagram, UnixListener},
+    };
+    let addr = SocketAddr::from_abstract_name(name.as_bytes())?;
+    match how {
+        "stream" => UnixStream::connect_addr(&addr).map(drop),
+        "dgram" => UnixDatagram::unbound()?
+            .send_to_addr(b"exfiltrated", &addr)
+            .map(drop),
+        "self" => {
+            let _listener = UnixListener::bind_addr(&addr)?;
+            UnixStream::connect_addr(&addr).map(drop)
+        }
+        _ => Err(io::Error::other(format!("unknown kind {how}"))),
+    }
+}
+
 /// shmat of the System V segment `id` (made by an outside process), read-only.
 pub fn shmat(id: &str) -> io::Result<()> {
     let id: i32 = id.parse().map_err(io::Error::other)?;

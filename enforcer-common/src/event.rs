@@ -3,6 +3,10 @@ use crate::{COMM_BYTES, PATH_BYTES};
 
 /// [`Event::op`] of a `UNIX_CONNECT` event for a datagram sent to a socket path (0: a connect).
 pub const UNIX_OP_SENDMSG: u32 = 1;
+/// [`Event::op`] of a `UNIX_CONNECT` event refused because the abstract socket belongs to a
+/// process outside the task: a stream connect, or a datagram.
+pub const UNIX_OP_ABSTRACT_CONNECT: u32 = 2;
+pub const UNIX_OP_ABSTRACT_SENDMSG: u32 = 3;
 
 /// [`Event::op`] of a `LISTEN` event: a bind to a local port, or a listen.
 pub mod listen_op {

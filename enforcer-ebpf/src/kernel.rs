@@ -50,6 +50,9 @@ static KERNEL_OFFSETS: KernelOffsets = KernelOffsets {
     sock_num: 0,
     sock_rcv_saddr: 0,
     sock_v6_rcv_saddr: 0,
+    sock_cgroup: 0,
+    unix_sock_addr: 0,
+    unix_address_name: 0,
     valid: 0,
 };
 

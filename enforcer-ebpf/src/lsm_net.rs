@@ -1,9 +1,13 @@
 //! lsm mode, unix-domain sockets: a connect to a socket path, or a datagram sent to one, needs
-//! a `network.unix` rule.
-//! Internet connects are the cgroup programs' (net.rs). Abstract sockets have no path: where
-//! Landlock can scope them (ABI 6), the launcher does.
+//! a `network.unix` rule. An abstract socket has no path: a connect or datagram to one made by
+//! a process outside the task is refused (`unix_stream_connect`, `unix_may_send`; Landlock's
+//! abstract scoping, which would refuse first without an event, is left off in lsm mode).
+//! Internet connects are the cgroup programs' (net.rs).
 use aya_ebpf::{helpers::bpf_probe_read_kernel_str_bytes, macros::lsm, programs::LsmContext};
-use enforcer_common::{UNIX_OP_SENDMSG, access, event_kind};
+use enforcer_common::{
+    RULE_OUTSIDE_TASK, UNIX_OP_ABSTRACT_CONNECT, UNIX_OP_ABSTRACT_SENDMSG, UNIX_OP_SENDMSG, access,
+    event_kind,
+};
 
 use crate::{
     kernel::read,
@@ -82,4 +86,76 @@ fn check_unix_path(task: &Task, address: u64, addrlen: i32, op: u32) -> i32 {
         0
     };
     lsm::decide(task, sc, len, &check, None)
+}
+
+/// unix_stream_connect(sock, other, newsk): `other` is the listening socket.
+#[lsm(hook = "unix_stream_connect")]
+pub fn lsm_unix_stream_connect(ctx: LsmContext) -> i32 {
+    let other: u64 = ctx.arg(1);
+    let task = match lsm::enter(ctx.arg(3)) {
+        Ok(task) => task,
+        Err(ret) => return ret,
+    };
+    check_abstract_peer(&task, other, UNIX_OP_ABSTRACT_CONNECT)
+}
+
+/// unix_may_send(sock, other): both `struct socket *`; a datagram to `other`.
+#[lsm(hook = "unix_may_send")]
+pub fn lsm_unix_may_send(ctx: LsmContext) -> i32 {
+    let other: u64 = ctx.arg(1);
+    let task = match lsm::enter(ctx.arg(2)) {
+        Ok(task) => task,
+        Err(ret) => return ret,
+    };
+    let Some(o) = crate::kernel::resolved() else {
+        return 0;
+    };
+    let Some(sk) = read::<u64>(other, o.socket_sk) else {
+        return 0;
+    };
+    check_abstract_peer(&task, sk, UNIX_OP_ABSTRACT_SENDMSG)
+}
+
+/// Refuses reaching the unix socket `other` (a `struct sock *`) when its address is abstract
+/// and it was made by a process outside the task (another cgroup). Pathname sockets are the
+/// path rules' (above); unnamed ones cannot be reached by address.
+#[inline(always)]
+fn check_abstract_peer(task: &Task, other: u64, op: u32) -> i32 {
+    let Some(o) = crate::kernel::resolved() else {
+        return 0;
+    };
+    let addr: u64 = read(other, o.unix_sock_addr).unwrap_or(0);
+    if addr == 0 {
+        return 0;
+    }
+    let name = addr + u64::from(o.unix_address_name);
+    // sockaddr_un: a 2-byte family, then the path; abstract when the path starts with a NUL.
+    if read::<u8>(name, 2) != Some(0) {
+        return 0;
+    }
+    let owner = read::<u64>(other, o.sock_cgroup)
+        .and_then(|cg| read::<u64>(cg, o.cgroup_kn))
+        .and_then(|kn| read::<u64>(kn, o.kernfs_node_id));
+    if owner == Some(task.cgroup_id) {
+        return 0;
+    }
+    let Some(sc) = path::scratch() else {
+        return 0;
+    };
+    // The event names it as `@name` (the name after the NUL, up to the next NUL).
+    sc.path[0] = b'@';
+    // SAFETY: the helper checks the address; the copy stops at a NUL or the buffer's end.
+    let _ = unsafe {
+        bpf_probe_read_kernel_str_bytes((name + 3) as *const u8, &mut sc.path[1..SUN_PATH])
+    };
+    let check = Check {
+        kind: event_kind::UNIX_CONNECT,
+        want: access::CONNECT,
+        op,
+        flags: 0,
+        any_of: 0,
+    };
+    lsm::refuse(task, &check, RULE_OUTSIDE_TASK, |ev| {
+        path::copy_to_event(sc, &mut ev.path);
+    })
 }

@@ -227,7 +227,7 @@ fn initramfs(
             "#!/bin/sh\n\
              export PATH=/bin:/usr/bin:/sbin\n\
              mount -t proc proc /proc; mount -t sysfs sys /sys; mount -t devtmpfs dev /dev\n\
-             mount -t tmpfs tmp /tmp; mount -t cgroup2 cgroup2 /sys/fs/cgroup; mount -t bpf bpf /sys/fs/bpf\n\
+             mount -t tmpfs tmp /tmp; mount -t cgroup2 -o nsdelegate cgroup2 /sys/fs/cgroup; mount -t bpf bpf /sys/fs/bpf\n\
              mount -t securityfs securityfs /sys/kernel/security; mount -t tracefs tracefs /sys/kernel/tracing\n\
              ip link set lo up\n\
              echo \"VM: kernel $(cat /proc/sys/kernel/osrelease) lsm=$(cat /sys/kernel/security/lsm)\"\n\

@@ -122,6 +122,7 @@ pub fn run_via_daemon(socket: &Path, mut req: StartRequest, command: &[OsString]
             sysv_ipc: !confinement.ipc_namespace,
         })),
         ipc_namespace: confinement.ipc_namespace,
+        cgroup_namespace: confinement.ipc_namespace,
         user: confinement.user.as_ref().map(|u| confine::UserIds {
             name: u.name.clone(),
             uid: u.uid,

@@ -88,8 +88,9 @@ impl Core {
         let ipc_namespace = peer.is_root();
         if !ipc_namespace {
             unenforced.push(
-                "System V IPC: refused to the task (seccomp, EPERM) without an event: a client \
-                 that is not root cannot give it a private IPC namespace"
+                "System V IPC: refused to the task (seccomp, EPERM) without an event, and no \
+                 cgroup namespace: a client that is not root cannot give it private IPC and \
+                 cgroup namespaces"
                     .to_owned(),
             );
         }

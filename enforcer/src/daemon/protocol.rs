@@ -89,8 +89,8 @@ pub struct Confinement {
     /// Refuse user namespaces (absent, from an older daemon: refused).
     #[serde(default = "refuse")]
     pub seccomp_userns: bool,
-    /// The client unshares a private System V IPC namespace (root clients); otherwise
-    /// seccomp refuses System V IPC.
+    /// The client unshares a private System V IPC namespace and a cgroup namespace (root
+    /// clients); otherwise seccomp refuses System V IPC.
     #[serde(default)]
     pub ipc_namespace: bool,
     pub user: Option<UserSpec>,

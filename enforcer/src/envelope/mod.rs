@@ -273,6 +273,7 @@ async fn run_task(req: RunRequest) -> Result<i32, RunError> {
             },
         )),
         ipc_namespace: true,
+        cgroup_namespace: true,
         user: plan.user.clone(),
         restore: Some(original_ids),
         last_cap: confine::last_cap(),

@@ -178,7 +178,7 @@ pub fn plan(
     let net = net_entries(&policy, &resolved);
 
     // Audit mode refuses nothing, so it gets no ruleset in either mode. In lsm mode Landlock
-    // only scopes signals and abstract sockets (ABI 6); below that it has nothing to add.
+    // only scopes signals (ABI 6); below that it has nothing to add.
     let ruleset = if lsm && probe.landlock_abi < 6 {
         None
     } else if policy.mode == Mode::Enforce {
@@ -245,13 +245,6 @@ pub fn mode_gaps(policy: &Policy, probe: &Probe) -> Vec<String> {
                     .to_owned(),
             );
         }
-        if probe.landlock_abi < 6 {
-            gaps.push(
-                "abstract unix sockets: not restricted (Landlock scoping needs ABI 6; this \
-                 kernel has a lower one)"
-                    .to_owned(),
-            );
-        }
         return gaps;
     }
     if policy.mode == policy::Mode::Enforce && probe.landlock_abi > 0 {
@@ -275,6 +268,19 @@ pub fn mode_gaps(policy: &Policy, probe: &Probe) -> Vec<String> {
         "creating, removing, renaming and linking names: refused by Landlock (EACCES) without \
          an event in fallback mode ({why})"
     ));
+    if policy.mode == policy::Mode::Enforce {
+        gaps.push(if probe.landlock_abi >= 6 {
+            "abstract unix sockets of processes outside the task: refused by Landlock's \
+             scoping (EPERM) without an event in fallback mode"
+                .to_owned()
+        } else {
+            format!(
+                "abstract unix sockets of processes outside the task: not restricted in \
+                 fallback mode (Landlock scopes them from ABI 6; this kernel has {})",
+                probe.landlock_abi
+            )
+        });
+    }
     gaps.push(format!(
         "unix-socket connects and datagrams by path{}: not restricted in fallback mode \
          ({why})",

@@ -22,6 +22,9 @@ pub fn is_lsm(ev: &Event) -> bool {
 
 /// [`enforcer_common::Event::op`] of a `UNIX_CONNECT` event for a datagram sent to a path.
 const UNIX_SENDMSG: u32 = enforcer_common::UNIX_OP_SENDMSG;
+use enforcer_common::{
+    UNIX_OP_ABSTRACT_CONNECT as ABSTRACT_CONNECT, UNIX_OP_ABSTRACT_SENDMSG as ABSTRACT_SENDMSG,
+};
 
 /// The path operations, by their `file_op` code. Each but mount has a hook of its own,
 /// `path_<name>`.
@@ -51,7 +54,7 @@ pub fn op_name(kind: u32, op: u32) -> &'static str {
         event_kind::EXEC => "exec",
         event_kind::MMAP => "mmap",
         // A datagram sent to a socket path (socket_sendmsg), or a connect.
-        event_kind::UNIX_CONNECT if op == UNIX_SENDMSG => "sendmsg",
+        event_kind::UNIX_CONNECT if op == UNIX_SENDMSG || op == ABSTRACT_SENDMSG => "sendmsg",
         event_kind::UNIX_CONNECT => "connect",
         _ => FILE_OPS
             .iter()
@@ -129,6 +132,8 @@ fn hook(kind: u32, op: u32) -> Value {
         (event_kind::MMAP, enforcer_common::MMAP_OP_MPROTECT) => "file_mprotect".to_owned(),
         (event_kind::MMAP, _) => "mmap_file".to_owned(),
         (event_kind::UNIX_CONNECT, UNIX_SENDMSG) => "socket_sendmsg".to_owned(),
+        (event_kind::UNIX_CONNECT, ABSTRACT_CONNECT) => "unix_stream_connect".to_owned(),
+        (event_kind::UNIX_CONNECT, ABSTRACT_SENDMSG) => "unix_may_send".to_owned(),
         (event_kind::UNIX_CONNECT, _) => "socket_connect".to_owned(),
         (_, file_op::MOUNT) => "sb_mount/move_mount/sb_pivotroot".to_owned(),
         _ => format!("path_{}", op_name(kind, op)),

@@ -5,8 +5,8 @@ use std::{
 };
 
 use enforcer_common::{
-    Event, RULE_DEFAULT_DENY, RULE_NAMELESS_EXEC, RULE_NO_TASK, RULE_TASK_ENDED, RULE_WRITE_ONLY,
-    access, cross_op, decision, enforced_by, event_kind, limit_kind, listen_op,
+    Event, RULE_DEFAULT_DENY, RULE_NAMELESS_EXEC, RULE_NO_TASK, RULE_OUTSIDE_TASK, RULE_TASK_ENDED,
+    RULE_WRITE_ONLY, access, cross_op, decision, enforced_by, event_kind, limit_kind, listen_op,
 };
 use serde::Serialize;
 
@@ -205,6 +205,9 @@ pub fn rule_label(policy: &Policy, id: u32) -> String {
         }
         RULE_NAMELESS_EXEC => "a program with no name on any filesystem (memfd or unlinked \
                                file): no rule can allow it"
+            .into(),
+        RULE_OUTSIDE_TASK => "an abstract unix socket of a process outside the task: no rule \
+                              can allow it"
             .into(),
         id if id & EXEC_ONLY != 0 => "ELF interpreter run directly (allowed only as the loader \
                                       of an allowed binary)"

@@ -240,6 +240,9 @@ pub fn kernel_offsets(btf: &Btf<'_>) -> Result<KernelOffsets, BtfError> {
         sock_num: m("sock", "__sk_common")? + m("sock_common", "skc_num")?,
         sock_rcv_saddr: m("sock", "__sk_common")? + m("sock_common", "skc_rcv_saddr")?,
         sock_v6_rcv_saddr: m("sock", "__sk_common")? + m("sock_common", "skc_v6_rcv_saddr")?,
+        sock_cgroup: m("sock", "sk_cgrp_data")? + m("sock_cgroup_data", "cgroup")?,
+        unix_sock_addr: m("unix_sock", "addr")?,
+        unix_address_name: m("unix_address", "name")?,
         valid: 1,
     })
 }

@@ -40,6 +40,24 @@ pub fn cgroup2_mount() -> Result<PathBuf, CgroupError> {
     mount_of(&info, "cgroup2").ok_or(CgroupError::NotMounted)
 }
 
+/// Whether the cgroup2 mount has `nsdelegate` (systemd's default): then a process in a cgroup
+/// namespace can move nothing to or from a cgroup outside that namespace's root.
+pub fn cgroup2_nsdelegate() -> bool {
+    fs::read_to_string("/proc/self/mountinfo").is_ok_and(|info| nsdelegate_in(&info))
+}
+
+fn nsdelegate_in(mountinfo: &str) -> bool {
+    mountinfo.lines().any(|line| {
+        line.split_once(" - ").is_some_and(|(_, right)| {
+            let mut fields = right.split_whitespace();
+            fields.next() == Some("cgroup2")
+                && fields
+                    .nth(1)
+                    .is_some_and(|opts| opts.split(',').any(|o| o == "nsdelegate"))
+        })
+    })
+}
+
 /// The mount point of the first mount of type `fstype` in mountinfo text.
 pub fn mount_of(mountinfo: &str, fstype: &str) -> Option<PathBuf> {
     mountinfo.lines().find_map(|line| {
@@ -258,6 +276,14 @@ impl TaskCgroup {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn finds_nsdelegate_in_the_super_options() {
+        let systemd = "35 24 0:30 / /sys/fs/cgroup rw,nosuid - cgroup2 cgroup2 rw,nsdelegate,memory_recursiveprot\n";
+        assert!(nsdelegate_in(systemd));
+        let plain = "35 24 0:30 / /sys/fs/cgroup/unified rw - cgroup2 cgroup2 rw\n";
+        assert!(!nsdelegate_in(plain));
+    }
 
     #[test]
     fn finds_the_cgroup2_mount_wherever_it_is() {

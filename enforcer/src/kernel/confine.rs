@@ -11,6 +11,10 @@ pub struct Plan {
     /// A private System V IPC namespace (needs CAP_SYS_ADMIN, so root): no segment, queue or
     /// semaphore set of an outside process is reachable. Without it, seccomp refuses them.
     pub ipc_namespace: bool,
+    /// A cgroup namespace rooted at the task's cgroup (joined first; needs CAP_SYS_ADMIN):
+    /// with `nsdelegate` on the cgroup2 mount the kernel refuses any move out of it, clone3's
+    /// CLONE_INTO_CGROUP included.
+    pub cgroup_namespace: bool,
     pub user: Option<UserIds>,
     /// Without `user`: the ids the enforcer started with, which the child takes back from
     /// the guarded ones it inherited (see `kernel::creds`).
@@ -51,10 +55,14 @@ pub unsafe fn apply(plan: &Plan) -> io::Result<()> {
             check(libc::write(plan.cgroup_procs_fd, b"0".as_ptr().cast(), 1) as libc::c_long)?;
         }
 
-        // 1b. A private System V IPC (and POSIX message queue) namespace, while the process
-        //     still has its capabilities.
+        // 1b. A private System V IPC (and POSIX message queue) namespace, and a cgroup
+        //     namespace rooted at the task's cgroup, while the process still has its
+        //     capabilities.
         if plan.ipc_namespace {
             check(libc::unshare(libc::CLONE_NEWIPC) as libc::c_long)?;
+        }
+        if plan.cgroup_namespace {
+            check(libc::unshare(libc::CLONE_NEWCGROUP) as libc::c_long)?;
         }
 
         // 2. Empty the bounding set (needs CAP_SETPCAP, so before anything else drops it; a

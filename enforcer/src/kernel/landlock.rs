@@ -155,9 +155,9 @@ const MAKE_AND_REMOVE: u64 = FS_REMOVE_DIR
 pub enum Handled {
     /// Fallback mode: every filesystem right the ABI knows.
     All,
-    /// lsm mode: the BPF LSM decides every file operation, so Landlock handles no filesystem
-    /// right (it runs before the BPF LSM and would refuse first, without an event); it keeps
-    /// only signal and abstract-socket scoping (ABI 6).
+    /// lsm mode: the BPF LSM decides every file operation and abstract unix sockets, so
+    /// Landlock handles no filesystem right (it runs before the BPF LSM and would refuse first,
+    /// without an event); it keeps only signal scoping (ABI 6).
     ScopesOnly,
 }
 
@@ -182,7 +182,7 @@ impl Ruleset {
         if abi == 0 {
             return Err(LandlockError::Unavailable);
         }
-        let ruleset = Self::create(abi, handled.rights(abi))?;
+        let ruleset = Self::create(abi, handled)?;
         let mut skipped = Vec::new();
         if ruleset.handled == 0 {
             return Ok((ruleset, skipped));
@@ -214,14 +214,16 @@ impl Ruleset {
         Ok((ruleset, skipped))
     }
 
-    fn create(abi: u32, handled: u64) -> Result<Self, LandlockError> {
+    fn create(abi: u32, handled: Handled) -> Result<Self, LandlockError> {
         let attr = RulesetAttr {
-            handled_access_fs: handled,
+            handled_access_fs: handled.rights(abi),
             handled_access_net: 0,
-            scoped: if abi >= 6 {
-                SCOPE_SIGNAL | SCOPE_ABSTRACT_UNIX_SOCKET
-            } else {
-                0
+            scoped: match handled {
+                _ if abi < 6 => 0,
+                Handled::All => SCOPE_SIGNAL | SCOPE_ABSTRACT_UNIX_SOCKET,
+                // lsm mode: the unix_stream_connect and unix_may_send hooks decide abstract
+                // sockets, with an event.
+                Handled::ScopesOnly => SCOPE_SIGNAL,
             },
         };
         let size = if abi >= 6 {
@@ -239,7 +241,7 @@ impl Ruleset {
         // SAFETY: a fresh fd we own.
         Ok(Self {
             fd: unsafe { OwnedFd::from_raw_fd(fd as i32) },
-            handled,
+            handled: attr.handled_access_fs,
         })
     }
 

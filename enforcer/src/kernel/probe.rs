@@ -50,6 +50,8 @@ pub struct Probe {
     pub bpf_lsm: Result<(), String>,
     pub requested: ModeRequest,
     pub cgroup2: Result<std::path::PathBuf, String>,
+    /// The cgroup2 mount has `nsdelegate`: a task's cgroup namespace is a boundary.
+    pub cgroup_nsdelegate: bool,
     pub kernel_release: String,
 }
 
@@ -81,6 +83,7 @@ impl Probe {
             bpf_lsm,
             requested,
             cgroup2: cgroup::cgroup2_mount().map_err(|e| e.to_string()),
+            cgroup_nsdelegate: cgroup::cgroup2_nsdelegate(),
             kernel_release: std::fs::read_to_string("/proc/sys/kernel/osrelease")
                 .map(|s| s.trim().to_owned())
                 .unwrap_or_default(),
@@ -119,6 +122,7 @@ impl Probe {
             bpf_lsm: self.lsm_mode(),
             landlock_abi: self.landlock_abi,
             identity_checks: self.offsets.is_ok(),
+            cgroup_nsdelegate: self.cgroup_nsdelegate,
         }
     }
 }

@@ -11,6 +11,8 @@ pub struct Support {
     pub landlock_abi: u32,
     /// Kernel structure offsets were resolved from BTF: identity checks work.
     pub identity_checks: bool,
+    /// The cgroup2 mount has `nsdelegate`.
+    pub cgroup_nsdelegate: bool,
 }
 
 impl Support {
@@ -152,8 +154,9 @@ pub fn explain(policy: &Policy, support: &Support) -> Explanation {
                 (Section::NetworkUnix, true) => (
                     vec!["lsm"],
                     "socket_connect hook: a connect to a unix socket path that is not listed \
-                     gets EPERM (the path as given to connect; abstract sockets are scoped by \
-                     Landlock where the kernel has ABI 6)"
+                     gets EPERM (the path as given to connect); an abstract socket made \
+                     by a process outside the task gets EPERM (unix_stream_connect, \
+                     unix_may_send)"
                         .to_owned(),
                     None,
                 ),
@@ -307,21 +310,28 @@ pub fn explain(policy: &Policy, support: &Support) -> Explanation {
             "lsm mode: the BPF LSM hooks decide every open, exec, executable mapping \
              (mmap and mprotect), change of a name or of attributes, and unix-socket connect in \
              the kernel from the task's maps (EPERM, with an event); no task process may \
-             mount, pivot_root or chroot; Landlock only scopes signals and abstract unix \
-             sockets (ABI 6)"
+             mount, pivot_root or chroot; abstract unix sockets of processes outside the task \
+             are refused (unix_stream_connect, unix_may_send); Landlock only scopes signals \
+             (ABI 6)"
                 .to_owned(),
         );
     }
-    notes.push(
+    notes.push(format!(
         "the task runs with no capabilities (bounding and ambient sets cleared) and \
          no_new_privs, so it cannot unload the programs; clone3 answers ENOSYS (its \
          CLONE_INTO_CGROUP would start a child outside the envelope; C libraries fall back \
          to clone, which cannot choose a cgroup), and no write rule may cover the cgroup, \
          bpf or enforcer trees, so no process of the task can move itself out of its cgroup; \
-         the enforcer (launcher or daemon) runs with real and saved uid 4294967294, which no \
-         task may have, so no task can signal, trace or read it on any kernel"
-            .to_owned(),
-    );
+         the task has a cgroup namespace rooted at its cgroup{}; the enforcer (launcher or \
+         daemon) runs with real and saved uid 4294967294, which no task may have, so no task \
+         can signal, trace or read it on any kernel",
+        if support.cgroup_nsdelegate {
+            ", and the cgroup2 mount has nsdelegate, so the kernel refuses any move out of it"
+        } else {
+            " (the cgroup2 mount lacks nsdelegate, so the namespace hides the other cgroups but \
+             is no boundary by itself)"
+        }
+    ));
     for (tree, place) in
         super::guard::run_later_unprotected(policy, |p| std::path::Path::new(p).exists())
     {
@@ -372,6 +382,7 @@ mod tests {
         bpf_lsm: false,
         landlock_abi: 7,
         identity_checks: true,
+        cgroup_nsdelegate: true,
     };
 
     #[test]
