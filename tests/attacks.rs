@@ -586,6 +586,11 @@ fn a_hard_link_gives_a_file_no_access_its_own_path_lacks() {
     } else {
         // Landlock's refer rule (ABI 2): EXDEV across directories; declared, no event.
         said(&out, "err EXDEV (18)");
+        let e = out.event("syscall", "deny", "linkat");
+        assert_eq!(
+            (&e["errno"], &e["enforced_by"]),
+            (&"EXDEV".into(), &"landlock".into())
+        );
         let start = out.lifecycle("task_start").to_string();
         assert!(start.contains("linking names"), "{start}");
     }

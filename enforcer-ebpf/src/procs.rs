@@ -16,6 +16,8 @@ use crate::{
 };
 
 const EPERM: i64 = 1;
+const EACCES: i64 = 13;
+const EXDEV: i64 = 18;
 
 /// Notes what the syscall targets: `op` in `path_ptr`, the pid or pidfd in `dirfd`, the signal
 /// or ptrace request in `flags`.
@@ -161,6 +163,28 @@ pub fn sys_exit_refused(ctx: TracePointContext) -> u32 {
     };
     let ret: i64 = arg(&ctx, 16);
     if ret != -EPERM {
+        return 0;
+    }
+    let nr: i32 = arg(&ctx, 8);
+    events::emit(&task, event_kind::SYSCALL, |ev| {
+        ev.decision = decision::DENY;
+        ev.ret = ret as i32;
+        ev.op = nr as u32;
+    });
+    count_denial(&task);
+    0
+}
+
+/// Fallback mode: changes of names refused by Landlock (EACCES, or EXDEV for a link or rename
+/// that would give a file more access), and truncate(2): reported without the path (the LSM
+/// hooks report them with it in lsm mode).
+#[tracepoint]
+pub fn sys_exit_name_refused(ctx: TracePointContext) -> u32 {
+    let Some(task) = task::current() else {
+        return 0;
+    };
+    let ret: i64 = arg(&ctx, 16);
+    if ret != -EACCES && ret != -EXDEV {
         return 0;
     }
     let nr: i32 = arg(&ctx, 8);

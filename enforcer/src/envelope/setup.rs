@@ -265,8 +265,9 @@ pub fn mode_gaps(policy: &Policy, probe: &Probe) -> Vec<String> {
     }
     let why = probe.fallback_reason().unwrap_or_default();
     gaps.push(format!(
-        "creating, removing, renaming and linking names: refused by Landlock (EACCES) without \
-         an event in fallback mode ({why})"
+        "creating, removing, renaming and linking names, and truncate(2): refused by Landlock \
+         (EACCES, or EXDEV for a link or rename that would give a file more access), reported \
+         as a syscall event without the path in fallback mode ({why})"
     ));
     if policy.mode == policy::Mode::Enforce {
         gaps.push(if probe.landlock_abi >= 6 {

@@ -118,6 +118,7 @@ fn errno_name(ret: i32) -> Option<&'static str> {
     match ret {
         -1 => Some("EPERM"),
         -13 => Some("EACCES"),
+        -18 => Some("EXDEV"),
         _ => None,
     }
 }
@@ -468,6 +469,8 @@ pub fn from_kernel(ev: &Event, ctx: &TaskContext, policy: &Policy) -> Option<Rec
             record.rule = why.into();
             record.enforced_by = if name == "bpf" || name == "open_by_handle_at" {
                 "kernel"
+            } else if ev.ret == -libc::EACCES || ev.ret == -libc::EXDEV {
+                "landlock"
             } else {
                 "seccomp"
             };

@@ -9,6 +9,9 @@ pub fn refused_syscall(nr: u32) -> (&'static str, &'static str) {
     let keyrings = "the kernel keyrings are refused to tasks (seccomp): the user keyring is \
                     shared by every process of the uid";
     let caps = "the task holds no capabilities (refused by the kernel)";
+    let names = "a change of names refused by Landlock (EACCES; EXDEV for a link or rename that \
+                 would give a file access its own path lacks) or by the kernel's permission \
+                 checks; fallback mode reports it without the path";
     let xattr = "extended attributes (ACLs included) are read-only to tasks (seccomp): no \
                  policy right covers them";
     #[cfg(target_arch = "x86_64")]
@@ -26,6 +29,20 @@ pub fn refused_syscall(nr: u32) -> (&'static str, &'static str) {
         197 => ("removexattr", xattr),
         198 => ("lremovexattr", xattr),
         199 => ("fremovexattr", xattr),
+        86 => ("link", names),
+        265 => ("linkat", names),
+        82 => ("rename", names),
+        264 => ("renameat", names),
+        316 => ("renameat2", names),
+        76 => ("truncate", names),
+        87 => ("unlink", names),
+        263 => ("unlinkat", names),
+        83 => ("mkdir", names),
+        258 => ("mkdirat", names),
+        84 => ("rmdir", names),
+        88 => ("symlink", names),
+        266 => ("symlinkat", names),
+        259 => ("mknodat", names),
         _ => ("unknown", "refused"),
     };
     #[cfg(target_arch = "aarch64")]
@@ -43,6 +60,14 @@ pub fn refused_syscall(nr: u32) -> (&'static str, &'static str) {
         14 => ("removexattr", xattr),
         15 => ("lremovexattr", xattr),
         16 => ("fremovexattr", xattr),
+        37 => ("linkat", names),
+        38 => ("renameat", names),
+        276 => ("renameat2", names),
+        45 => ("truncate", names),
+        35 => ("unlinkat", names),
+        34 => ("mkdirat", names),
+        36 => ("symlinkat", names),
+        33 => ("mknodat", names),
         _ => ("unknown", "refused"),
     };
     name
