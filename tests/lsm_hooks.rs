@@ -388,3 +388,29 @@ fn two_enforcers_keep_each_others_denials() {
         assert_eq!(e["errno"], mode().errno(), "{name}");
     }
 }
+
+#[test]
+fn a_refusal_through_a_symlink_names_the_file_that_was_checked() {
+    if !require_root("a_refusal_through_a_symlink_names_the_file_that_was_checked") {
+        return;
+    }
+    let s = Scratch::new("symlink-target");
+    // A symlink inside a readable tree to a file outside every rule.
+    let secret = s.path("outside/secret");
+    std::fs::write(&secret, "API_KEY=hunter2\n").expect("secret");
+    let link = s.path("ws/link");
+    std::os::unix::fs::symlink(&secret, &link).expect("symlink");
+    let mut p = PolicyBuilder::default();
+    p.read.push(format!("{}/", s.ws()));
+    let out = run(&s, &p, &[], &[&probe(), "read", &link]);
+    assert!(out.probe_said().starts_with("err E"), "{}", out.dump());
+    if mode().is_lsm() {
+        // The hook sees the opened file: its own path is the target.
+        let e = out.event("open", "deny", &secret);
+        assert_eq!(e["checked_path"], secret.as_str(), "{e}");
+    } else {
+        // The path as given, and the file Landlock refused.
+        let e = out.event("open", "deny", &link);
+        assert_eq!(e["resolved_path"], secret.as_str(), "{e}");
+    }
+}
