@@ -12,10 +12,12 @@ use aya_ebpf::{
     macros::{cgroup_sock_addr, lsm, tracepoint},
     programs::{LsmContext, SockAddrContext, TracePointContext},
 };
-use enforcer_common::{decision, event_kind, listen_op, task_flags};
+use enforcer_common::{
+    NET_SLOT_LISTEN, RULE_DEFAULT_DENY, decision, event_kind, listen_op, task_flags,
+};
 
 use crate::{
-    files::{arg, kill_current, kill_violation},
+    files::{arg, count_denial, kill_current, kill_violation},
     kernel::read,
     lsm,
     net::{self, AF_INET, AF_INET6, ALLOW, Endpoint, REJECT},
@@ -36,28 +38,45 @@ pub fn bind6(ctx: SockAddrContext) -> i32 {
     bind(AF_INET6, net::v6(&ctx), net::port(&ctx))
 }
 
+/// Whether `task` may bind or listen on `addr`:`port`: the deciding rule, or `None`. A
+/// stranger in an enforcer cgroup (no task entry) may not.
+#[inline(always)]
+fn listen_rule(task: &Task, port: u16, addr: [u8; 16]) -> Option<u32> {
+    if task.has(task_flags::NO_TASK) {
+        return None;
+    }
+    net::rule_for(task.entry.rules | NET_SLOT_LISTEN, port, addr)
+}
+
+/// Reports a refused bind or listen (audit mode: one that would have been) and counts it.
+/// Allowed ones are not reported: a refusal is what an auditor needs here, and each report
+/// costs every start of the envelope its verification.
+#[inline(always)]
+fn refused(task: &Task, op: u32, at: Endpoint) -> bool {
+    let audit = task.has(task_flags::AUDIT);
+    let verdict = if audit {
+        decision::AUDIT
+    } else {
+        decision::DENY
+    };
+    net::report(task, event_kind::LISTEN, op, at, verdict, RULE_DEFAULT_DENY);
+    count_denial(task);
+    !audit
+}
+
 #[inline(always)]
 fn bind(family: u16, addr: [u8; 16], port: u16) -> i32 {
     if port == 0 {
         return ALLOW;
     }
-    let at = Endpoint { family, addr, port };
-    let (task, verdict, rule) = match net::task_or_stranger() {
-        Ok(task) => {
-            let (verdict, rule) = net::decide(&task, event_kind::LISTEN, port, addr);
-            (task, verdict, rule)
-        }
-        Err(stranger) => (stranger, decision::DENY, enforcer_common::RULE_NO_TASK),
+    let task = match net::task_or_stranger() {
+        Ok(task) | Err(task) => task,
     };
-    net::report(
-        &task,
-        event_kind::LISTEN,
-        listen_op::BIND,
-        at,
-        verdict,
-        rule,
-    );
-    if verdict == decision::DENY {
+    if listen_rule(&task, port, addr).is_some() {
+        return ALLOW;
+    }
+    let at = Endpoint { family, addr, port };
+    if refused(&task, listen_op::BIND, at) {
         REJECT
     } else {
         ALLOW
@@ -96,16 +115,11 @@ pub fn lsm_socket_listen(ctx: LsmContext) -> i32 {
     let Some(at) = local_endpoint(sock) else {
         return 0;
     };
-    let (verdict, rule) = net::decide(&task, event_kind::LISTEN, at.port, at.addr);
-    net::report(
-        &task,
-        event_kind::LISTEN,
-        listen_op::LISTEN,
-        at,
-        verdict,
-        rule,
-    );
-    if verdict == decision::DENY { -EPERM } else { 0 }
+    if listen_rule(&task, at.port, at.addr).is_some() || !refused(&task, listen_op::LISTEN, at) {
+        0
+    } else {
+        -EPERM
+    }
 }
 
 /// sock:inet_sock_set_state, fallback mode: a TCP socket of a task entering LISTEN where no
@@ -135,20 +149,10 @@ pub fn sock_listen(ctx: TracePointContext) -> u32 {
             0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, ip[0], ip[1], ip[2], ip[3],
         ]
     };
-    let at = Endpoint { family, addr, port };
-    let (verdict, rule) = net::decide(&task, event_kind::LISTEN, port, addr);
-    if verdict == decision::ALLOW {
-        net::report(
-            &task,
-            event_kind::LISTEN,
-            listen_op::LISTEN,
-            at,
-            verdict,
-            rule,
-        );
+    if listen_rule(&task, port, addr).is_some() {
         return 0;
     }
-    kill_violation(&task, event_kind::LISTEN, rule, |ev| {
+    kill_violation(&task, event_kind::LISTEN, RULE_DEFAULT_DENY, |ev| {
         ev.op = listen_op::LISTEN;
         ev.family = family;
         ev.addr = addr;

@@ -3,8 +3,8 @@
 //! IPv4, IPv6 and `::ffff:a.b.c.d` destinations hit the same rules.
 use aya_ebpf::{macros::cgroup_sock_addr, maps::lpm_trie::Key, programs::SockAddrContext};
 use enforcer_common::{
-    NET_KEY_FIXED_BITS, NET_SLOT_LISTEN, NetKey, RULE_DEFAULT_DENY, RULE_NO_TASK, RULE_TASK_ENDED,
-    TaskEntry, access, decision, enforced_by, event_kind, task_flags,
+    NET_KEY_FIXED_BITS, NetKey, RULE_DEFAULT_DENY, RULE_NO_TASK, RULE_TASK_ENDED, TaskEntry,
+    access, decision, enforced_by, event_kind, task_flags,
 };
 
 use crate::{
@@ -136,11 +136,10 @@ pub struct Endpoint {
     pub port: u16,
 }
 
-/// The decision and the deciding rule for one operation of `task`: a connect or a datagram
-/// against the connect rules, a bind or a listen (`LISTEN`) against the listen rules. Counts
-/// and limits are applied here; reporting happens once, by the caller.
+/// The decision and the deciding rule for one connect or datagram of `task`. Counts and
+/// limits are applied here; reporting happens once, in `check`.
 #[inline(always)]
-pub fn decide(task: &Task, kind: u32, port: u16, addr: [u8; 16]) -> (u32, u32) {
+fn decide(task: &Task, kind: u32, port: u16, addr: [u8; 16]) -> (u32, u32) {
     let audit = task.has(task_flags::AUDIT);
     if !audit && task::ended(task) {
         return (decision::DENY, RULE_TASK_ENDED);
@@ -162,12 +161,7 @@ pub fn decide(task: &Task, kind: u32, port: u16, addr: [u8; 16]) -> (u32, u32) {
     if task.has(task_flags::NO_TASK) {
         return (decision::DENY, RULE_NO_TASK);
     }
-    let slot = if kind == event_kind::LISTEN {
-        task.entry.rules | NET_SLOT_LISTEN
-    } else {
-        task.entry.rules
-    };
-    if let Some(rule) = rule_for(slot, port, addr) {
+    if let Some(rule) = rule_for(task.entry.rules, port, addr) {
         return (decision::ALLOW, rule);
     }
     if let Some(hit) = task::count(task, Counter::Denials) {
