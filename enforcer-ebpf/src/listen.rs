@@ -17,11 +17,11 @@ use enforcer_common::{
 };
 
 use crate::{
-    files::{arg, count_denial, kill_current, kill_violation},
+    files::{arg, kill_current, kill_violation},
     kernel::read,
     lsm,
     net::{self, AF_INET, AF_INET6, ALLOW, Endpoint, REJECT},
-    task::{self, Task},
+    task::{self, Counter, Task},
 };
 
 const EPERM: i32 = 1;
@@ -60,7 +60,11 @@ fn refused(task: &Task, op: u32, at: Endpoint) -> bool {
         decision::DENY
     };
     net::report(task, event_kind::LISTEN, op, at, verdict, RULE_DEFAULT_DENY);
-    count_denial(task);
+    // Counted toward max_denials; over it, the limit event ends the task from userspace (a
+    // cgroup program may not send signals on every kernel: not on 6.1).
+    if let Some(hit) = task::count(task, Counter::Denials) {
+        task::record_limit(task, &hit);
+    }
     !audit
 }
 
