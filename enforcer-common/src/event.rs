@@ -62,7 +62,9 @@ pub mod event_kind {
     pub const FILE_OP: u32 = 7;
     /// A file mapped executable (`mmap`/`mprotect` PROT_EXEC); `flags` holds the prot.
     pub const MMAP: u32 = 8;
-    /// A unix-domain socket connect; `path` is the socket's path.
+    /// A unix-domain socket connect; `path` is the socket's path, or for an abstract socket
+    /// (`op` [`super::UNIX_OP_ABSTRACT_CONNECT`] or `..._SENDMSG`) `@` and the name, whose
+    /// length is `count`.
     pub const UNIX_CONNECT: u32 = 9;
     /// A signal to a process outside the task (kill, tkill, tgkill, pidfd_send_signal,
     /// rt_sigqueueinfo), refused; `count` is the target pid (or pidfd), `flags` the signal.

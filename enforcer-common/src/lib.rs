@@ -336,6 +336,8 @@ pub struct KernelOffsets {
     pub sock_cgroup: u32,
     pub unix_sock_addr: u32,
     pub unix_address_name: u32,
+    /// `unix_address.len`: an abstract name is length-delimited, not NUL-terminated.
+    pub unix_address_len: u32,
     /// Non-zero once userspace filled the offsets; the programs check nothing until then.
     pub valid: u32,
 }
@@ -377,8 +379,8 @@ const _: () = {
     assert!(size_of::<InodeKey>() == 24);
     assert!(offset_of!(InodeKey, dev) == 8);
     assert!(size_of::<PendingOp>() == 24);
-    assert!(size_of::<KernelOffsets>() == 172);
-    assert!(offset_of!(KernelOffsets, valid) == 168);
+    assert!(size_of::<KernelOffsets>() == 176);
+    assert!(offset_of!(KernelOffsets, valid) == 172);
     assert!(size_of::<RootCgroup>() == 16);
     assert!(offset_of!(Event, kind) == 48);
     assert!(offset_of!(Event, family) == 96);

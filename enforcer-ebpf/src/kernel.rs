@@ -53,6 +53,7 @@ static KERNEL_OFFSETS: KernelOffsets = KernelOffsets {
     sock_cgroup: 0,
     unix_sock_addr: 0,
     unix_address_name: 0,
+    unix_address_len: 0,
     valid: 0,
 };
 

@@ -142,7 +142,10 @@ fn check_abstract_peer(task: &Task, other: u64, op: u32) -> i32 {
     let Some(sc) = path::scratch() else {
         return 0;
     };
-    // The event names it as `@name` (the name after the NUL, up to the next NUL).
+    // The event names it as `@name`: the bytes after the NUL, `count` of them (the name is
+    // length-delimited; what follows it in the buffer is not part of it).
+    let len: i32 = read(addr, o.unix_address_len).unwrap_or(0);
+    let name_len = (len - 3).clamp(0, SUN_PATH as i32 - 1) as u64;
     sc.path[0] = b'@';
     // SAFETY: the helper checks the address; the copy stops at a NUL or the buffer's end.
     let _ = unsafe {
@@ -157,5 +160,6 @@ fn check_abstract_peer(task: &Task, other: u64, op: u32) -> i32 {
     };
     lsm::refuse(task, &check, RULE_OUTSIDE_TASK, |ev| {
         path::copy_to_event(sc, &mut ev.path);
+        ev.count = name_len;
     })
 }

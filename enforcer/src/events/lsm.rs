@@ -97,6 +97,13 @@ pub fn fill(mut record: Record, ev: &Event, policy: &Policy) -> Record {
     } else {
         rule_label(policy, ev.rule_id)
     };
+    if ev.kind == event_kind::UNIX_CONNECT
+        && (ev.op == ABSTRACT_CONNECT || ev.op == ABSTRACT_SENDMSG)
+    {
+        // An abstract name: `count` bytes after the '@' (not NUL-terminated).
+        let n = (ev.count as usize).min(ev.path.len() - 1);
+        record.target = format!("@{}", String::from_utf8_lossy(&ev.path[1..1 + n]));
+    }
     let mut details = Map::new();
     details.insert("checked_path".into(), json!(record.target));
     details.insert("checked_by".into(), json!(hook(ev.kind, ev.op)));

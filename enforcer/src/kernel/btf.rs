@@ -243,6 +243,7 @@ pub fn kernel_offsets(btf: &Btf<'_>) -> Result<KernelOffsets, BtfError> {
         sock_cgroup: m("sock", "sk_cgrp_data")? + m("sock_cgroup_data", "cgroup")?,
         unix_sock_addr: m("unix_sock", "addr")?,
         unix_address_name: m("unix_address", "name")?,
+        unix_address_len: m("unix_address", "len")?,
         valid: 1,
     })
 }
