@@ -396,18 +396,47 @@ pub fn run(args: &[String]) -> anyhow::Result<(u64, u64, u64)> {
     let root = std::env::current_dir()?;
     let work = root.join("target/vm");
     let (bin_dir, tests) = build_static(&root)?;
-    let mut total = (0, 0, 0);
+    let mut prepared = Vec::new();
     for kernel in kernels {
         let vmlinuz = fetch_kernel(&work.join("kernels"), kernel)?;
         let initrd = initramfs(&work.join(kernel), &bin_dir, &tests, &plan)?;
-        let (p, f, s) = boot(kernel, &vmlinuz, &initrd)?;
-        println!("[{kernel}] summary: {p} passed, {f} failed, {s} skipped");
-        total = (total.0 + p, total.1 + f, total.2 + s);
+        prepared.push((kernel, vmlinuz, initrd));
+    }
+    // The guests run at the same time, one host CPU each (each has one vCPU, see `boot`): the
+    // whole run takes as long as the slower guest, not the sum. Each line says its guest.
+    let outcomes: Vec<(&str, anyhow::Result<(u64, u64, u64)>)> = std::thread::scope(|scope| {
+        let running: Vec<_> = prepared
+            .iter()
+            .map(|(kernel, vmlinuz, initrd)| {
+                (*kernel, scope.spawn(move || boot(kernel, vmlinuz, initrd)))
+            })
+            .collect();
+        running
+            .into_iter()
+            .map(|(kernel, handle)| {
+                let outcome = handle.join().unwrap_or_else(|_| {
+                    Err(anyhow::anyhow!("{kernel}: the guest's runner panicked"))
+                });
+                (kernel, outcome)
+            })
+            .collect()
+    });
+    let mut total = (0, 0, 0);
+    let mut errors = Vec::new();
+    for (kernel, outcome) in outcomes {
+        match outcome {
+            Ok((p, f, s)) => {
+                println!("[{kernel}] summary: {p} passed, {f} failed, {s} skipped");
+                total = (total.0 + p, total.1 + f, total.2 + s);
+            }
+            Err(e) => errors.push(format!("{e:#}")),
+        }
     }
     println!(
         "\nguests: {} passed, {} failed, {} skipped",
         total.0, total.1, total.2
     );
+    ensure!(errors.is_empty(), "{}", errors.join("; "));
     ensure!(total.1 == 0, "tests failed in a guest");
     Ok(total)
 }
