@@ -253,6 +253,9 @@ fn initramfs(
     Ok(initrd)
 }
 
+/// (passed, failed, skipped).
+type Counts = (u64, u64, u64);
+
 /// Boots one kernel and returns (passed, failed, skipped) as the guest reported them.
 fn boot(kernel: &str, vmlinuz: &Path, initrd: &Path) -> anyhow::Result<(u64, u64, u64)> {
     eprintln!("\n==> boot {kernel} ({}) under TCG", vmlinuz.display());
@@ -404,7 +407,7 @@ pub fn run(args: &[String]) -> anyhow::Result<(u64, u64, u64)> {
     }
     // The guests run at the same time, one host CPU each (each has one vCPU, see `boot`): the
     // whole run takes as long as the slower guest, not the sum. Each line says its guest.
-    let outcomes: Vec<(&str, anyhow::Result<(u64, u64, u64)>)> = std::thread::scope(|scope| {
+    let outcomes: Vec<(&str, anyhow::Result<Counts>)> = std::thread::scope(|scope| {
         let running: Vec<_> = prepared
             .iter()
             .map(|(kernel, vmlinuz, initrd)| {
