@@ -140,12 +140,7 @@ pub fn lsm_file_truncate(ctx: LsmContext) -> i32 {
 #[lsm(hook = "path_link")]
 pub fn lsm_path_link(ctx: LsmContext) -> i32 {
     let task = enter!(ctx, 3);
-    let (old, new_dir, new) = (ctx.arg(0), ctx.arg(1), ctx.arg(2));
-    let ret = check_entry(&task, new_dir, new, file_op::LINK);
-    if ret != 0 {
-        return ret;
-    }
-    refer(&task, old, new_dir, new)
+    refer(&task, ctx.arg(0), ctx.arg(1), ctx.arg(2))
 }
 
 /// [`Check::flags`] of a `LINK` refusal for access the new name would add.
@@ -158,14 +153,19 @@ fn refer(task: &Task, old: u64, new_dir: u64, new: u64) -> i32 {
     };
     // A link never crosses a mount (EXDEV before this hook): both names are on new_dir's.
     let mnt: u64 = read(new_dir, o.path_mnt).unwrap_or(0);
-    // (A new name that cannot be walked was refused by the write check already.)
-    let Some(len) = path::walk(sc, &o, new, mnt) else {
-        return 0;
+    // The new name: it must be writable (one walk serves both checks).
+    let len = match path::walk(sc, &o, new, mnt) {
+        Some(len) => len,
+        None => lsm::unresolved(sc),
     };
     let rights = access::READ | access::WRITE | access::EXEC | access::MAP_EXEC;
-    let at_new = path::lookup(sc, task.entry.rules, len).allow & rights;
-    if at_new == 0 {
-        return 0;
+    let at_new = if len > 0 {
+        path::lookup(sc, task.entry.rules, len).allow & rights
+    } else {
+        0
+    };
+    if at_new & access::WRITE == 0 {
+        return lsm::decide(task, sc, len, &op_check(file_op::LINK), None);
     }
     let len = match path::walk(sc, &o, old, mnt) {
         Some(len) => len,

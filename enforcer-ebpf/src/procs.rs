@@ -165,14 +165,7 @@ pub fn sys_exit_refused(ctx: TracePointContext) -> u32 {
     if ret != -EPERM {
         return 0;
     }
-    let nr: i32 = arg(&ctx, 8);
-    events::emit(&task, event_kind::SYSCALL, |ev| {
-        ev.decision = decision::DENY;
-        ev.ret = ret as i32;
-        ev.op = nr as u32;
-    });
-    count_denial(&task);
-    0
+    report_syscall(&ctx, &task, ret)
 }
 
 /// Fallback mode: changes of names refused by Landlock (EACCES, or EXDEV for a link or rename
@@ -187,12 +180,18 @@ pub fn sys_exit_name_refused(ctx: TracePointContext) -> u32 {
     if ret != -EACCES && ret != -EXDEV {
         return 0;
     }
-    let nr: i32 = arg(&ctx, 8);
-    events::emit(&task, event_kind::SYSCALL, |ev| {
+    report_syscall(&ctx, &task, ret)
+}
+
+/// A `SYSCALL` event for the refused syscall whose exit `ctx` is (its number names it).
+#[inline(always)]
+fn report_syscall(ctx: &TracePointContext, task: &task::Task, ret: i64) -> u32 {
+    let nr: i32 = arg(ctx, 8);
+    events::emit(task, event_kind::SYSCALL, |ev| {
         ev.decision = decision::DENY;
         ev.ret = ret as i32;
         ev.op = nr as u32;
     });
-    count_denial(&task);
+    count_denial(task);
     0
 }

@@ -51,18 +51,7 @@ pub fn original() -> Original {
 /// not do it, and it loads nothing).
 pub fn guard_self() -> io::Result<Original> {
     let now = current()?;
-    let original = *ORIGINAL.get_or_init(|| {
-        if now.ruid == GUARD_UID {
-            // Re-executed by an upgrade: the previous image guarded already.
-            Original {
-                ruid: 0,
-                euid: 0,
-                suid: 0,
-            }
-        } else {
-            now
-        }
-    });
+    let original = *ORIGINAL.get_or_init(|| now);
     if now.euid != 0 || (now.ruid == GUARD_UID && now.suid == GUARD_UID) {
         return Ok(original);
     }
