@@ -1,6 +1,6 @@
 //! The daemon for real: tasks started through its socket, who may start them, hot reload under
-//! load, `kill -9` of the daemon with a task running, an upgrade of the programs under a running
-//! task, fail closed, and the systemd unit.
+//! load, `kill -9` of the daemon with a task running, fail closed, and the systemd unit.
+//! Upgrades of the programs under a running task are in `upgrade.rs`.
 use std::{
     fs,
     net::TcpListener,
@@ -9,16 +9,12 @@ use std::{
     time::{Duration, Instant},
 };
 
-use enforcer_tests::{PolicyBuilder, Scratch, daemon::Daemon, enforcer, mode, probe, require_root};
+use enforcer_tests::{
+    Scratch,
+    daemon::{Daemon, assert_refused, base, text},
+    enforcer, mode, probe, require_root,
+};
 use serde_json::Value;
-
-fn base(s: &Scratch) -> PolicyBuilder {
-    let mut p = PolicyBuilder::default();
-    p.read.push(format!("{}/", s.ws()));
-    p.write.push(format!("{}/", s.ws()));
-    p.read.push("/proc/".into());
-    p
-}
 
 /// `enforcer run --task T --socket S <args> -- cmd`, optionally as another uid.
 fn run_task(d: &Daemon, task: &str, args: &[&str], uid: Option<u32>, cmd: &[&str]) -> Output {
@@ -32,25 +28,6 @@ fn run_task(d: &Daemon, task: &str, args: &[&str], uid: Option<u32>, cmd: &[&str
         c.uid(uid).gid(uid);
     }
     c.output().expect("enforcer run")
-}
-
-/// The probe's operation was refused by the kernel (exit 1, the mode's refusal).
-fn assert_refused(out: &Output) {
-    assert_eq!(out.status.code(), Some(1), "{}", text(out));
-    assert!(
-        String::from_utf8_lossy(&out.stdout).contains(mode().refused()),
-        "{}",
-        text(out)
-    );
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "status {:?}\nstdout: {}\nstderr: {}",
-        o.status,
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 #[test]
@@ -285,114 +262,6 @@ fn a_killed_daemon_leaves_enforcement_on_and_a_restart_adopts_the_task() {
     d.wait_event("kernel ttl event", |e| {
         e["op"] == "limit" && e["target"] == "ttl"
     });
-}
-
-/// How many BPF programs the kernel holds (BPF_PROG_GET_NEXT_ID over every id).
-fn loaded_programs() -> usize {
-    let (mut id, mut n) = (0u32, 0);
-    loop {
-        // start_id, next_id, open_flags.
-        let mut attr = [id, 0u32, 0u32, 0u32];
-        // SAFETY: BPF_PROG_GET_NEXT_ID (11) reads start_id and writes next_id in `attr`.
-        let rc = unsafe { libc::syscall(libc::SYS_bpf, 11, attr.as_mut_ptr(), 16) };
-        if rc != 0 {
-            return n;
-        }
-        id = attr[1];
-        n += 1;
-    }
-}
-
-#[test]
-fn an_upgraded_daemon_takes_running_tasks_over_without_a_gap() {
-    if !require_root("an_upgraded_daemon_takes_running_tasks_over_without_a_gap") {
-        return;
-    }
-    let s = Scratch::new("daemon-upgrade");
-    let mut d = Daemon::start(&s, "upgrade", "");
-    d.policy("agent", &base(&s));
-    d.cli(&["reload"]);
-    let go = s.path("ws/go");
-    let (task, task_id) = d.waiting_task(&s, &go);
-    let programs = loaded_programs();
-
-    // The pins now look like another build's with the same map layout: the restarted daemon
-    // loads its own programs, copies the task over and detaches the old ones.
-    d.kill9();
-    let other_build = "0".repeat(64);
-    d.edit_state(|st| st["object_sha256"] = other_build.clone().into());
-    d.spawn();
-    assert!(
-        d.log().contains("took the running tasks over"),
-        "{}",
-        d.log()
-    );
-    let up = d.wait_event("programs_upgraded", |e| e["op"] == "programs_upgraded");
-    assert_eq!(up["from_object_sha256"], other_build.as_str());
-    assert_eq!(up["copied"]["tasks"], 1, "{up}");
-    assert!(up["copied"]["file_rules"].as_u64().unwrap() >= 1, "{up}");
-    assert!(!Path::new("/sys/fs/bpf/enforcer-it-upgrade-next").exists());
-    assert!(Path::new("/sys/fs/bpf/enforcer-it-upgrade/links").exists());
-    let t = Instant::now();
-    while loaded_programs() > programs {
-        assert!(
-            t.elapsed() < Duration::from_secs(20),
-            "the old programs are still loaded: {} programs, {programs} before",
-            loaded_programs()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    assert!(d.log().contains("1 task(s) adopted"), "{}", d.log());
-
-    // The new programs enforce the task they were handed: refused, with its event.
-    fs::write(&go, "").unwrap();
-    let out = task.wait_with_output().unwrap();
-    assert_refused(&out);
-    let secret = mode().reported(&s.path("outside/secret.txt"));
-    let denial = d.wait_event("denial after the upgrade", |e| {
-        e["op"] == "open" && e["target"] == secret.as_str() && e["task_id"] == task_id.as_str()
-    });
-    assert_eq!(denial["decision"], "deny");
-    assert_eq!(denial["errno"], mode().errno());
-    let end = d.wait_event("task_end", |e| {
-        e["op"] == "task_end" && e["task_id"] == task_id.as_str()
-    });
-    assert_eq!(end["reason"], "exited");
-    assert_eq!(end["cleanup"]["map_entries_left"], 0);
-
-    // A build whose maps differ is refused, saying why, and the pinned programs go on.
-    let go2 = s.path("ws/go2");
-    let (task, task_id) = d.waiting_task(&s, &go2);
-    d.kill9();
-    let real = fs::read(d.dir.join("state/daemon.json")).unwrap();
-    d.edit_state(|st| {
-        st["object_sha256"] = "1".repeat(64).into();
-        st["map_abi"] = 0.into();
-    });
-    let refused = Command::new(enforcer())
-        .args(["daemon", "--config"])
-        .arg(d.dir.join("enforcer.toml"))
-        .output()
-        .unwrap();
-    assert_eq!(refused.status.code(), Some(1), "{}", text(&refused));
-    assert!(
-        String::from_utf8_lossy(&refused.stderr).contains("whose maps differ from this build's"),
-        "{}",
-        text(&refused)
-    );
-    fs::write(&go2, "").unwrap();
-    let out = task.wait_with_output().unwrap();
-    assert_refused(&out);
-    fs::write(d.dir.join("state/daemon.json"), real).unwrap();
-    d.spawn();
-    let end = d.wait_event("task_end after the refused build", |e| {
-        e["op"] == "task_end" && e["task_id"] == task_id.as_str()
-    });
-    assert_eq!(end["reason"], "exited while the daemon was down");
-    let denial = d.wait_event("denial while the build was refused", |e| {
-        e["op"] == "open" && e["target"] == secret.as_str() && e["task_id"] == task_id.as_str()
-    });
-    assert_eq!(denial["errno"], mode().errno());
 }
 
 #[test]

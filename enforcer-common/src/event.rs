@@ -1,4 +1,6 @@
 //! The event record the programs write to the `EVENTS` ring, and the values of its fields.
+use core::mem::{offset_of, size_of};
+
 use crate::{COMM_BYTES, PATH_BYTES};
 
 /// [`Event::op`] of a `UNIX_CONNECT` event for a datagram sent to a socket path (0: a connect).
@@ -8,102 +10,114 @@ pub const UNIX_OP_SENDMSG: u32 = 1;
 pub const UNIX_OP_ABSTRACT_CONNECT: u32 = 2;
 pub const UNIX_OP_ABSTRACT_SENDMSG: u32 = 3;
 
-/// [`Event::op`] of a `LISTEN` event: a bind to a local port, or a listen.
-pub mod listen_op {
-    pub const BIND: u32 = 1;
-    pub const LISTEN: u32 = 2;
+constants! {
+    /// [`Event::op`] of a `LISTEN` event: a bind to a local port, or a listen.
+    pub mod listen_op: u32 {
+        BIND = 1;
+        LISTEN = 2;
+    }
 }
 
 /// [`Event::op`] of an `MMAP` event from `file_mprotect` (0: from `mmap_file`).
 pub const MMAP_OP_MPROTECT: u32 = 1;
 
-/// [`Event::op`] of a `FILE_OP` event: which path operation.
-pub mod file_op {
-    pub const UNLINK: u32 = 1;
-    pub const MKDIR: u32 = 2;
-    pub const RMDIR: u32 = 3;
-    /// mknod, and the creation of a regular file by open(O_CREAT).
-    pub const MKNOD: u32 = 4;
-    pub const RENAME: u32 = 5;
-    pub const LINK: u32 = 6;
-    pub const SYMLINK: u32 = 7;
-    pub const TRUNCATE: u32 = 8;
-    pub const CHMOD: u32 = 9;
-    pub const CHOWN: u32 = 10;
-    /// mount, move_mount or pivot_root.
-    pub const MOUNT: u32 = 11;
-    /// chroot.
-    pub const CHROOT: u32 = 12;
+constants! {
+    /// [`Event::op`] of a `FILE_OP` event: which path operation.
+    pub mod file_op: u32 {
+        UNLINK = 1;
+        MKDIR = 2;
+        RMDIR = 3;
+        /// mknod, and the creation of a regular file by open(O_CREAT).
+        MKNOD = 4;
+        RENAME = 5;
+        LINK = 6;
+        SYMLINK = 7;
+        TRUNCATE = 8;
+        CHMOD = 9;
+        CHOWN = 10;
+        /// mount, move_mount or pivot_root.
+        MOUNT = 11;
+        /// chroot.
+        CHROOT = 12;
+    }
 }
 
-/// [`Event::op`] of `SIGNAL` and `PTRACE` events: the syscall that was refused.
-pub mod cross_op {
-    pub const KILL: u32 = 1;
-    pub const TKILL: u32 = 2;
-    pub const TGKILL: u32 = 3;
-    pub const PIDFD_SEND_SIGNAL: u32 = 4;
-    pub const RT_SIGQUEUEINFO: u32 = 5;
-    pub const PTRACE: u32 = 6;
-    pub const PIDFD_GETFD: u32 = 7;
-    pub const PROCESS_VM_READV: u32 = 8;
-    pub const PROCESS_VM_WRITEV: u32 = 9;
+constants! {
+    /// [`Event::op`] of `SIGNAL` and `PTRACE` events: the syscall that was refused.
+    pub mod cross_op: u32 {
+        KILL = 1;
+        TKILL = 2;
+        TGKILL = 3;
+        PIDFD_SEND_SIGNAL = 4;
+        RT_SIGQUEUEINFO = 5;
+        PTRACE = 6;
+        PIDFD_GETFD = 7;
+        PROCESS_VM_READV = 8;
+        PROCESS_VM_WRITEV = 9;
+    }
 }
 
-/// [`Event::kind`].
-pub mod event_kind {
-    pub const EXEC: u32 = 1;
-    pub const OPEN: u32 = 2;
-    pub const CONNECT: u32 = 3;
-    pub const SENDMSG: u32 = 4;
-    pub const LIMIT: u32 = 5;
-    /// io_uring_setup refused by the seccomp filter.
-    pub const IO_URING: u32 = 6;
-    /// A path operation ([`super::file_op`] in `op`), checked by an LSM hook.
-    pub const FILE_OP: u32 = 7;
-    /// A file mapped executable (`mmap`/`mprotect` PROT_EXEC); `flags` holds the prot.
-    pub const MMAP: u32 = 8;
-    /// A unix-domain socket connect; `path` is the socket's path, or for an abstract socket
-    /// (`op` [`super::UNIX_OP_ABSTRACT_CONNECT`] or `..._SENDMSG`) `@` and the name, whose
-    /// length is `count`.
-    pub const UNIX_CONNECT: u32 = 9;
-    /// A signal to a process outside the task (kill, tkill, tgkill, pidfd_send_signal,
-    /// rt_sigqueueinfo), refused; `count` is the target pid (or pidfd), `flags` the signal.
-    pub const SIGNAL: u32 = 10;
-    /// A trace of, or a reach into, a process outside the task (ptrace, pidfd_getfd,
-    /// process_vm_readv/writev), refused; `count` is the target pid (or pidfd), `op` which
-    /// ([`super::cross_op`]), `flags` the ptrace request.
-    pub const PTRACE: u32 = 11;
-    /// A socket refused by the task's seccomp filter (`ret`: EPERM for ICMP "ping" sockets,
-    /// or raw ones the kernel refuses without CAP_NET_RAW; EAFNOSUPPORT for a family other
-    /// than unix, inet, inet6 and netlink).
-    pub const SOCKET: u32 = 12;
-    /// A syscall refused with EPERM that no other event names (`op`: the syscall number): a
-    /// user namespace or a keyring by the task's seccomp filter, `bpf` or
-    /// `open_by_handle_at` by the kernel (no capabilities).
-    pub const SYSCALL: u32 = 13;
-    /// A bind to a local port or a listen on one (inbound), checked against `network.listen`;
-    /// `family`, `addr` and `port` are the local address, `op` which ([`super::listen_op`]).
-    pub const LISTEN: u32 = 14;
+constants! {
+    /// [`Event::kind`].
+    pub mod event_kind: u32 {
+        EXEC = 1;
+        OPEN = 2;
+        CONNECT = 3;
+        SENDMSG = 4;
+        LIMIT = 5;
+        /// io_uring_setup refused by the seccomp filter.
+        IO_URING = 6;
+        /// A path operation ([`super::file_op`] in `op`), checked by an LSM hook.
+        FILE_OP = 7;
+        /// A file mapped executable (`mmap`/`mprotect` PROT_EXEC); `flags` holds the prot.
+        MMAP = 8;
+        /// A unix-domain socket connect; `path` is the socket's path, or for an abstract socket
+        /// (`op` [`super::UNIX_OP_ABSTRACT_CONNECT`] or `..._SENDMSG`) `@` and the name, whose
+        /// length is `count`.
+        UNIX_CONNECT = 9;
+        /// A signal to a process outside the task (kill, tkill, tgkill, pidfd_send_signal,
+        /// rt_sigqueueinfo), refused; `count` is the target pid (or pidfd), `flags` the signal.
+        SIGNAL = 10;
+        /// A trace of, or a reach into, a process outside the task (ptrace, pidfd_getfd,
+        /// process_vm_readv/writev), refused; `count` is the target pid (or pidfd), `op` which
+        /// ([`super::cross_op`]), `flags` the ptrace request.
+        PTRACE = 11;
+        /// A socket refused by the task's seccomp filter (`ret`: EPERM for ICMP "ping" sockets,
+        /// or raw ones the kernel refuses without CAP_NET_RAW; EAFNOSUPPORT for a family other
+        /// than unix, inet, inet6 and netlink).
+        SOCKET = 12;
+        /// A syscall refused with EPERM that no other event names (`op`: the syscall number): a
+        /// user namespace or a keyring by the task's seccomp filter, `bpf` or
+        /// `open_by_handle_at` by the kernel (no capabilities).
+        SYSCALL = 13;
+        /// A bind to a local port or a listen on one (inbound), checked against `network.listen`;
+        /// `family`, `addr` and `port` are the local address, `op` which ([`super::listen_op`]).
+        LISTEN = 14;
+    }
 }
 
-/// [`Event::decision`].
-pub mod decision {
-    pub const ALLOW: u32 = 1;
-    pub const DENY: u32 = 2;
-    pub const KILL: u32 = 3;
-    pub const AUDIT: u32 = 4;
-    /// Seen, not decided: userspace evaluates it against the policy (audit mode).
-    pub const OBSERVED: u32 = 5;
+constants! {
+    /// [`Event::decision`].
+    pub mod decision: u32 {
+        ALLOW = 1;
+        DENY = 2;
+        KILL = 3;
+        AUDIT = 4;
+        /// Seen, not decided: userspace evaluates it against the policy (audit mode).
+        OBSERVED = 5;
+    }
 }
 
-/// [`Event::enforced_by`].
-pub mod enforced_by {
-    pub const NONE: u32 = 0;
-    pub const LSM: u32 = 1;
-    pub const LANDLOCK: u32 = 2;
-    pub const CGROUP: u32 = 3;
-    pub const KILL: u32 = 4;
-    pub const SECCOMP: u32 = 5;
+constants! {
+    /// [`Event::enforced_by`].
+    pub mod enforced_by: u32 {
+        NONE = 0;
+        LSM = 1;
+        LANDLOCK = 2;
+        CGROUP = 3;
+        KILL = 4;
+        SECCOMP = 5;
+    }
 }
 
 /// One record in the `EVENTS` ring buffer.
@@ -144,3 +158,27 @@ pub struct Event {
     pub comm: [u8; COMM_BYTES],
     pub path: [u8; PATH_BYTES],
 }
+
+/// The free-standing `op` values above, for the layout fingerprint.
+pub const FREE_OPS: &[u64] = &[
+    UNIX_OP_SENDMSG as u64,
+    UNIX_OP_ABSTRACT_CONNECT as u64,
+    UNIX_OP_ABSTRACT_SENDMSG as u64,
+    MMAP_OP_MPROTECT as u64,
+];
+
+const _: () = {
+    assert!(offset_of!(Event, kind) == 48);
+    assert!(offset_of!(Event, family) == 96);
+    assert!(offset_of!(Event, op) == 100);
+    assert!(offset_of!(Event, addr) == 104);
+    assert!(offset_of!(Event, comm) == 120);
+    assert!(offset_of!(Event, path) == 136);
+    assert!(size_of::<Event>() == 392);
+    assert!(size_of::<Event>().is_multiple_of(8));
+};
+
+// SAFETY: #[repr(C)], Copy, made only of integers and byte arrays, with every byte covered by
+// a field (checked by the size asserts above).
+#[cfg(feature = "user")]
+unsafe impl aya::Pod for Event {}

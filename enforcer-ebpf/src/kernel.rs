@@ -6,7 +6,7 @@
 use aya_ebpf::helpers::{bpf_get_current_task, bpf_probe_read_kernel};
 use enforcer_common::{InodeKey, KernelOffsets};
 
-use crate::maps::DENY_INODES;
+use crate::maps::INODE_RULES;
 
 /// Filled by userspace before load (`EbpfLoader::override_global`); zero means "unknown".
 #[unsafe(no_mangle)]
@@ -114,8 +114,9 @@ fn lookup(slot: u32, dev: u64, ino: u64) -> Option<u32> {
         dev,
         ino,
     };
-    // SAFETY: value copied out at once.
-    unsafe { DENY_INODES.get(key) }.copied()
+    // SAFETY: value copied out at once. An entry that only sets labels refuses nothing.
+    let rule = unsafe { INODE_RULES.get(key) }.copied()?;
+    (rule.rule_id & enforcer_common::RULE_LABEL_ONLY == 0).then_some(rule.rule_id)
 }
 
 /// Whether `file` (a `struct file *`), or with `check_dirs` one of its ancestor directories,

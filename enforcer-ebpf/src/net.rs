@@ -182,10 +182,7 @@ pub fn task_or_stranger() -> Result<Task, Task> {
     task::current().ok_or_else(|| Task {
         // SAFETY: a plain helper call.
         cgroup_id: unsafe { aya_ebpf::helpers::bpf_get_current_cgroup_id() },
-        entry: TaskEntry {
-            slot: u32::MAX,
-            ..TaskEntry::default()
-        },
+        entry: TaskEntry::stranger(task_flags::NO_TASK),
     })
 }
 

@@ -55,16 +55,11 @@ pub fn current() -> Option<Task> {
         // task made for itself, or a task being torn down) is refused everything.
         None if root.valid >= root_scope::FAIL_CLOSED => Some(Task {
             cgroup_id,
-            entry: TaskEntry {
-                slot: u32::MAX,
-                generation: 0,
-                flags: if root.valid == root_scope::FAIL_CLOSED {
-                    task_flags::NO_TASK | task_flags::NO_TASK_KILL
-                } else {
-                    task_flags::NO_TASK
-                },
-                rules: u32::MAX,
-            },
+            entry: TaskEntry::stranger(if root.valid == root_scope::FAIL_CLOSED {
+                task_flags::NO_TASK | task_flags::NO_TASK_KILL
+            } else {
+                task_flags::NO_TASK
+            }),
         }),
         None => None,
     }

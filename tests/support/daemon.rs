@@ -10,15 +10,50 @@ use serde_json::Value;
 
 use crate::{PolicyBuilder, Scratch, enforcer, mode, probe};
 
+/// Reads and writes the workspace, reads /proc: what the daemon tests' tasks run under.
+pub fn base(s: &Scratch) -> PolicyBuilder {
+    let mut p = PolicyBuilder::default();
+    p.read.push(format!("{}/", s.ws()));
+    p.write.push(format!("{}/", s.ws()));
+    p.read.push("/proc/".into());
+    p
+}
+
+/// The probe's operation was refused by the kernel (exit 1, the mode's refusal).
+pub fn assert_refused(out: &Output) {
+    assert_eq!(out.status.code(), Some(1), "{}", text(out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains(mode().refused()),
+        "{}",
+        text(out)
+    );
+}
+
+pub fn text(o: &Output) -> String {
+    format!(
+        "status {:?}\nstdout: {}\nstderr: {}",
+        o.status,
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
 /// A daemon with its own socket, state, pins, cgroup subtree and policy directory.
 pub struct Daemon {
     pub child: Option<Child>,
+    /// The enforcer build this daemon runs (and its tasks are started with).
+    pub binary: PathBuf,
     pub dir: PathBuf,
     pub name: String,
 }
 
 impl Daemon {
     pub fn start(s: &Scratch, name: &str, extra: &str) -> Self {
+        Self::start_with(s, name, extra, &enforcer())
+    }
+
+    /// A daemon of another enforcer build (an older one, for upgrades).
+    pub fn start_with(s: &Scratch, name: &str, extra: &str, binary: &Path) -> Self {
         let dir = s.dir.join("daemon");
         fs::create_dir_all(dir.join("policies")).expect("policies dir");
         let config = format!(
@@ -31,6 +66,7 @@ impl Daemon {
         fs::write(dir.join("enforcer.toml"), config).expect("config");
         let mut d = Self {
             child: None,
+            binary: binary.to_owned(),
             dir,
             name: name.into(),
         };
@@ -44,7 +80,7 @@ impl Daemon {
             .append(true)
             .open(self.dir.join("daemon.log"))
             .expect("log");
-        let child = Command::new(enforcer())
+        let child = Command::new(&self.binary)
             .args(["daemon", "--config"])
             .arg(self.dir.join("enforcer.toml"))
             .stdout(Stdio::null())
@@ -117,7 +153,7 @@ impl Daemon {
 
     /// `enforcer <args> --socket S`.
     pub fn cli(&self, args: &[&str]) -> Output {
-        Command::new(enforcer())
+        Command::new(&self.binary)
             .args(args)
             .args(["--socket", &self.socket()])
             .output()
@@ -174,7 +210,7 @@ impl Daemon {
 
     /// Starts a task that waits for `go` and then reads the secret (refused).
     pub fn waiting_task(&self, s: &Scratch, go: &str) -> (Child, String) {
-        let task = Command::new(enforcer())
+        let task = Command::new(&self.binary)
             .args(["run", "--task", "agent", "--socket", &self.socket(), "--"])
             .args([&probe(), "wait-read", go, &s.path("outside/secret.txt")])
             .stdout(Stdio::piped())

@@ -5,6 +5,7 @@ mod bench;
 mod bench_daemon;
 mod deb;
 mod demo;
+mod prev;
 mod test;
 mod vm;
 
@@ -13,7 +14,9 @@ use std::process::{Command, ExitCode};
 use anyhow::{Context as _, bail};
 
 fn usage() -> ExitCode {
-    eprintln!("usage: cargo xtask <test|demo|bench|deb|vm-test [--kernel 6.1|6.12|all]>");
+    eprintln!(
+        "usage: cargo xtask <test|demo|bench|deb|prev-build|vm-test [--kernel 6.1|6.12|all]>"
+    );
     ExitCode::from(2)
 }
 
@@ -50,6 +53,7 @@ fn main() -> ExitCode {
         Some("bench") => bench::run(),
         Some("vm-test") => vm::run(&args[1..]).map(|_| ()),
         Some("deb") => deb::build().and_then(|p| deb::check(&p)),
+        Some("prev-build") => prev::build().map(|_| ()),
         _ => return usage(),
     };
     match result {

@@ -48,6 +48,8 @@ pub fn run() -> anyhow::Result<()> {
             .env_remove("RUSTC"),
     )?;
     step("build", cargo().args(["build", "--all-targets"]))?;
+    // The previous map ABI's daemon, for the upgrade-across-layouts test.
+    crate::prev::build()?;
     let host = tests()?;
     // The same suite in QEMU guests on Debian's 6.1 and 6.12 kernels.
     let guests = crate::vm::run(&[])?;

@@ -23,6 +23,7 @@ const SUITES: &[&str] = &[
     "limits",
     "lifecycle",
     "daemon",
+    "upgrade",
     "attacks",
     "attacks_channels",
 ];

@@ -7,10 +7,14 @@ use aya::{
     },
 };
 use enforcer_common::{
-    InodeKey, NetKey, NetRule, PathKey, PathRule, TaskCounters, TaskEntry, TaskLimits, map_names,
+    InodeKey, InodeRule, NetKey, NetRule, PathKey, PathRule, TaskCounters, TaskEntry, TaskLimits,
+    map_names,
 };
 
-use super::BpfError;
+use super::{
+    BpfError,
+    convert::{Contents, all, slots},
+};
 use crate::policy::compile::{FileEntry, NetEntry};
 
 /// Handles to every map userspace writes or reads.
@@ -20,7 +24,7 @@ pub struct Maps {
     pub counters: Array<MapData, TaskCounters>,
     pub file_rules: LpmTrie<MapData, PathKey, PathRule>,
     pub net_rules: LpmTrie<MapData, NetKey, NetRule>,
-    pub deny_inodes: HashMap<MapData, InodeKey, u32>,
+    pub inode_rules: HashMap<MapData, InodeKey, InodeRule>,
     /// pid of a daemon task's command -> its wait status (`exit_status`).
     pub exits: HashMap<MapData, u32, i32>,
     pub drops: PerCpuArray<MapData, u64>,
@@ -53,7 +57,7 @@ pub struct Leftovers {
     pub tasks: usize,
     pub file_rules: usize,
     pub net_rules: usize,
-    pub deny_inodes: usize,
+    pub inode_rules: usize,
 }
 
 /// How many entries [`Maps::copy_from`] copied, per map.
@@ -62,7 +66,7 @@ pub struct Copied {
     pub tasks: usize,
     pub file_rules: usize,
     pub net_rules: usize,
-    pub deny_inodes: usize,
+    pub inode_rules: usize,
     /// Commands whose exit status is watched.
     pub exits: usize,
     /// Slots with limits or counters.
@@ -71,7 +75,7 @@ pub struct Copied {
 
 impl Leftovers {
     pub fn total(&self) -> usize {
-        self.tasks + self.file_rules + self.net_rules + self.deny_inodes
+        self.tasks + self.file_rules + self.net_rules + self.inode_rules
     }
 }
 
@@ -84,7 +88,7 @@ impl Maps {
             counters: take(ebpf, map_names::COUNTERS)?,
             file_rules: take(ebpf, map_names::FILE_RULES)?,
             net_rules: take(ebpf, map_names::NET_RULES)?,
-            deny_inodes: take(ebpf, map_names::DENY_INODES)?,
+            inode_rules: take(ebpf, map_names::INODE_RULES)?,
             exits: take(ebpf, map_names::EXITS)?,
             drops: take(ebpf, map_names::DROPS)?,
         };
@@ -109,7 +113,7 @@ impl Maps {
             counters: open(pins, map_names::COUNTERS)?,
             file_rules: open(pins, map_names::FILE_RULES)?,
             net_rules: open(pins, map_names::NET_RULES)?,
-            deny_inodes: open(pins, map_names::DENY_INODES)?,
+            inode_rules: open(pins, map_names::INODE_RULES)?,
             exits: open(pins, map_names::EXITS)?,
             drops: open(pins, map_names::DROPS)?,
         };
@@ -137,9 +141,9 @@ impl Maps {
                 .map_err(err(map_names::NET_RULES))?;
         }
         for (key, rule) in inodes {
-            self.deny_inodes
-                .insert(key, rule, 0)
-                .map_err(err(map_names::DENY_INODES))?;
+            self.inode_rules
+                .insert(key, InodeRule::deny(*rule), 0)
+                .map_err(err(map_names::INODE_RULES))?;
         }
         Ok(())
     }
@@ -164,7 +168,7 @@ impl Maps {
             let _ = self.net_rules.remove(&k);
         }
         for k in self.inode_keys(rules) {
-            let _ = self.deny_inodes.remove(&k);
+            let _ = self.inode_rules.remove(&k);
         }
     }
 
@@ -185,46 +189,48 @@ impl Maps {
         Ok(())
     }
 
-    /// Copies every entry of `old` (maps of the same layout, another build's programs) into
-    /// these, task tags last. Returns what was copied and the counters as copied, for
-    /// [`Maps::add_counter_deltas`].
-    pub fn copy_from(&mut self, old: &Maps) -> Result<(Copied, Vec<TaskCounters>), BpfError> {
+    /// Every entry of these maps.
+    pub fn contents(&self) -> Result<Contents, BpfError> {
+        Ok(Contents {
+            tasks: all(map_names::TASKS, self.tasks.iter())?,
+            limits: slots(map_names::LIMITS, &self.limits)?,
+            counters: slots(map_names::COUNTERS, &self.counters)?,
+            file_rules: all(map_names::FILE_RULES, self.file_rules.iter())?,
+            net_rules: all(map_names::NET_RULES, self.net_rules.iter())?,
+            inode_rules: all(map_names::INODE_RULES, self.inode_rules.iter())?,
+            exits: all(map_names::EXITS, self.exits.iter())?,
+        })
+    }
+
+    /// Writes every entry of `c` (another build's maps, already in this layout) into these,
+    /// task tags last: a task is seen by these programs only once all it needs is in place.
+    pub fn write_contents(&mut self, c: &Contents) -> Result<Copied, BpfError> {
         let err = |name| move |source| BpfError::Map { name, source };
         let mut copied = Copied::default();
-        for item in old.file_rules.iter() {
-            let (k, v) = item.map_err(err(map_names::FILE_RULES))?;
+        for (k, v) in &c.file_rules {
             self.file_rules
-                .insert(&k, v, 0)
+                .insert(k, v, 0)
                 .map_err(err(map_names::FILE_RULES))?;
             copied.file_rules += 1;
         }
-        for item in old.net_rules.iter() {
-            let (k, v) = item.map_err(err(map_names::NET_RULES))?;
+        for (k, v) in &c.net_rules {
             self.net_rules
-                .insert(&k, v, 0)
+                .insert(k, v, 0)
                 .map_err(err(map_names::NET_RULES))?;
             copied.net_rules += 1;
         }
-        for item in old.deny_inodes.iter() {
-            let (k, v) = item.map_err(err(map_names::DENY_INODES))?;
-            self.deny_inodes
+        for (k, v) in &c.inode_rules {
+            self.inode_rules
                 .insert(k, v, 0)
-                .map_err(err(map_names::DENY_INODES))?;
-            copied.deny_inodes += 1;
+                .map_err(err(map_names::INODE_RULES))?;
+            copied.inode_rules += 1;
         }
-        for item in old.exits.iter() {
-            let (k, v) = item.map_err(err(map_names::EXITS))?;
+        for (k, v) in &c.exits {
             self.exits.insert(k, v, 0).map_err(err(map_names::EXITS))?;
             copied.exits += 1;
         }
-        let mut snapshot = Vec::with_capacity(enforcer_common::MAX_TASKS as usize);
-        for slot in 0..enforcer_common::MAX_TASKS {
-            let limits = old.limits.get(&slot, 0).map_err(err(map_names::LIMITS))?;
-            let counters = old
-                .counters
-                .get(&slot, 0)
-                .map_err(err(map_names::COUNTERS))?;
-            if limits != TaskLimits::default() || counters != TaskCounters::default() {
+        for (slot, (limits, counters)) in (0u32..).zip(c.limits.iter().zip(&c.counters)) {
+            if *limits != TaskLimits::default() || *counters != TaskCounters::default() {
                 self.limits
                     .set(slot, limits, 0)
                     .map_err(err(map_names::LIMITS))?;
@@ -233,41 +239,25 @@ impl Maps {
                     .map_err(err(map_names::COUNTERS))?;
                 copied.slots += 1;
             }
-            snapshot.push(counters);
         }
-        for item in old.tasks.iter() {
-            let (k, v) = item.map_err(err(map_names::TASKS))?;
+        for (k, v) in &c.tasks {
             self.tasks.insert(k, v, 0).map_err(err(map_names::TASKS))?;
             copied.tasks += 1;
         }
-        Ok((copied, snapshot))
+        Ok(copied)
     }
 
-    /// Adds what `old`'s programs counted after `snapshot` was taken (while both sets of
-    /// programs ran) to these counters. Returns how many operations that was.
-    pub fn add_counter_deltas(&mut self, old: &Maps, snapshot: &[TaskCounters]) -> u64 {
+    /// Adds what the old programs counted between `before` and `now` (while both sets of
+    /// programs ran) to these counters, and keeps any label they set. Returns how many
+    /// operations that was.
+    pub fn add_counter_deltas(&mut self, before: &[TaskCounters], now: &[TaskCounters]) -> u64 {
         let mut added = 0;
-        for (slot, before) in (0u32..).zip(snapshot) {
-            let Ok(now) = old.counters.get(&slot, 0) else {
-                continue;
-            };
-            if now == *before {
+        for (slot, (before, now)) in (0u32..).zip(before.iter().zip(now)) {
+            if now == before {
                 continue;
             }
-            let d = |a: u64, b: u64| a.saturating_sub(b);
-            let delta = [
-                d(now.execs, before.execs),
-                d(now.opens, before.opens),
-                d(now.connects, before.connects),
-                d(now.denials, before.denials),
-            ];
             let mut c = self.counters(slot);
-            c.execs += delta[0];
-            c.opens += delta[1];
-            c.connects += delta[2];
-            c.denials += delta[3];
-            c.ended = c.ended.max(now.ended);
-            added += delta.iter().sum::<u64>();
+            added += add_delta(&mut c, before, now);
             let _ = self.counters.set(slot, c, 0);
         }
         added
@@ -321,7 +311,7 @@ impl Maps {
     }
 
     fn inode_keys(&self, slot: u32) -> Vec<InodeKey> {
-        self.deny_inodes
+        self.inode_rules
             .keys()
             .filter_map(Result::ok)
             .filter(|k| k.slot == slot)
@@ -343,7 +333,62 @@ impl Maps {
             tasks: usize::from(self.tasks.get(&cgroup_id, 0).is_ok()),
             file_rules: self.file_keys(rules).len(),
             net_rules: self.net_keys(rules).len(),
-            deny_inodes: self.inode_keys(rules).len(),
+            inode_rules: self.inode_keys(rules).len(),
         }
+    }
+}
+
+/// Adds `now - before` of every counter to `c`, keeps the furthest end and every label set.
+/// Returns how many operations were added.
+pub fn add_delta(c: &mut TaskCounters, before: &TaskCounters, now: &TaskCounters) -> u64 {
+    let d = |a: u64, b: u64| a.saturating_sub(b);
+    let delta = [
+        d(now.execs, before.execs),
+        d(now.opens, before.opens),
+        d(now.connects, before.connects),
+        d(now.denials, before.denials),
+    ];
+    c.execs += delta[0];
+    c.opens += delta[1];
+    c.connects += delta[2];
+    c.denials += delta[3];
+    c.bytes_out += d(now.bytes_out, before.bytes_out);
+    c.cost += d(now.cost, before.cost);
+    c.ended = c.ended.max(now.ended);
+    for (mine, theirs) in c.labels.iter_mut().zip(now.labels) {
+        *mine |= theirs;
+    }
+    delta.iter().sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counting_during_a_handover_adds_up_and_keeps_labels() {
+        let before = TaskCounters {
+            execs: 2,
+            denials: 1,
+            ..TaskCounters::default()
+        };
+        let mut now = TaskCounters {
+            execs: 5,
+            denials: 1,
+            bytes_out: 100,
+            ended: 4,
+            ..TaskCounters::default()
+        };
+        now.labels[3] = 1;
+        // The new programs counted on their own meanwhile.
+        let mut c = TaskCounters {
+            execs: 3,
+            opens: 7,
+            ..TaskCounters::default()
+        };
+        assert_eq!(add_delta(&mut c, &before, &now), 3);
+        assert_eq!((c.execs, c.opens, c.denials, c.bytes_out), (6, 7, 0, 100));
+        assert_eq!(c.ended, 4);
+        assert_eq!(c.labels[3], 1);
     }
 }

@@ -1,6 +1,8 @@
 //! Loading and attaching the kernel programs.
+pub mod convert;
 pub mod maps;
 pub mod pin;
+pub mod table;
 
 use std::os::fd::AsFd;
 
@@ -36,6 +38,8 @@ pub enum BpfError {
     },
     #[error("the eBPF object has no map {0}")]
     MissingMap(&'static str),
+    #[error("map {name} is not laid out as this build's table says: {detail}")]
+    Layout { name: &'static str, detail: String },
     #[error("reading the kernel's BTF for the LSM hooks: {0}")]
     Btf(String),
     #[error("program {name}: its link cannot be pinned: {detail}")]
@@ -277,7 +281,9 @@ pub fn load(
     if let Some(bytes) = ring_bytes {
         loader.map_max_entries(enforcer_common::map_names::EVENTS, bytes);
     }
-    Ok(loader.load(OBJECT)?)
+    let ebpf = loader.load(OBJECT)?;
+    table::check_loaded(&ebpf, ring_bytes)?;
+    Ok(ebpf)
 }
 
 /// Per program: verified instructions, JIT size, and (when `kernel.bpf_stats_enabled` is on)

@@ -7,30 +7,15 @@ use std::{
     path::{Path, PathBuf},
 };
 
+use aya::maps::MapInfo;
 use aya::{
     Ebpf,
     maps::{Map, MapData},
     programs::links::FdLink,
 };
-use enforcer_common::map_names;
+use enforcer_common::{MapSpec, map_names};
 
-use super::{BpfError, chain};
-
-/// Wraps a pinned map's data as the map type userspace expects.
-type MapKind = fn(MapData) -> Map;
-
-/// The maps userspace reads or writes, and the kind of each.
-const MAPS: &[(&str, MapKind)] = &[
-    (map_names::TASKS, Map::HashMap),
-    (map_names::LIMITS, Map::Array),
-    (map_names::COUNTERS, Map::Array),
-    (map_names::FILE_RULES, Map::LpmTrie),
-    (map_names::NET_RULES, Map::LpmTrie),
-    (map_names::DENY_INODES, Map::HashMap),
-    (map_names::EXITS, Map::HashMap),
-    (map_names::EVENTS, Map::RingBuf),
-    (map_names::DROPS, Map::PerCpuArray),
-];
+use super::{BpfError, chain, table};
 
 /// bpffs's magic number (statfs f_type).
 const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
@@ -47,6 +32,8 @@ pub enum PinError {
     },
     #[error("opening the pinned map {}: {detail}", path.display())]
     Open { path: PathBuf, detail: String },
+    #[error("the pinned map {} is not laid out as expected: {detail}", path.display())]
+    Layout { path: PathBuf, detail: String },
     #[error("{0}")]
     Bpf(#[from] BpfError),
 }
@@ -118,7 +105,8 @@ impl PinDir {
 
     /// Pins the maps of a freshly loaded object.
     pub fn pin_maps(&self, ebpf: &Ebpf) -> Result<(), PinError> {
-        for (name, _) in MAPS {
+        for spec in table::pinned() {
+            let name = spec.name;
             let path = self.maps().join(name);
             let map = ebpf.map(name).ok_or(BpfError::MissingMap(name))?;
             map.pin(&path).map_err(|e| PinError::Pin {
@@ -161,19 +149,33 @@ impl PinDir {
         names
     }
 
-    /// Opens one pinned map as the map type userspace expects.
+    /// Opens one pinned map of this build's table, checked against it.
     pub fn open_map(&self, name: &'static str) -> Result<Map, PinError> {
-        let path = self.maps().join(name);
-        let kind = MAPS
-            .iter()
-            .find(|(n, _)| *n == name)
-            .map(|(_, k)| *k)
+        let spec = table::pinned()
+            .find(|s| s.name == name)
             .ok_or(BpfError::MissingMap(name))?;
-        let data = MapData::from_pin(&path).map_err(|e| PinError::Open {
+        self.open_as(spec)
+    }
+
+    /// Opens the pinned map `spec` names, checked against `spec` (this build's, or the frozen
+    /// table of an older map ABI being converted from).
+    pub fn open_as(&self, spec: &MapSpec) -> Result<Map, PinError> {
+        let path = self.maps().join(spec.name);
+        let open = |e: &dyn std::error::Error| PinError::Open {
             path: path.clone(),
-            detail: chain(&e),
-        })?;
-        Ok(kind(data))
+            detail: chain(e),
+        };
+        let info = MapInfo::from_pin(&path).map_err(|e| open(&e))?;
+        if let Some(detail) = table::mismatch(spec, &info, None) {
+            return Err(PinError::Layout { path, detail });
+        }
+        let data = MapData::from_pin(&path).map_err(|e| open(&e))?;
+        Ok(table::wrap(spec.kind, data))
+    }
+
+    /// What the kernel says of a pinned map, without a spec to check it against.
+    pub fn map_info(&self, name: &str) -> Option<MapInfo> {
+        MapInfo::from_pin(self.maps().join(name)).ok()
     }
 
     /// Unpins everything: the programs detach once no process holds them.

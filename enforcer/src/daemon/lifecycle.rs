@@ -4,7 +4,7 @@ use std::{os::fd::OwnedFd, path::PathBuf, time::Duration};
 
 use aya::maps::{MapData, RingBuf};
 use enforcer_common::{
-    TaskEntry, TaskLimits, decision, event_kind,
+    TaskEntry, decision, event_kind,
     exit_status::{self, Ended},
 };
 use serde_json::json;
@@ -104,18 +104,14 @@ impl Core {
             .map(Duration::from_millis)
             .or(plan.policy.limits.ttl);
         let now = time::boot_ns();
-        let deadline = ttl.map_or(0, |t| now + t.as_nanos() as u64);
-        let limits = TaskLimits {
-            deadline_ns: deadline,
-            max_execs: plan.policy.limits.max_execs.unwrap_or(0),
-            max_connects: plan.policy.limits.max_connects.unwrap_or(0),
-            max_denials: plan.policy.limits.max_denials.unwrap_or(0),
-        };
+        let limits = plan.policy.limits.kernel(ttl, now);
+        let deadline = limits.deadline_ns;
         let entry = TaskEntry {
             slot,
             generation: pf.generation,
             flags,
             rules,
+            ..TaskEntry::default()
         };
         let installed = self.maps.install_task(&TaskEntries {
             slot,

@@ -114,18 +114,17 @@ impl Core {
                 self.maps.remove_rules(rules);
                 e.to_string()
             })?;
-        let l = &plan.policy.limits;
+        // The deadline is the task's own, set when it started; a reload changes the rest.
         let limits = TaskLimits {
             deadline_ns: deadline,
-            max_execs: l.max_execs.unwrap_or(0),
-            max_connects: l.max_connects.unwrap_or(0),
-            max_denials: l.max_denials.unwrap_or(0),
+            ..plan.policy.limits.kernel(None, 0)
         };
         let entry = TaskEntry {
             slot,
             generation: pf.generation,
             flags,
             rules,
+            ..TaskEntry::default()
         };
         if let Err(e) = self.maps.swap_entry(cgroup_id, entry) {
             self.maps.remove_rules(rules);

@@ -1,9 +1,10 @@
 //! Upgrading the programs under running tasks. A daemon of a new build that finds pinned
-//! programs of another build, with maps of the same layout ([`MAP_ABI`]), takes over without a
-//! gap in enforcement:
+//! programs of another build, with maps of its own layout ([`MAP_ABI`]) or of one it converts
+//! from ([`convert::CONVERTS_FROM`]), takes over without a gap in enforcement:
 //!
 //! 1. it loads its own programs and pins their maps in `<pin_dir>-next`;
-//! 2. it copies every entry of the old maps (task tags last) into them;
+//! 2. it copies every entry of the old maps (task tags last) into them, converted to its
+//!    layout;
 //! 3. it attaches its programs: from here on both sets check every operation, with the same
 //!    entries, so nothing the old ones refused is allowed;
 //! 4. it marks `<pin_dir>-next` complete, unpins the old links (the old programs detach), adds
@@ -24,6 +25,7 @@ use serde_json::json;
 use super::{DaemonError, core::DaemonState, load};
 use crate::{
     bpf::{
+        convert::{self, Pinned},
         maps::{Copied, Maps},
         pin::PinDir,
     },
@@ -36,7 +38,7 @@ pub struct Retired {
     old: PinDir,
     staging: PinDir,
     /// The old programs' maps; kept open until their ring is drained.
-    _maps: Maps,
+    _maps: Pinned,
     pub report: serde_json::Value,
 }
 
@@ -51,7 +53,9 @@ impl Retired {
 
 /// Whether the pinned programs described by `saved` can be handed over to this build.
 pub fn possible(saved: &DaemonState, sha: &str, root_cgroup_id: u64) -> bool {
-    saved.object_sha256 != sha && saved.map_abi == MAP_ABI && saved.root_cgroup_id == root_cgroup_id
+    saved.object_sha256 != sha
+        && convert::can_convert(saved.map_abi)
+        && saved.root_cgroup_id == root_cgroup_id
 }
 
 /// Finishes or undoes a handover a crash interrupted. Returns what it did, to log.
@@ -92,7 +96,7 @@ pub fn hand_over(
             probe.fallback_reason().unwrap_or_default()
         )));
     }
-    let (old, old_ring) = Maps::open_pinned(pins).map_err(|e| setup(e.to_string()))?;
+    let (old, old_ring) = Pinned::open(pins, saved.map_abi).map_err(|e| setup(e.to_string()))?;
     let staging = pins.staging();
     staging.remove().map_err(|e| setup(e.to_string()))?;
     staging.prepare().map_err(|e| setup(e.to_string()))?;
@@ -100,9 +104,9 @@ pub fn hand_over(
     let mut snapshot = Vec::new();
     let mut copy = |new_pins: &PinDir| -> Result<(), String> {
         let (mut new, _) = Maps::open_pinned(new_pins).map_err(|e| e.to_string())?;
-        let (c, s) = new.copy_from(&old).map_err(|e| e.to_string())?;
-        copied = c;
-        snapshot = s;
+        let contents = old.contents().map_err(|e| e.to_string())?;
+        copied = new.write_contents(&contents).map_err(|e| e.to_string())?;
+        snapshot = contents.counters;
         Ok(())
     };
     let result = load::attach_all(probe, lsm, root_cg, root, &staging, &mut copy);
@@ -122,9 +126,10 @@ pub fn hand_over(
     }
     let (mut maps, ring) =
         Maps::take(&mut ebpf).map_err(|e| setup(format!("the new maps: {e}")))?;
-    let counted_meanwhile = maps.add_counter_deltas(&old, &snapshot);
+    let counted_meanwhile = maps.add_counter_deltas(&snapshot, &old.counters());
     let report = json!({
         "from_object_sha256": saved.object_sha256,
+        "from_map_abi": old.abi(),
         "map_abi": MAP_ABI,
         "mode": saved.mode,
         "copied": copied,
@@ -162,8 +167,11 @@ mod tests {
         assert!(possible(&state("old", MAP_ABI, 7), "new", 7));
         // The same build is adopted as it is, not upgraded.
         assert!(!possible(&state("new", MAP_ABI, 7), "new", 7));
+        // Maps of the previous layout are converted.
+        assert!(possible(&state("old", 4, 7), "new", 7));
         // Other maps (or a build from before MAP_ABI: 0), or another cgroup root.
         assert!(!possible(&state("old", MAP_ABI + 1, 7), "new", 7));
+        assert!(!possible(&state("old", 3, 7), "new", 7));
         assert!(!possible(&state("old", 0, 7), "new", 7));
         assert!(!possible(&state("old", MAP_ABI, 8), "new", 7));
     }

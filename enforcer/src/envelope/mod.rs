@@ -11,7 +11,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use enforcer_common::{TaskEntry, TaskLimits, task_flags};
+use enforcer_common::{TaskEntry, task_flags};
 use serde_json::json;
 use tokio::io::{Interest, unix::AsyncFd};
 
@@ -215,15 +215,10 @@ async fn run_task(req: RunRequest) -> Result<i32, RunError> {
         eprintln!("enforcer: warning: {line}");
     }
 
-    let ttl = req.ttl.or(policy.limits.ttl);
     let t_before_maps = t0.elapsed();
     let started = Instant::now();
-    let limits = TaskLimits {
-        deadline_ns: ttl.map_or(0, |t| time::boot_ns() + t.as_nanos() as u64),
-        max_execs: policy.limits.max_execs.unwrap_or(0),
-        max_connects: policy.limits.max_connects.unwrap_or(0),
-        max_denials: policy.limits.max_denials.unwrap_or(0),
-    };
+    let ttl = req.ttl.or(policy.limits.ttl);
+    let limits = policy.limits.kernel(req.ttl, time::boot_ns());
     let generation = 1;
     maps.install_task(&TaskEntries {
         slot: SLOT,
@@ -234,6 +229,7 @@ async fn run_task(req: RunRequest) -> Result<i32, RunError> {
             generation,
             flags,
             rules: SLOT,
+            ..TaskEntry::default()
         },
         limits,
         files: &plan.files,

@@ -61,7 +61,7 @@ impl NetEntry {
     pub fn value(&self) -> NetRule {
         NetRule {
             rule_id: self.rule_id,
-            _reserved: 0,
+            ..NetRule::default()
         }
     }
 }
@@ -85,6 +85,7 @@ pub fn file_entries(policy: &Policy) -> Vec<FileEntry> {
                 value: PathRule {
                     allow: eff.allow_bits(),
                     rule_id,
+                    ..PathRule::default()
                 },
                 pattern,
             }
@@ -244,7 +245,8 @@ mod tests {
             srv.value,
             PathRule {
                 allow: access::READ,
-                rule_id: 0
+                rule_id: 0,
+                ..PathRule::default()
             }
         );
         assert_eq!(srv.prefix_bits, 32 + 8 * 5);
@@ -255,7 +257,8 @@ mod tests {
             env.value,
             PathRule {
                 allow: 0,
-                rule_id: 2
+                rule_id: 2,
+                ..PathRule::default()
             }
         );
         // File rules include the NUL terminator in the key.

@@ -43,6 +43,23 @@ pub struct Limits {
     pub max_denials: Option<u64>,
 }
 
+impl Limits {
+    /// The kernel's copy of these limits for a task started at `now_ns` (`CLOCK_BOOTTIME`),
+    /// with `ttl` (the request's, else the policy's) turned into a deadline. Zero is "none".
+    pub fn kernel(&self, ttl: Option<Duration>, now_ns: u64) -> enforcer_common::TaskLimits {
+        let ttl = ttl.or(self.ttl);
+        enforcer_common::TaskLimits {
+            deadline_ns: ttl.map_or(0, |t| {
+                now_ns.saturating_add(u64::try_from(t.as_nanos()).unwrap_or(u64::MAX))
+            }),
+            max_execs: self.max_execs.unwrap_or(0),
+            max_connects: self.max_connects.unwrap_or(0),
+            max_denials: self.max_denials.unwrap_or(0),
+            ..Default::default()
+        }
+    }
+}
+
 /// Which list of the policy a rule comes from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Section {
