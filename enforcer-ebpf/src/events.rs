@@ -4,11 +4,11 @@ use aya_ebpf::helpers::{
     bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_ktime_get_boot_ns,
     bpf_probe_read_user_str_bytes,
 };
-use enforcer_common::{Event, decision, enforced_by, event_kind};
+use enforcer_common::Event;
 
 use crate::{
     maps::{DROPS, EVENTS},
-    task::{LimitHit, Task},
+    task::Task,
 };
 
 #[inline(always)]
@@ -68,16 +68,4 @@ pub fn read_user_path(ev: &mut Event, ptr: u64) {
         // SAFETY: the helper checks the pointer; a fault returns an error.
         let _ = unsafe { bpf_probe_read_user_str_bytes(ptr as *const u8, &mut ev.path) };
     }
-}
-
-/// The one `limit` event of a task.
-#[inline(always)]
-pub fn limit(task: &Task, hit: &LimitHit) {
-    emit_urgent(task, event_kind::LIMIT, |ev| {
-        ev.decision = decision::KILL;
-        ev.enforced_by = enforced_by::KILL;
-        ev.limit_kind = hit.kind;
-        ev.count = hit.count;
-        ev.limit = hit.limit;
-    });
 }

@@ -9,21 +9,15 @@ use enforcer_common::{Event, PendingOp, RULE_NAMELESS_EXEC, decision, event_kind
 
 use crate::{
     events,
-    files::{
-        self, AT_FDCWD, arg, enter_task, is_denial, kill_current, report_denial, take_pending,
-    },
+    files::{self, AT_FDCWD, arg, enter_task, is_denial, report_denial, take_pending},
     kernel,
     task::{self, Counter, Task},
+    verdict::{self, By},
 };
 
 #[inline(always)]
 fn count_exec(task: &Task) {
-    if let Some(hit) = task::count(task, Counter::Execs) {
-        task::record_limit(task, &hit);
-        if !task.has(task_flags::AUDIT) {
-            kill_current();
-        }
-    }
+    verdict::over_limit(task, By::Kill, task::count(task, Counter::Execs));
 }
 
 #[tracepoint]

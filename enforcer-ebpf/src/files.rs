@@ -3,7 +3,7 @@
 //! a file a deny rule names (deny-under-allow, which Landlock cannot express).
 use aya_ebpf::{
     EbpfContext as _,
-    helpers::{bpf_get_current_pid_tgid, bpf_probe_read_user, bpf_send_signal},
+    helpers::{bpf_get_current_pid_tgid, bpf_probe_read_user},
     macros::tracepoint,
     programs::TracePointContext,
 };
@@ -15,12 +15,12 @@ use crate::{
     events, kernel,
     maps::PENDING,
     task::{self, Counter, Task},
+    verdict::{self, By, kill_current},
 };
 
 pub const AT_FDCWD: i32 = -100;
 const EACCES: i64 = 13;
 const EPERM: i64 = 1;
-const SIGKILL: u32 = 9;
 /// creat(2) is open(O_CREAT | O_WRONLY | O_TRUNC).
 const CREAT_FLAGS: u32 = 0o1101;
 
@@ -32,33 +32,10 @@ pub fn arg<T: Copy>(ctx: &TracePointContext, offset: usize) -> T {
     unsafe { *(ctx.as_ptr().add(offset) as *const T) }
 }
 
-/// Kills the current process for the rest of the operation; userspace kills the whole task.
-#[inline(always)]
-pub fn kill_current() {
-    // SAFETY: allowed from tracepoints; the signal is delivered before the return to user mode.
-    unsafe { bpf_send_signal(SIGKILL) };
-}
-
 /// Enforces the TTL on entry to any checked syscall.
 #[inline(always)]
 pub fn check_ttl(task: &Task) {
-    if let Some(hit) = task::expired(task) {
-        task::record_limit(task, &hit);
-        if !task.has(task_flags::AUDIT) {
-            kill_current();
-        }
-    }
-}
-
-/// Counts a denial and applies `max_denials`.
-#[inline(always)]
-pub fn count_denial(task: &Task) {
-    if let Some(hit) = task::count(task, Counter::Denials) {
-        task::record_limit(task, &hit);
-        if !task.has(task_flags::AUDIT) {
-            kill_current();
-        }
-    }
+    verdict::over_limit(task, By::Kill, task::expired(task));
 }
 
 /// Remembers the syscall's arguments for its exit tracepoint.
@@ -80,11 +57,7 @@ pub fn enter_task(task: &Task, kind: u32, dirfd: i32, path_ptr: u64, flags: u32)
         if !task.has(task_flags::NO_TASK_KILL) {
             return 0;
         }
-        kill_current();
-        events::emit_urgent(task, kind, |ev| {
-            ev.decision = decision::KILL;
-            ev.enforced_by = enforced_by::KILL;
-            ev.rule_id = enforcer_common::RULE_NO_TASK;
+        verdict::refuse(task, By::Kill, kind, enforcer_common::RULE_NO_TASK, |ev| {
             ev.flags = flags;
             ev.dirfd = dirfd;
             events::read_user_path(ev, path_ptr);
@@ -126,15 +99,14 @@ pub fn is_denial(ret: i64) -> bool {
 /// Reports a denied open/exec (the kernel's answer, from Landlock in fallback mode).
 #[inline(always)]
 pub fn report_denial(task: &Task, kind: u32, op: &PendingOp, ret: i64) {
-    events::emit(task, kind, |ev| {
-        ev.decision = decision::DENY;
-        ev.enforced_by = enforced_by::LANDLOCK;
+    let by = By::Kernel(enforced_by::LANDLOCK);
+    // No rule id: userspace finds the rule Landlock applied from the path.
+    verdict::refuse(task, by, kind, 0, |ev| {
         ev.ret = ret as i32;
         ev.flags = op.flags;
         ev.dirfd = op.dirfd;
         events::read_user_path(ev, op.path_ptr);
     });
-    count_denial(task);
 }
 
 /// Whether open flags write: write access, truncation or creation.
@@ -190,26 +162,7 @@ pub fn kill_violation(
     rule_id: u32,
     fill: impl FnOnce(&mut enforcer_common::Event),
 ) {
-    let audit = task.has(task_flags::AUDIT);
-    if !audit {
-        kill_current();
-        task::end_after_kill(task);
-    }
-    events::emit_urgent(task, kind, |ev| {
-        ev.decision = if audit {
-            decision::AUDIT
-        } else {
-            decision::KILL
-        };
-        ev.enforced_by = if audit {
-            enforced_by::NONE
-        } else {
-            enforced_by::KILL
-        };
-        ev.rule_id = rule_id;
-        fill(ev);
-    });
-    count_denial(task);
+    verdict::refuse(task, By::Kill, kind, rule_id, fill);
 }
 
 #[tracepoint]
@@ -297,12 +250,8 @@ pub fn sys_exit_io_uring_setup(ctx: TracePointContext) -> u32 {
     };
     let ret: i64 = arg(&ctx, 16);
     if ret == -EPERM {
-        events::emit(&task, event_kind::IO_URING, |ev| {
-            ev.decision = decision::DENY;
-            ev.enforced_by = enforced_by::SECCOMP;
-            ev.ret = ret as i32;
-        });
-        count_denial(&task);
+        let by = By::Kernel(enforced_by::SECCOMP);
+        verdict::refuse(&task, by, event_kind::IO_URING, 0, |ev| ev.ret = ret as i32);
     }
     0
 }

@@ -12,19 +12,16 @@ use aya_ebpf::{
     macros::{cgroup_sock_addr, lsm, tracepoint},
     programs::{LsmContext, SockAddrContext, TracePointContext},
 };
-use enforcer_common::{
-    NET_SLOT_LISTEN, RULE_DEFAULT_DENY, decision, event_kind, listen_op, task_flags,
-};
+use enforcer_common::{NET_SLOT_LISTEN, RULE_DEFAULT_DENY, event_kind, listen_op, task_flags};
 
 use crate::{
-    files::{arg, kill_current, kill_violation},
+    files::arg,
     kernel::read,
     lsm,
     net::{self, AF_INET, AF_INET6, ALLOW, Endpoint, REJECT},
-    task::{self, Counter, Task},
+    task::{self, Task},
+    verdict::{self, By, EPERM, kill_current},
 };
-
-const EPERM: i32 = 1;
 /// `TCP_LISTEN` in `enum tcp_state` (the tracepoint's `newstate`).
 const TCP_LISTEN: i32 = 10;
 
@@ -48,24 +45,14 @@ fn listen_rule(task: &Task, port: u16, addr: [u8; 16]) -> Option<u32> {
     net::rule_for(task.entry.rules | NET_SLOT_LISTEN, port, addr)
 }
 
-/// Reports a refused bind or listen (audit mode: one that would have been) and counts it.
-/// Allowed ones are not reported: a refusal is what an auditor needs here, and each report
-/// costs every start of the envelope its verification.
+/// Refuses a bind or listen (audit mode: reports one that would have been), counted toward
+/// `max_denials`; over it, the limit event ends the task from userspace (a cgroup program may
+/// not send signals on every kernel: not on 6.1). Allowed ones are not reported: a refusal is
+/// what an auditor needs here, and each report costs every start of the envelope its
+/// verification.
 #[inline(always)]
 fn refused(task: &Task, op: u32, at: Endpoint) -> bool {
-    let audit = task.has(task_flags::AUDIT);
-    let verdict = if audit {
-        decision::AUDIT
-    } else {
-        decision::DENY
-    };
-    net::report(task, event_kind::LISTEN, op, at, verdict, RULE_DEFAULT_DENY);
-    // Counted toward max_denials; over it, the limit event ends the task from userspace (a
-    // cgroup program may not send signals on every kernel: not on 6.1).
-    if let Some(hit) = task::count(task, Counter::Denials) {
-        task::record_limit(task, &hit);
-    }
-    !audit
+    net::refuse(task, event_kind::LISTEN, op, at, RULE_DEFAULT_DENY)
 }
 
 #[inline(always)]
@@ -156,13 +143,14 @@ pub fn sock_listen(ctx: TracePointContext) -> u32 {
     if listen_rule(&task, port, addr).is_some() {
         return 0;
     }
-    kill_violation(&task, event_kind::LISTEN, RULE_DEFAULT_DENY, |ev| {
-        ev.op = listen_op::LISTEN;
-        ev.family = family;
-        ev.addr = addr;
-        ev.port = port;
-        ev.flags = enforcer_common::access::LISTEN;
-    });
+    let at = Endpoint { family, addr, port };
+    verdict::refuse(
+        &task,
+        By::Kill,
+        event_kind::LISTEN,
+        RULE_DEFAULT_DENY,
+        |ev| net::fill(ev, event_kind::LISTEN, listen_op::LISTEN, at),
+    );
     0
 }
 

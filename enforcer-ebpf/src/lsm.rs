@@ -3,17 +3,14 @@
 //!
 //! In lsm mode the kernel refuses the operation itself (-EPERM) from the task's maps: no
 //! Landlock and no kill are needed. Audit mode reports what would have been refused and allows.
-use enforcer_common::{Event, decision, enforced_by, task_flags};
+use enforcer_common::{Event, task_flags};
 
 use crate::{
-    events,
-    files::{count_denial, kill_current},
     kernel::DenyHit,
     path::{self, Scratch},
     task::{self, Task},
+    verdict::{self, By, EPERM, kill_current},
 };
-
-pub const EPERM: i32 = 1;
 
 /// The start of every hook. `Err` carries the value to return at once: an earlier LSM's
 /// denial (kept, never overridden), 0 for a process that is not in a task, or -EPERM for a
@@ -26,12 +23,12 @@ pub fn enter(prev: i32) -> Result<Task, i32> {
     let task = task::current().ok_or(0)?;
     if task.has(task_flags::AUDIT) {
         if let Some(hit) = task::expired(&task) {
-            task::record_limit(&task, &hit);
+            verdict::record_limit(&task, &hit);
         }
         return Ok(task);
     }
     if let Some(hit) = task::expired(&task) {
-        task::record_limit(&task, &hit);
+        verdict::record_limit(&task, &hit);
         kill_current();
         return Err(-EPERM);
     }
@@ -88,28 +85,16 @@ pub fn decide(
     })
 }
 
-/// Reports a refusal (or, in audit mode, what would have been refused) and returns the hook's
-/// value.
+/// Refuses `check` by `rule_id` (in audit mode: reports what would have been refused) and
+/// returns the hook's value.
 #[inline(always)]
 pub fn refuse(task: &Task, check: &Check, rule_id: u32, fill: impl FnOnce(&mut Event)) -> i32 {
-    let audit = task.has(task_flags::AUDIT);
-    events::emit(task, check.kind, |ev| {
-        ev.decision = if audit {
-            decision::AUDIT
-        } else {
-            decision::DENY
-        };
-        // The hook that decided, also in audit mode (userspace shows audit as enforced by
-        // none); it tells userspace this event is an LSM verdict.
-        ev.enforced_by = enforced_by::LSM;
-        ev.ret = if audit { 0 } else { -EPERM };
+    let refused = verdict::refuse(task, By::Lsm, check.kind, rule_id, |ev| {
         ev.flags = check.want | (check.flags << 8);
         ev.op = check.op;
-        ev.rule_id = rule_id;
         fill(ev);
     });
-    count_denial(task);
-    if audit { 0 } else { -EPERM }
+    if refused { -EPERM } else { 0 }
 }
 
 /// Writes a placeholder path for an operation whose path could not be resolved.

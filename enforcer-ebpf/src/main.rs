@@ -26,6 +26,7 @@ mod net;
 mod path;
 mod procs;
 mod task;
+mod verdict;
 
 #[cfg(not(test))]
 #[panic_handler]

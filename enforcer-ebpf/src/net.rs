@@ -3,7 +3,7 @@
 //! IPv4, IPv6 and `::ffff:a.b.c.d` destinations hit the same rules.
 use aya_ebpf::{macros::cgroup_sock_addr, maps::lpm_trie::Key, programs::SockAddrContext};
 use enforcer_common::{
-    NET_KEY_FIXED_BITS, NetKey, RULE_DEFAULT_DENY, RULE_NO_TASK, RULE_TASK_ENDED, TaskEntry,
+    Event, NET_KEY_FIXED_BITS, NetKey, RULE_DEFAULT_DENY, RULE_NO_TASK, RULE_TASK_ENDED, TaskEntry,
     access, decision, enforced_by, event_kind, task_flags,
 };
 
@@ -11,6 +11,7 @@ use crate::{
     events,
     maps::NET_RULES,
     task::{self, Counter, Task},
+    verdict::{self, By},
 };
 
 pub const ALLOW: i32 = 1;
@@ -103,29 +104,29 @@ pub fn rule_for(slot: u32, port: u16, addr: [u8; 16]) -> Option<u32> {
     NET_RULES.get(&any_port).map(|rule| rule.rule_id)
 }
 
-/// Reports one network decision (`op`: [`enforcer_common::listen_op`] for a `LISTEN`).
+/// Reports an allowed connect.
 #[inline(always)]
-pub fn report(task: &Task, kind: u32, op: u32, at: Endpoint, dec: u32, rule: u32) {
-    let Endpoint { family, addr, port } = at;
+fn report_allowed(task: &Task, kind: u32, at: Endpoint, rule: u32) {
     events::emit(task, kind, |ev| {
-        ev.decision = dec;
-        ev.enforced_by = if dec == decision::DENY {
-            enforced_by::CGROUP
-        } else {
-            enforced_by::NONE
-        };
-        ev.family = family;
-        ev.port = port;
-        ev.addr = addr;
+        ev.decision = decision::ALLOW;
+        ev.enforced_by = enforced_by::NONE;
         ev.rule_id = rule;
-        ev.op = op;
-        ev.flags = if kind == event_kind::LISTEN {
-            access::LISTEN
-        } else {
-            access::CONNECT
-        };
-        ev.ret = if dec == decision::DENY { -1 } else { 0 };
+        fill(ev, kind, 0, at);
     });
+}
+
+/// The network part of an event (`op`: [`enforcer_common::listen_op`] for a `LISTEN`).
+#[inline(always)]
+pub fn fill(ev: &mut Event, kind: u32, op: u32, at: Endpoint) {
+    ev.family = at.family;
+    ev.port = at.port;
+    ev.addr = at.addr;
+    ev.op = op;
+    ev.flags = if kind == event_kind::LISTEN {
+        access::LISTEN
+    } else {
+        access::CONNECT
+    };
 }
 
 /// An address and port (IPv4 mapped) of one family.
@@ -136,43 +137,26 @@ pub struct Endpoint {
     pub port: u16,
 }
 
-/// The decision and the deciding rule for one connect or datagram of `task`. Counts and
-/// limits are applied here; reporting happens once, in `check`.
+/// The deciding rule for one connect or datagram of `task`: `Ok` allows, `Err` refuses.
+/// Counts and limits are applied here; the refusal itself is the verdict path's.
 #[inline(always)]
-fn decide(task: &Task, kind: u32, port: u16, addr: [u8; 16]) -> (u32, u32) {
+fn decide(task: &Task, kind: u32, port: u16, addr: [u8; 16]) -> Result<u32, u32> {
     let audit = task.has(task_flags::AUDIT);
     if !audit && task::ended(task) {
-        return (decision::DENY, RULE_TASK_ENDED);
+        return Err(RULE_TASK_ENDED);
     }
-    if let Some(hit) = task::expired(task) {
-        task::record_limit(task, &hit);
-        if !audit {
-            return (decision::DENY, RULE_TASK_ENDED);
-        }
+    if verdict::over_limit(task, By::Cgroup, task::expired(task)) {
+        return Err(RULE_TASK_ENDED);
     }
     if kind == event_kind::CONNECT
-        && let Some(hit) = task::count(task, Counter::Connects)
+        && verdict::over_limit(task, By::Cgroup, task::count(task, Counter::Connects))
     {
-        task::record_limit(task, &hit);
-        if !audit {
-            return (decision::DENY, RULE_TASK_ENDED);
-        }
+        return Err(RULE_TASK_ENDED);
     }
     if task.has(task_flags::NO_TASK) {
-        return (decision::DENY, RULE_NO_TASK);
+        return Err(RULE_NO_TASK);
     }
-    if let Some(rule) = rule_for(task.entry.rules, port, addr) {
-        return (decision::ALLOW, rule);
-    }
-    if let Some(hit) = task::count(task, Counter::Denials) {
-        task::record_limit(task, &hit);
-    }
-    let verdict = if audit {
-        decision::AUDIT
-    } else {
-        decision::DENY
-    };
-    (verdict, RULE_DEFAULT_DENY)
+    rule_for(task.entry.rules, port, addr).ok_or(RULE_DEFAULT_DENY)
 }
 
 /// The current task; these programs are attached only to enforcer cgroups, so a process
@@ -188,21 +172,30 @@ pub fn task_or_stranger() -> Result<Task, Task> {
 
 #[inline(always)]
 fn check(kind: u32, family: u16, addr: [u8; 16], port: u16) -> i32 {
-    let (task, verdict, rule) = match task_or_stranger() {
+    let (task, verdict) = match task_or_stranger() {
         Ok(task) => {
-            let (verdict, rule) = decide(&task, kind, port, addr);
-            (task, verdict, rule)
+            let verdict = decide(&task, kind, port, addr);
+            (task, verdict)
         }
-        Err(stranger) => (stranger, decision::DENY, RULE_NO_TASK),
+        Err(stranger) => (stranger, Err(RULE_NO_TASK)),
     };
-    // Allowed UDP sends are not reported (one per datagram); everything else is.
-    if verdict != decision::ALLOW || kind == event_kind::CONNECT {
-        let at = Endpoint { family, addr, port };
-        report(&task, kind, 0, at, verdict, rule);
+    let at = Endpoint { family, addr, port };
+    match verdict {
+        // Allowed UDP sends are not reported (one per datagram); allowed connects are.
+        Ok(rule) => {
+            if kind == event_kind::CONNECT {
+                report_allowed(&task, kind, at, rule);
+            }
+            ALLOW
+        }
+        Err(rule) if refuse(&task, kind, 0, at, rule) => REJECT,
+        Err(_) => ALLOW,
     }
-    if verdict == decision::DENY {
-        REJECT
-    } else {
-        ALLOW
-    }
+}
+
+/// Refuses a connect, datagram, bind or listen to `at` by `rule` (audit mode: reports what
+/// would have been refused). Returns whether it is refused.
+#[inline(always)]
+pub fn refuse(task: &Task, kind: u32, op: u32, at: Endpoint, rule: u32) -> bool {
+    verdict::refuse(task, By::Cgroup, kind, rule, |ev| fill(ev, kind, op, at))
 }

@@ -6,14 +6,18 @@
 use aya_ebpf::{
     helpers::bpf_get_current_pid_tgid, macros::tracepoint, programs::TracePointContext,
 };
-use enforcer_common::{PendingOp, cross_op, decision, event_kind};
+use enforcer_common::{PendingOp, cross_op, enforced_by, event_kind};
 
 use crate::{
-    events,
-    files::{arg, count_denial, take_pending},
+    files::{arg, take_pending},
     maps::PENDING,
     task,
+    verdict::{self, By},
 };
+
+/// These refusals are the kernel's (seccomp, Landlock's scoping, the LSM hooks, credential
+/// checks); the event does not say which (userspace does, from the mode and the errno).
+const KERNEL: By = By::Kernel(enforced_by::NONE);
 
 const EPERM: i64 = 1;
 const EACCES: i64 = 13;
@@ -121,14 +125,12 @@ pub fn sys_exit_cross(ctx: TracePointContext) -> u32 {
     if ret != -EPERM || (op.kind != event_kind::SIGNAL && op.kind != event_kind::PTRACE) {
         return 0;
     }
-    events::emit(&task, op.kind, |ev| {
-        ev.decision = decision::DENY;
+    verdict::refuse(&task, KERNEL, op.kind, 0, |ev| {
         ev.ret = ret as i32;
         ev.op = op.path_ptr as u32;
         ev.count = op.dirfd as u32 as u64;
         ev.flags = op.flags;
     });
-    count_denial(&task);
     0
 }
 
@@ -146,11 +148,9 @@ pub fn sys_exit_socket(ctx: TracePointContext) -> u32 {
     if ret != -EPERM && ret != -EAFNOSUPPORT {
         return 0;
     }
-    events::emit(&task, event_kind::SOCKET, |ev| {
-        ev.decision = decision::DENY;
-        ev.ret = ret as i32;
+    verdict::refuse(&task, KERNEL, event_kind::SOCKET, 0, |ev| {
+        ev.ret = ret as i32
     });
-    count_denial(&task);
     0
 }
 
@@ -187,11 +187,9 @@ pub fn sys_exit_name_refused(ctx: TracePointContext) -> u32 {
 #[inline(always)]
 fn report_syscall(ctx: &TracePointContext, task: &task::Task, ret: i64) -> u32 {
     let nr: i32 = arg(ctx, 8);
-    events::emit(task, event_kind::SYSCALL, |ev| {
-        ev.decision = decision::DENY;
+    verdict::refuse(task, KERNEL, event_kind::SYSCALL, 0, |ev| {
         ev.ret = ret as i32;
         ev.op = nr as u32;
     });
-    count_denial(task);
     0
 }

@@ -8,10 +8,7 @@ use enforcer_common::{
     ENDED_BY_KILL, RootCgroup, TaskCounters, TaskEntry, limit_kind, root_scope, task_flags,
 };
 
-use crate::{
-    events,
-    maps::{COUNTERS, LIMITS, TASKS},
-};
+use crate::maps::{COUNTERS, LIMITS, TASKS};
 
 pub struct Task {
     pub cgroup_id: u64,
@@ -170,23 +167,21 @@ pub fn end_after_kill(task: &Task) {
     }
 }
 
-/// Records that `hit` happened; the first hit of a task sends one `limit` event.
+/// Marks the task as being ended by the limit `kind`. True for the first mark (its `limit`
+/// event is then sent once).
 #[inline(always)]
-pub fn record_limit(task: &Task, hit: &LimitHit) {
+pub fn mark_ended(task: &Task, kind: u32) -> bool {
     let Some(counters) = counters(task) else {
-        return;
+        return false;
     };
     // SAFETY: as in `add_one`. Not a compare-and-swap (see there): a race may send two limit
     // events, which userspace folds into one.
-    let first = unsafe {
+    unsafe {
         let flag = &raw mut (*counters).ended;
         let first = core::ptr::read_volatile(flag) == 0;
         if first {
-            core::ptr::write_volatile(flag, u64::from(hit.kind));
+            core::ptr::write_volatile(flag, u64::from(kind));
         }
         first
-    };
-    if first {
-        events::limit(task, hit);
     }
 }
