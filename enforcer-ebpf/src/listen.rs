@@ -106,11 +106,15 @@ pub fn lsm_socket_listen(ctx: LsmContext) -> i32 {
     let Some(at) = local_endpoint(sock) else {
         return 0;
     };
-    if listen_rule(&task, at.port, at.addr).is_some() || !refused(&task, listen_op::LISTEN, at) {
-        0
-    } else {
-        -EPERM
+    if listen_rule(&task, at.port, at.addr).is_some() {
+        return 0;
     }
+    // As lsm::refuse: the value comes from the flag, where the verifier sees its range.
+    let audit = task.has(task_flags::AUDIT);
+    verdict::refuse(&task, By::Lsm, event_kind::LISTEN, RULE_DEFAULT_DENY, |ev| {
+        net::fill(ev, event_kind::LISTEN, listen_op::LISTEN, at)
+    });
+    if audit { 0 } else { -EPERM }
 }
 
 /// sock:inet_sock_set_state, fallback mode: a TCP socket of a task entering LISTEN where no

@@ -89,12 +89,16 @@ pub fn decide(
 /// returns the hook's value.
 #[inline(always)]
 pub fn refuse(task: &Task, check: &Check, rule_id: u32, fill: impl FnOnce(&mut Event)) -> i32 {
-    let refused = verdict::refuse(task, By::Lsm, check.kind, rule_id, |ev| {
+    // The value is chosen from the flag directly, not from what `verdict::refuse` returns:
+    // the verifier (6.12 checks an LSM program's return range) must see it is -EPERM or 0,
+    // and a value carried through the verdict's arithmetic and spills loses its bounds.
+    let audit = task.has(task_flags::AUDIT);
+    verdict::refuse(task, By::Lsm, check.kind, rule_id, |ev| {
         ev.flags = check.want | (check.flags << 8);
         ev.op = check.op;
         fill(ev);
     });
-    if refused { -EPERM } else { 0 }
+    if audit { 0 } else { -EPERM }
 }
 
 /// Writes a placeholder path for an operation whose path could not be resolved.
