@@ -20,7 +20,7 @@ use crate::{
     lsm,
     net::{self, AF_INET, AF_INET6, ALLOW, Endpoint, REJECT},
     task::{self, Task},
-    verdict::{self, By, EPERM, kill_current},
+    verdict::{self, By, kill_current},
 };
 /// `TCP_LISTEN` in `enum tcp_state` (the tracepoint's `newstate`).
 const TCP_LISTEN: i32 = 10;
@@ -109,12 +109,10 @@ pub fn lsm_socket_listen(ctx: LsmContext) -> i32 {
     if listen_rule(&task, at.port, at.addr).is_some() {
         return 0;
     }
-    // As lsm::refuse: the value comes from the flag, where the verifier sees its range.
-    let audit = task.has(task_flags::AUDIT);
     verdict::refuse(&task, By::Lsm, event_kind::LISTEN, RULE_DEFAULT_DENY, |ev| {
         net::fill(ev, event_kind::LISTEN, listen_op::LISTEN, at)
     });
-    if audit { 0 } else { -EPERM }
+    lsm::refused_value(&task)
 }
 
 /// sock:inet_sock_set_state, fallback mode: a TCP socket of a task entering LISTEN where no

@@ -89,16 +89,27 @@ pub fn decide(
 /// returns the hook's value.
 #[inline(always)]
 pub fn refuse(task: &Task, check: &Check, rule_id: u32, fill: impl FnOnce(&mut Event)) -> i32 {
-    // The value is chosen from the flag directly, not from what `verdict::refuse` returns:
-    // the verifier (6.12 checks an LSM program's return range) must see it is -EPERM or 0,
-    // and a value carried through the verdict's arithmetic and spills loses its bounds.
-    let audit = task.has(task_flags::AUDIT);
     verdict::refuse(task, By::Lsm, check.kind, rule_id, |ev| {
         ev.flags = check.want | (check.flags << 8);
         ev.op = check.op;
         fill(ev);
     });
-    if audit { 0 } else { -EPERM }
+    refused_value(task)
+}
+
+/// The value of a hook that refused: -EPERM, or 0 in audit mode. The flag is read afresh
+/// (volatile) so the value is computed here, right before the return, and not carried over
+/// from the event's `ret` through spills that lose its bounds: 6.12's verifier checks that an
+/// LSM program returns a value in [-4095, 0].
+#[inline(always)]
+pub fn refused_value(task: &Task) -> i32 {
+    // SAFETY: a plain read of a field of a live reference.
+    let flags = unsafe { core::ptr::read_volatile(&task.entry.flags) };
+    if flags & task_flags::AUDIT != 0 {
+        0
+    } else {
+        -EPERM
+    }
 }
 
 /// Writes a placeholder path for an operation whose path could not be resolved.
