@@ -82,7 +82,8 @@ pub const RULE_EXEC_ONLY: u32 = 1 << 31;
 pub const RULE_WRITE_ONLY: u32 = 1 << 30;
 
 /// Bit of an `INODE_RULES` rule id: the identity refuses nothing; opening it sets the entry's
-/// labels.
+/// labels. Reserved for flow labels: nothing writes such entries yet, and the programs do not
+/// test the bit until something does.
 pub const RULE_LABEL_ONLY: u32 = 1 << 29;
 
 /// Rule id meaning "no rule matched: the envelope's default deny".

@@ -114,9 +114,11 @@ fn lookup(slot: u32, dev: u64, ino: u64) -> Option<u32> {
         dev,
         ino,
     };
-    // SAFETY: value copied out at once. An entry that only sets labels refuses nothing.
-    let rule = unsafe { INODE_RULES.get(key) }.copied()?;
-    (rule.rule_id & enforcer_common::RULE_LABEL_ONLY == 0).then_some(rule.rule_id)
+    // SAFETY: value copied out at once. (Entries that only set flow labels, with
+    // RULE_LABEL_ONLY, are filtered here once something writes them: the flow-label work.
+    // A filter in this lookup changes the code LLVM emits for the identity checks, which the
+    // verifier must be shown again on every kernel.)
+    unsafe { INODE_RULES.get(key) }.map(|rule| rule.rule_id)
 }
 
 /// Whether `file` (a `struct file *`), or with `check_dirs` one of its ancestor directories,

@@ -109,9 +109,13 @@ pub fn lsm_socket_listen(ctx: LsmContext) -> i32 {
     if listen_rule(&task, at.port, at.addr).is_some() {
         return 0;
     }
-    verdict::refuse(&task, By::Lsm, event_kind::LISTEN, RULE_DEFAULT_DENY, |ev| {
-        net::fill(ev, event_kind::LISTEN, listen_op::LISTEN, at)
-    });
+    verdict::refuse(
+        &task,
+        By::Lsm,
+        event_kind::LISTEN,
+        RULE_DEFAULT_DENY,
+        |ev| net::fill(ev, event_kind::LISTEN, listen_op::LISTEN, at),
+    );
     lsm::refused_value(&task)
 }
 
