@@ -6,10 +6,12 @@
 //! - [`daemon`]: the long-running enforcer: pinned programs, control socket, hot reload.
 //! - [`envelope`]: one task, standalone: setup, confinement, monitoring, teardown.
 //! - [`events`]: kernel records to attributed JSON lines.
+//! - [`exit_code`]: the statuses `enforcer run` exits with when the command did not decide.
 pub mod bpf;
 pub mod daemon;
 pub mod envelope;
 pub mod events;
+pub mod exit_code;
 pub mod kernel;
 pub mod policy;
 pub mod sinks;

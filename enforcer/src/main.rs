@@ -13,7 +13,9 @@ fn main() {
             let code = match e.kind() {
                 clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => 0,
                 // `enforcer run` promises 125 for its own failures before the command starts.
-                _ if std::env::args().nth(1).as_deref() == Some("run") => 125,
+                _ if std::env::args().nth(1).as_deref() == Some("run") => {
+                    enforcer::exit_code::SETUP_FAILED
+                }
                 _ => 2,
             };
             std::process::exit(code);

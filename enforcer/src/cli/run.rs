@@ -5,6 +5,7 @@ use enforcer::{
     daemon::{client, protocol::StartRequest},
     envelope::{self, RunRequest},
     events::writer::Target,
+    exit_code,
     kernel::probe::ModeRequest,
 };
 
@@ -31,7 +32,7 @@ fn via_daemon(args: RunArgs, socket: &std::path::Path) -> i32 {
                  config (add --standalone to run without the daemon)",
                 socket.display()
             );
-            return 125;
+            return exit_code::SETUP_FAILED;
         }
     }
     if let Some(p) = &args.policy
@@ -43,7 +44,7 @@ fn via_daemon(args: RunArgs, socket: &std::path::Path) -> i32 {
              yourself",
             socket.display()
         );
-        return 125;
+        return exit_code::SETUP_FAILED;
     }
     let req = StartRequest {
         task: args.task,
@@ -60,13 +61,13 @@ fn via_daemon(args: RunArgs, socket: &std::path::Path) -> i32 {
 fn standalone(args: RunArgs) -> i32 {
     let Some(policy) = args.policy else {
         eprintln!("enforcer: --policy FILE is required without a daemon");
-        return 125;
+        return exit_code::SETUP_FAILED;
     };
     let mode = match args.mode.map_or_else(ModeRequest::from_env, Ok) {
         Ok(mode) => mode,
         Err(e) => {
             eprintln!("enforcer: {e}");
-            return 125;
+            return exit_code::SETUP_FAILED;
         }
     };
     let request = RunRequest {
@@ -89,7 +90,7 @@ fn standalone(args: RunArgs) -> i32 {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("enforcer: cannot start the runtime: {e}");
-            return 125;
+            return exit_code::SETUP_FAILED;
         }
     };
     runtime.block_on(envelope::run(request))

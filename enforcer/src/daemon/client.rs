@@ -12,7 +12,10 @@ use std::{
 };
 
 use super::protocol::{self, Confinement, Op, Reply, StartRequest};
-use crate::kernel::{confine, seccomp};
+use crate::{
+    exit_code,
+    kernel::{confine, seccomp},
+};
 
 /// The default control socket, unless `ENFORCER_SOCKET` names another.
 pub fn default_socket() -> PathBuf {
@@ -64,7 +67,7 @@ pub fn daemon_listening(socket: &Path) -> bool {
 pub fn run_via_daemon(socket: &Path, mut req: StartRequest, command: &[OsString]) -> i32 {
     let Some(first) = command.first() else {
         eprintln!("enforcer: no command given after --");
-        return 127;
+        return exit_code::NOT_FOUND;
     };
     let executable = match crate::envelope::setup::resolve_command(first) {
         Ok(p) if p.is_absolute() => p,
@@ -72,7 +75,7 @@ pub fn run_via_daemon(socket: &Path, mut req: StartRequest, command: &[OsString]
             Ok(cwd) => cwd.join(p),
             Err(e) => {
                 eprintln!("enforcer: {e}");
-                return 125;
+                return exit_code::SETUP_FAILED;
             }
         },
         Err(e) => {
@@ -89,7 +92,7 @@ pub fn run_via_daemon(socket: &Path, mut req: StartRequest, command: &[OsString]
         Ok(r) => r,
         Err(e) => {
             eprintln!("enforcer: {e}");
-            return 125;
+            return exit_code::SETUP_FAILED;
         }
     };
     if !reply.ok {
@@ -97,13 +100,13 @@ pub fn run_via_daemon(socket: &Path, mut req: StartRequest, command: &[OsString]
             "enforcer: the daemon refused the task: {}",
             reply.error.unwrap_or_default()
         );
-        return 125;
+        return exit_code::SETUP_FAILED;
     }
     let confinement: Confinement = match serde_json::from_value(reply.result) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("enforcer: malformed reply from the daemon: {e}");
-            return 125;
+            return exit_code::SETUP_FAILED;
         }
     };
     for line in &confinement.unenforced {
@@ -111,7 +114,7 @@ pub fn run_via_daemon(socket: &Path, mut req: StartRequest, command: &[OsString]
     }
     if confinement.landlock && ruleset.is_none() {
         eprintln!("enforcer: the daemon's reply lacks the task's Landlock ruleset");
-        return 125;
+        return exit_code::SETUP_FAILED;
     }
     let plan = confine::Plan {
         cgroup_procs_fd: -1,
@@ -140,7 +143,7 @@ pub fn run_via_daemon(socket: &Path, mut req: StartRequest, command: &[OsString]
             "enforcer: confining task {} failed: {e}",
             confinement.task_id
         );
-        return 125;
+        return exit_code::SETUP_FAILED;
     }
     drop(ruleset);
     let mut cmd = std::process::Command::new(&executable);
@@ -152,15 +155,15 @@ pub fn run_via_daemon(socket: &Path, mut req: StartRequest, command: &[OsString]
                 "enforcer: the policy does not allow executing {} ({e})",
                 executable.display()
             );
-            126
+            exit_code::CANNOT_EXECUTE
         }
         std::io::ErrorKind::NotFound => {
             eprintln!("enforcer: {}: {e}", executable.display());
-            127
+            exit_code::NOT_FOUND
         }
         _ => {
             eprintln!("enforcer: cannot start {}: {e}", executable.display());
-            126
+            exit_code::CANNOT_EXECUTE
         }
     }
 }

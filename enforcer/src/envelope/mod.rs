@@ -23,6 +23,7 @@ use crate::{
         time,
         writer::{Target, Writer},
     },
+    exit_code,
     kernel::{cgroup::TaskCgroup, confine, probe},
     policy::{Mode, Vars},
 };
@@ -60,8 +61,8 @@ pub enum RunError {
 impl RunError {
     pub fn exit_code(&self) -> i32 {
         match self {
-            Self::Setup(_) => 125,
-            Self::CommandNotFound(_) => 127,
+            Self::Setup(_) => exit_code::SETUP_FAILED,
+            Self::CommandNotFound(_) => exit_code::NOT_FOUND,
         }
     }
 }
@@ -326,11 +327,16 @@ async fn run_task(req: RunRequest) -> Result<i32, RunError> {
                     // The enforcer killed the task: say so in the status even when the
                     // command's own process happened to exit before the rest was killed.
                     if ended.is_some() && s.code().is_some() {
-                        code = 128 + libc::SIGKILL;
+                        code = exit_code::KILLED;
                     }
                     (code, detail, ended, drops)
                 }
-                Err(e) => (125, json!({ "error": e.to_string() }), ended, drops),
+                Err(e) => (
+                    exit_code::SETUP_FAILED,
+                    json!({ "error": e.to_string() }),
+                    ended,
+                    drops,
+                ),
             }
         }
         Err(e) => {
@@ -345,15 +351,15 @@ async fn run_task(req: RunRequest) -> Result<i32, RunError> {
                         "enforcer: the policy does not allow executing {} ({e})",
                         plan.command_path.display()
                     );
-                    126
+                    exit_code::CANNOT_EXECUTE
                 }
-                std::io::ErrorKind::NotFound => 127,
+                std::io::ErrorKind::NotFound => exit_code::NOT_FOUND,
                 _ => {
                     eprintln!(
                         "enforcer: cannot start {}: {e}",
                         plan.command_path.display()
                     );
-                    126
+                    exit_code::CANNOT_EXECUTE
                 }
             };
             (

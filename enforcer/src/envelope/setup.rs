@@ -419,7 +419,7 @@ fn child_fail(what: &[u8], err: &io::Error) -> ! {
     // SAFETY: write(2) and _exit(2) are async-signal-safe.
     unsafe {
         libc::write(2, buf.as_ptr().cast(), n + 1);
-        libc::_exit(125)
+        libc::_exit(crate::exit_code::SETUP_FAILED)
     }
 }
 
