@@ -132,9 +132,10 @@ pub fn enforce_identity(
         return false;
     };
     let dirs = task.has(task_flags::DENY_DIRS);
-    let Some(hit) = kernel::denied_file(&o, task.entry.rules, file, dirs) else {
+    let hit = kernel::denied_file(&o, task.entry.rules, file, dirs);
+    if !hit.found {
         return false;
-    };
+    }
     // Interpreters may be opened and mapped; only running one directly is refused.
     if hit.rule_id & RULE_EXEC_ONLY != 0 && kind != event_kind::EXEC {
         return false;

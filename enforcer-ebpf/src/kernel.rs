@@ -99,11 +99,24 @@ pub fn exe_file(o: &KernelOffsets) -> Option<u64> {
     (file != 0).then_some(file)
 }
 
-/// A deny rule matched by identity: which rule, and the file's (dev, ino).
+/// A deny rule matched by identity: which rule, and the file's (dev, ino); `found` false when
+/// none matched. Every field is defined on every path (no `Option` payload): LLVM may read a
+/// value it knows is unused, and the verifier refuses a read of an undefined register.
+#[derive(Clone, Copy)]
 pub struct DenyHit {
+    pub found: bool,
     pub rule_id: u32,
     pub dev: u64,
     pub ino: u64,
+}
+
+impl DenyHit {
+    pub const NONE: Self = Self {
+        found: false,
+        rule_id: 0,
+        dev: 0,
+        ino: 0,
+    };
 }
 
 #[inline(always)]
@@ -115,44 +128,62 @@ fn lookup(slot: u32, dev: u64, ino: u64) -> Option<u32> {
         ino,
     };
     // SAFETY: value copied out at once. (Entries that only set flow labels, with
-    // RULE_LABEL_ONLY, are filtered here once something writes them: the flow-label work.
-    // A filter in this lookup changes the code LLVM emits for the identity checks, which the
-    // verifier must be shown again on every kernel.)
+    // RULE_LABEL_ONLY, are filtered here once something writes them: the flow-label work.)
     unsafe { INODE_RULES.get(key) }.map(|rule| rule.rule_id)
 }
 
 /// Whether `file` (a `struct file *`), or with `check_dirs` one of its ancestor directories,
 /// is denied to the task in `slot`.
 #[inline(always)]
-pub fn denied_file(o: &KernelOffsets, slot: u32, file: u64, check_dirs: bool) -> Option<DenyHit> {
-    let inode: u64 = read(file, o.file_inode)?;
-    let ino: u64 = read(inode, o.inode_ino)?;
-    let sb: u64 = read(inode, o.inode_sb)?;
-    let dev = u64::from(read::<u32>(sb, o.sb_dev)?);
+pub fn denied_file(o: &KernelOffsets, slot: u32, file: u64, check_dirs: bool) -> DenyHit {
+    let mut hit = DenyHit::NONE;
+    let Some(inode) = read::<u64>(file, o.file_inode) else {
+        return hit;
+    };
+    let (Some(ino), Some(sb)) = (
+        read::<u64>(inode, o.inode_ino),
+        read::<u64>(inode, o.inode_sb),
+    ) else {
+        return hit;
+    };
+    let Some(dev) = read::<u32>(sb, o.sb_dev).map(u64::from) else {
+        return hit;
+    };
     if let Some(rule_id) = lookup(slot, dev, ino) {
-        return Some(DenyHit { rule_id, dev, ino });
+        hit.found = true;
+        hit.rule_id = rule_id;
+        hit.dev = dev;
+        hit.ino = ino;
+        return hit;
     }
     if !check_dirs {
-        return None;
+        return hit;
     }
-    let mut dentry: u64 = read(file, o.file_dentry)?;
+    let Some(mut dentry) = read::<u64>(file, o.file_dentry) else {
+        return hit;
+    };
     for _ in 0..MAX_DEPTH {
-        let parent: u64 = read(dentry, o.dentry_parent)?;
+        let Some(parent) = read::<u64>(dentry, o.dentry_parent) else {
+            return hit;
+        };
         if parent == dentry || parent == 0 {
-            return None;
+            return hit;
         }
-        let dir_inode: u64 = read(parent, o.dentry_inode)?;
-        let dir_ino: u64 = read(dir_inode, o.inode_ino)?;
+        let Some(dir_ino) = read::<u64>(parent, o.dentry_inode)
+            .and_then(|dir_inode| read::<u64>(dir_inode, o.inode_ino))
+        else {
+            return hit;
+        };
         if let Some(rule_id) = lookup(slot, dev, dir_ino) {
-            return Some(DenyHit {
-                rule_id,
-                dev,
-                ino: dir_ino,
-            });
+            hit.found = true;
+            hit.rule_id = rule_id;
+            hit.dev = dev;
+            hit.ino = dir_ino;
+            return hit;
         }
         dentry = parent;
     }
-    None
+    hit
 }
 
 /// The offsets, if userspace could resolve them on this kernel.

@@ -54,18 +54,12 @@ pub struct Check {
 /// Decides the path in `sc` (`len` bytes with its NUL; 0 when it could not be resolved, which
 /// is refused) against the task's rules, or against an identity deny rule that matched.
 #[inline(always)]
-pub fn decide(
-    task: &Task,
-    sc: &mut Scratch,
-    len: usize,
-    check: &Check,
-    identity: Option<DenyHit>,
-) -> i32 {
+pub fn decide(task: &Task, sc: &mut Scratch, len: usize, check: &Check, identity: DenyHit) -> i32 {
     let (rule_id, dev, ino) = match identity {
         _ if task.has(task_flags::NO_TASK) => (enforcer_common::RULE_NO_TASK, 0, 0),
-        Some(hit) => (hit.rule_id, hit.dev, hit.ino),
-        None if len == 0 => (enforcer_common::RULE_DEFAULT_DENY, 0, 0),
-        None => {
+        hit if hit.found => (hit.rule_id, hit.dev, hit.ino),
+        _ if len == 0 => (enforcer_common::RULE_DEFAULT_DENY, 0, 0),
+        _ => {
             let v = path::lookup(sc, task.entry.rules, len);
             let allowed = if check.any_of != 0 {
                 v.allow & check.any_of != 0

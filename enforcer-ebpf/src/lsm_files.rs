@@ -4,7 +4,7 @@ use aya_ebpf::{macros::lsm, programs::LsmContext};
 use enforcer_common::{RULE_WRITE_ONLY, access, event_kind, task_flags};
 
 use crate::{
-    kernel::{self, read},
+    kernel::{self, DenyHit, read},
     lsm::{self, Check},
     lsm_paths, path,
     task::{self, Counter},
@@ -54,13 +54,14 @@ pub fn check_file(task: &task::Task, file: u64, check: &Check) -> i32 {
     {
         len = path::mark_dir(sc, len);
     }
-    let identity = if task.has(task_flags::DENY_INODES) {
-        kernel::denied_file(&o, task.entry.rules, file, task.has(task_flags::DENY_DIRS))
-            // A protected file may be read; the path rules already refuse writes by path.
-            .filter(|hit| hit.rule_id & RULE_WRITE_ONLY == 0 || check.want & access::WRITE != 0)
-    } else {
-        None
-    };
+    let mut identity = DenyHit::NONE;
+    if task.has(task_flags::DENY_INODES) {
+        identity = kernel::denied_file(&o, task.entry.rules, file, task.has(task_flags::DENY_DIRS));
+        // A protected file may be read; the path rules already refuse writes by path.
+        if identity.rule_id & RULE_WRITE_ONLY != 0 && check.want & access::WRITE == 0 {
+            identity.found = false;
+        }
+    }
     lsm::decide(task, sc, len, check, identity)
 }
 

@@ -10,7 +10,7 @@ use enforcer_common::{
 };
 
 use crate::{
-    kernel::read,
+    kernel::{DenyHit, read},
     lsm::{self, Check},
     path,
     task::Task,
@@ -85,7 +85,7 @@ fn check_unix_path(task: &Task, address: u64, addrlen: i32, op: u32) -> i32 {
     } else {
         0
     };
-    lsm::decide(task, sc, len, &check, None)
+    lsm::decide(task, sc, len, &check, DenyHit::NONE)
 }
 
 /// unix_stream_connect(sock, other, newsk): `other` is the listening socket.

@@ -8,7 +8,7 @@ use aya_ebpf::{macros::lsm, programs::LsmContext};
 use enforcer_common::{access, event_kind, file_op};
 
 use crate::{
-    kernel::{self, read},
+    kernel::{self, DenyHit, read},
     lsm::{self, Check},
     path,
     task::Task,
@@ -40,7 +40,7 @@ pub fn check_dentry(task: &Task, vfsmount: u64, dentry: u64, check: &Check, whol
     if whole && len > 0 && path::is_dir(&o, dentry) {
         len = path::mark_dir(sc, len);
     }
-    lsm::decide(task, sc, len, check, None)
+    lsm::decide(task, sc, len, check, DenyHit::NONE)
 }
 
 /// `dentry` within the directory `dir` (a `struct path *`).
@@ -165,7 +165,7 @@ fn refer(task: &Task, old: u64, new_dir: u64, new: u64) -> i32 {
         0
     };
     if at_new & access::WRITE == 0 {
-        return lsm::decide(task, sc, len, &op_check(file_op::LINK), None);
+        return lsm::decide(task, sc, len, &op_check(file_op::LINK), DenyHit::NONE);
     }
     let len = match path::walk(sc, &o, old, mnt) {
         Some(len) => len,
@@ -184,7 +184,7 @@ fn refer(task: &Task, old: u64, new_dir: u64, new: u64) -> i32 {
         flags: LINK_REFER,
         any_of: 0,
     };
-    lsm::decide(task, sc, len, &check, None)
+    lsm::decide(task, sc, len, &check, DenyHit::NONE)
 }
 
 /// rename(old_dir, old_dentry, new_dir, new_dentry, flags): both names must be writable.
