@@ -6,6 +6,7 @@
 //! - [`daemon`]: the long-running enforcer: pinned programs, control socket, hot reload.
 //! - [`envelope`]: one task, standalone: setup, confinement, monitoring, teardown.
 //! - [`events`]: kernel records to attributed JSON lines.
+//! - [`vocab`]: the enforcement mode, decisions and who enforced them, as enums.
 //! - [`exit_code`]: the statuses `enforcer run` exits with when the command did not decide.
 pub mod bpf;
 pub mod daemon;
@@ -15,3 +16,4 @@ pub mod exit_code;
 pub mod kernel;
 pub mod policy;
 pub mod sinks;
+pub mod vocab;

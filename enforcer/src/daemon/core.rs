@@ -1,6 +1,7 @@
 //! The daemon's state: the programs (loaded once, or adopted from their pins), the maps, the
 //! task table, the policy set and the event writer. Requests and kernel events are applied
 //! to it one at a time by the main loop.
+use crate::vocab::EnforcementMode;
 use std::{
     collections::{BTreeMap, HashMap},
     path::PathBuf,
@@ -34,7 +35,7 @@ pub struct DaemonState {
     /// `enforcer_common::MAP_ABI` of the pinned programs (0: a build from before it existed).
     #[serde(default)]
     pub map_abi: u32,
-    pub mode: String,
+    pub mode: EnforcementMode,
     pub fallback_reason: Option<String>,
     pub root_cgroup_id: u64,
     pub next_rules: u32,
@@ -130,7 +131,7 @@ impl Core {
             {
                 let (maps, ring) =
                     Maps::open_pinned(&pins).map_err(|e| DaemonError::Setup(e.to_string()))?;
-                if st.mode != "lsm" {
+                if !st.mode.is_lsm() {
                     probe.bpf_lsm = Err(st
                         .fallback_reason
                         .clone()
@@ -145,7 +146,7 @@ impl Core {
             {
                 let (ebpf, maps, ring, old) =
                     super::upgrade::hand_over(&probe, &st, root_cg, &root, &pins)?;
-                if st.mode != "lsm" {
+                if !st.mode.is_lsm() {
                     probe.bpf_lsm = Err(st.fallback_reason.clone().unwrap_or_else(|| {
                         "the running tasks were started in the fallback mode".into()
                     }));
@@ -186,7 +187,7 @@ impl Core {
                 let st = DaemonState {
                     object_sha256: sha,
                     map_abi: enforcer_common::MAP_ABI,
-                    mode: if probe.lsm_mode() { "lsm" } else { "fallback" }.into(),
+                    mode: EnforcementMode::of(probe.lsm_mode()),
                     fallback_reason: probe.fallback_reason(),
                     root_cgroup_id: root_cg.id,
                     next_rules: 1,
@@ -255,7 +256,7 @@ impl Core {
                 sha256: String::new(),
                 generation: state.generation,
             },
-            mode: if probe.lsm_mode() { "lsm" } else { "fallback" },
+            mode: EnforcementMode::of(probe.lsm_mode()),
             unenforced: probe
                 .fallback_reason()
                 .into_iter()
@@ -332,12 +333,8 @@ impl Core {
         }
     }
 
-    pub fn mode(&self) -> &'static str {
-        if self.probe.lsm_mode() {
-            "lsm"
-        } else {
-            "fallback"
-        }
+    pub fn mode(&self) -> EnforcementMode {
+        EnforcementMode::of(self.probe.lsm_mode())
     }
 
     /// Emits a daemon-level event (no task).

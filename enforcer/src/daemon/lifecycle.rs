@@ -150,7 +150,7 @@ impl Core {
             started_unix_ns: time::now_unix_ns(),
             started_boot_ns: now,
             deadline_boot_ns: deadline,
-            mode: self.mode().into(),
+            mode: self.mode(),
             unenforced: unenforced.clone(),
         };
         let ctx = saved.context(&plan.policy, self.daemon_ctx.boot_to_unix_ns);
@@ -205,7 +205,7 @@ impl Core {
                 groups: u.groups,
             }),
             generation: pf.generation,
-            mode: self.mode().into(),
+            mode: self.mode(),
             unenforced,
         };
         let fd = plan.ruleset.map(crate::kernel::landlock::Ruleset::into_fd);

@@ -214,7 +214,7 @@ impl Core {
             "enforcer_info",
             &[
                 ("version", env!("CARGO_PKG_VERSION")),
-                ("mode", self.mode()),
+                ("mode", self.mode().as_str()),
             ],
             1.0,
         );

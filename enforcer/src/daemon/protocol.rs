@@ -1,5 +1,6 @@
 //! The control socket's protocol: one JSON object per line each way, versioned. A `start`
 //! reply may carry one file descriptor (the task's Landlock ruleset) as SCM_RIGHTS.
+use crate::vocab::EnforcementMode;
 use std::{
     collections::BTreeMap,
     io,
@@ -95,7 +96,7 @@ pub struct Confinement {
     pub ipc_namespace: bool,
     pub user: Option<UserSpec>,
     pub generation: u32,
-    pub mode: String,
+    pub mode: EnforcementMode,
     pub unenforced: Vec<String>,
 }
 

@@ -1,5 +1,6 @@
 //! The control socket: each connection sends one request line; the peer's credentials come
 //! from the kernel (SO_PEERCRED, SO_PEERGROUPS), never from the request.
+use crate::vocab::{Decision, EnforcedBy};
 use std::{
     io,
     os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd, RawFd},
@@ -272,8 +273,8 @@ fn refuse_envelope_peer(
             Record::lifecycle(&core.daemon_ctx, "control", peer.pid as u32, details)
         }
     };
-    record.decision = "deny";
-    record.enforced_by = "daemon";
+    record.decision = Decision::Deny;
+    record.enforced_by = EnforcedBy::Daemon;
     record.comm = comm;
     record.target = core.config.socket.display().to_string();
     core.emitter.emit(&record);

@@ -1,5 +1,6 @@
 //! One task of the daemon: what the kernel holds for it, what events name, and what is saved
 //! so a restarted daemon can adopt it.
+use crate::vocab::EnforcementMode;
 use std::{
     collections::BTreeMap,
     io,
@@ -57,7 +58,7 @@ pub struct Saved {
     pub started_boot_ns: u64,
     /// `CLOCK_BOOTTIME` ns after which the task is over (0: no TTL).
     pub deadline_boot_ns: u64,
-    pub mode: String,
+    pub mode: EnforcementMode,
     pub unenforced: Vec<String>,
 }
 
@@ -117,17 +118,9 @@ impl Saved {
                 sha256: policy.sha256.clone(),
                 generation: self.generation,
             },
-            mode: mode_name(&self.mode),
+            mode: self.mode,
             unenforced: self.unenforced.clone(),
             boot_to_unix_ns,
         }
-    }
-}
-
-/// The static name of an enforcement mode.
-pub fn mode_name(mode: &str) -> &'static str {
-    match mode {
-        "lsm" => "lsm",
-        _ => "fallback",
     }
 }

@@ -88,7 +88,7 @@ pub fn hand_over(
     pins: &PinDir,
 ) -> Result<(Ebpf, Maps, RingBuf<MapData>, Retired), DaemonError> {
     let setup = |e: String| DaemonError::Setup(e);
-    let lsm = saved.mode == "lsm";
+    let lsm = saved.mode.is_lsm();
     if lsm && !probe.lsm_mode() {
         return Err(setup(format!(
             "the running tasks are enforced by lsm-mode programs and this daemon cannot load \

@@ -1,5 +1,6 @@
 //! Records for what the BPF LSM hooks decided (lsm mode): the kernel refused the operation
 //! itself, on the resolved path it checked, and names the deciding rule.
+use crate::vocab::{Decision, EnforcedBy};
 use enforcer_common::{Event, access, decision, event_kind, file_op};
 use serde_json::{Map, Value, json};
 
@@ -85,8 +86,11 @@ pub fn fill(mut record: Record, ev: &Event, policy: &Policy) -> Record {
     record.op = op_name(ev.kind, ev.op);
     record.access = access_name(want);
     let audit = ev.decision == decision::AUDIT;
-    record.decision = if audit { "audit" } else { "deny" };
-    record.enforced_by = if audit { "none" } else { "lsm" };
+    (record.decision, record.enforced_by) = if audit {
+        (Decision::Audit, EnforcedBy::None)
+    } else {
+        (Decision::Deny, EnforcedBy::Lsm)
+    };
     record.errno = (!audit).then_some("EPERM");
     record.rule = if ev.op == file_op::MOUNT {
         "no task may mount (a mount would give files a second path)".into()

@@ -4,6 +4,7 @@
 //! profile: `action_id` 2 / `disposition_id` 2 for a block, and a `policy` object naming the
 //! policy's name, version, sha256 and generation. What OCSF has no field for (task, intent,
 //! rule, enforcement mechanism) goes in `unmapped`.
+use crate::vocab::Decision;
 use serde_json::{Map, Value, json};
 
 use super::record::Record;
@@ -24,11 +25,11 @@ fn class_and_activity(r: &Record) -> (u32, u32) {
         "chmod" | "chown" => (1001, 7),     // File System Activity: Set Security
         "chroot" => (1001, 99),             // File System Activity: Other
         "mmap" => (1004, 9),                // Memory Activity: Map View
-        "connect" if r.decision == "deny" => (4001, 5), // Network Activity: Refuse
+        "connect" if r.decision == Decision::Deny => (4001, 5), // Network Activity: Refuse
         "connect" => (4001, 1),             // Network Activity: Open
-        "sendmsg" if r.decision == "deny" => (4001, 5), // Network Activity: Refuse
+        "sendmsg" if r.decision == Decision::Deny => (4001, 5), // Network Activity: Refuse
         "sendmsg" => (4001, 6),             // Network Activity: Traffic
-        "bind" | "listen" if r.decision == "allow" => (4001, 99), // Network Activity: Other
+        "bind" | "listen" if r.decision == Decision::Allow => (4001, 99), // Network Activity: Other
         "bind" | "listen" => (4001, 5),     // Network Activity: Refuse
         "io_uring" => (1003, 4),            // Kernel Activity: Invoke
         "signal" => (1007, 99),             // Process Activity: Other
@@ -48,16 +49,16 @@ fn class_and_activity(r: &Record) -> (u32, u32) {
 }
 
 /// (action_id, disposition_id, severity_id, status_id) of a decision.
-fn disposition(decision: &str) -> (u32, u32, u32, u32) {
+fn disposition(decision: Decision) -> (u32, u32, u32, u32) {
     match decision {
         // Denied / Blocked / Medium / Failure
-        "deny" => (2, 2, 3, 2),
+        Decision::Deny => (2, 2, 3, 2),
         // Denied / Blocked / High / Failure: the task was killed for it
-        "kill" => (2, 2, 4, 2),
+        Decision::Kill => (2, 2, 4, 2),
         // Allowed / Logged / Low / Success: audit mode let it through
-        "audit" => (1, 17, 2, 1),
+        Decision::Audit => (1, 17, 2, 1),
         // Allowed / Allowed / Informational / Success
-        _ => (1, 1, 1, 1),
+        Decision::Allow => (1, 1, 1, 1),
     }
 }
 
@@ -88,10 +89,7 @@ pub fn to_ocsf(r: &Record, time_ms: i64, seq: u64, boot_id: &str, hostname: &str
     e.insert("time_dt".into(), json!(r.time));
     e.insert("action_id".into(), json!(action_id));
     e.insert("disposition_id".into(), json!(disposition_id));
-    e.insert(
-        "is_alert".into(),
-        json!(matches!(r.decision, "deny" | "kill")),
-    );
+    e.insert("is_alert".into(), json!(r.decision.refused()));
     e.insert(
         "message".into(),
         json!(format!(
@@ -119,7 +117,8 @@ pub fn to_ocsf(r: &Record, time_ms: i64, seq: u64, boot_id: &str, hostname: &str
             "name": r.policy.name,
             "uid": r.policy.sha256,
             "version": format!("{} (generation {})", r.policy.version, r.policy.generation),
-            "is_applied": r.mode != "audit",
+            // Audit mode reports what the policy would have done without applying it.
+            "is_applied": r.decision != Decision::Audit,
         }),
     );
     e.insert("actor".into(), json!({ "process": process }));
@@ -276,6 +275,7 @@ pub fn validate(e: &Value) -> Vec<String> {
 pub(crate) mod tests {
     use super::*;
     use crate::events::record::{PolicyRef, TaskContext};
+    use crate::vocab::EnforcementMode;
 
     /// A record of every field, for format tests.
     pub(crate) fn record(op: &'static str, decision: &'static str, target: &str) -> Record {
@@ -289,12 +289,12 @@ pub(crate) mod tests {
                 sha256: "ab".repeat(32),
                 generation: 2,
             },
-            mode: "fallback",
+            mode: EnforcementMode::Fallback,
             unenforced: vec![],
             boot_to_unix_ns: 0,
         };
         let mut r = Record::lifecycle(&ctx, op, 42, json!({}));
-        r.decision = decision;
+        r.decision = Decision::parse(decision).expect("a decision");
         r.target = target.into();
         r.comm = "probe".into();
         r

@@ -14,7 +14,10 @@ use super::syscalls::{cross_op_name, refused_syscall};
 use serde_json::{Map, Value, json};
 
 use super::{c_str, time};
-use crate::policy::{Policy, decide::decide_file};
+use crate::{
+    policy::{Policy, decide::decide_file},
+    vocab::{Decision, EnforcedBy, EnforcementMode},
+};
 
 pub use enforcer_common::RULE_EXEC_ONLY as EXEC_ONLY;
 
@@ -34,8 +37,7 @@ pub struct TaskContext {
     pub task_id: String,
     pub intent: Option<String>,
     pub policy: PolicyRef,
-    /// `fallback` or `lsm`.
-    pub mode: &'static str,
+    pub mode: EnforcementMode,
     /// Rules that cannot be enforced as written here; repeated in every event.
     pub unenforced: Vec<String>,
     pub boot_to_unix_ns: i128,
@@ -58,10 +60,10 @@ pub struct Record {
     pub op: &'static str,
     pub target: String,
     pub access: &'static str,
-    pub decision: &'static str,
+    pub decision: Decision,
     pub rule: String,
-    pub enforced_by: &'static str,
-    pub mode: &'static str,
+    pub enforced_by: EnforcedBy,
+    pub mode: EnforcementMode,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub errno: Option<&'static str>,
     pub intent: Option<String>,
@@ -77,8 +79,8 @@ impl Record {
         Self {
             op: "limit",
             target: "ttl".into(),
-            decision: "kill",
-            enforced_by: "kill",
+            decision: Decision::Kill,
+            enforced_by: EnforcedBy::Kill,
             rule: "limits.ttl".into(),
             ..Self::lifecycle(ctx, "limit", pid, Value::Null)
         }
@@ -99,9 +101,9 @@ impl Record {
             op,
             target: ctx.task.clone(),
             access: "none",
-            decision: "allow",
+            decision: Decision::Allow,
             rule: String::new(),
-            enforced_by: "none",
+            enforced_by: EnforcedBy::None,
             mode: ctx.mode,
             errno: None,
             intent: ctx.intent.clone(),
@@ -244,9 +246,9 @@ pub fn from_kernel(ev: &Event, ctx: &TaskContext, policy: &Policy) -> Option<Rec
         op: "open",
         target: raw_path.clone(),
         access: "read",
-        decision: "deny",
+        decision: Decision::Deny,
         rule: String::new(),
-        enforced_by: "none",
+        enforced_by: EnforcedBy::None,
         mode: ctx.mode,
         errno: errno_name(ev.ret),
         intent: ctx.intent.clone(),
@@ -293,7 +295,7 @@ pub fn from_kernel(ev: &Event, ctx: &TaskContext, policy: &Policy) -> Option<Rec
             };
             match ev.decision {
                 decision::ALLOW => {
-                    record.decision = "allow";
+                    record.decision = Decision::Allow;
                     record.rule = by_rule(verdict);
                 }
                 decision::DENY if verdict.allowed => {
@@ -303,22 +305,17 @@ pub fn from_kernel(ev: &Event, ctx: &TaskContext, policy: &Policy) -> Option<Rec
                          e.g. file permissions",
                         by_rule(verdict)
                     );
-                    record.enforced_by = "kernel";
+                    record.enforced_by = EnforcedBy::Kernel;
                 }
                 decision::DENY => {
                     record.rule = by_rule(verdict);
-                    record.enforced_by = "landlock";
+                    record.enforced_by = EnforcedBy::Landlock;
                 }
                 decision::KILL | decision::AUDIT => {
-                    record.decision = if ev.decision == decision::KILL {
-                        "kill"
+                    (record.decision, record.enforced_by) = if ev.decision == decision::KILL {
+                        (Decision::Kill, EnforcedBy::Kill)
                     } else {
-                        "audit"
-                    };
-                    record.enforced_by = if ev.decision == decision::KILL {
-                        "kill"
-                    } else {
-                        "none"
+                        (Decision::Audit, EnforcedBy::None)
                     };
                     record.rule = rule_label(policy, ev.rule_id);
                     if ev.rule_id == RULE_NAMELESS_EXEC {
@@ -339,9 +336,9 @@ pub fn from_kernel(ev: &Event, ctx: &TaskContext, policy: &Policy) -> Option<Rec
                         if ev.kind != event_kind::EXEC {
                             return None;
                         }
-                        record.decision = "allow";
+                        record.decision = Decision::Allow;
                     } else {
-                        record.decision = "audit";
+                        record.decision = Decision::Audit;
                     }
                     record.rule = by_rule(verdict);
                 }
@@ -358,12 +355,12 @@ pub fn from_kernel(ev: &Event, ctx: &TaskContext, policy: &Policy) -> Option<Rec
             record.target = endpoint(ev);
             record.rule = rule_label(policy, ev.rule_id);
             record.decision = match ev.decision {
-                decision::ALLOW => "allow",
-                decision::AUDIT => "audit",
-                _ => "deny",
+                decision::ALLOW => Decision::Allow,
+                decision::AUDIT => Decision::Audit,
+                _ => Decision::Deny,
             };
-            if record.decision == "deny" {
-                record.enforced_by = "cgroup";
+            if record.decision == Decision::Deny {
+                record.enforced_by = EnforcedBy::Cgroup;
                 record.errno = Some("EPERM");
             } else {
                 record.errno = None;
@@ -383,11 +380,13 @@ pub fn from_kernel(ev: &Event, ctx: &TaskContext, policy: &Policy) -> Option<Rec
             record.target = endpoint(ev);
             record.rule = rule_label(policy, ev.rule_id);
             (record.decision, record.enforced_by, record.errno) = match ev.decision {
-                decision::ALLOW => ("allow", "none", None),
-                decision::AUDIT => ("audit", "none", None),
-                decision::KILL => ("kill", "kill", None),
-                _ if ev.op == listen_op::BIND => ("deny", "cgroup", Some("EPERM")),
-                _ => ("deny", "lsm", Some("EPERM")),
+                decision::ALLOW => (Decision::Allow, EnforcedBy::None, None),
+                decision::AUDIT => (Decision::Audit, EnforcedBy::None, None),
+                decision::KILL => (Decision::Kill, EnforcedBy::Kill, None),
+                _ if ev.op == listen_op::BIND => {
+                    (Decision::Deny, EnforcedBy::Cgroup, Some("EPERM"))
+                }
+                _ => (Decision::Deny, EnforcedBy::Lsm, Some("EPERM")),
             };
             let family = if ev.family == 10 { "inet6" } else { "inet" };
             details.insert("family".into(), json!(family));
@@ -398,7 +397,7 @@ pub fn from_kernel(ev: &Event, ctx: &TaskContext, policy: &Policy) -> Option<Rec
             record.target = "io_uring_setup".into();
             record.rule =
                 "io_uring refused in fallback mode (policy.allow_io_uring is false)".into();
-            record.enforced_by = "seccomp";
+            record.enforced_by = EnforcedBy::Seccomp;
         }
         event_kind::SIGNAL | event_kind::PTRACE => {
             let (op, syscall, by_fd) = cross_op_name(ev.op);
@@ -417,7 +416,7 @@ pub fn from_kernel(ev: &Event, ctx: &TaskContext, policy: &Policy) -> Option<Rec
                            trace or read it"
                 .into();
             record.enforced_by = if ev.enforced_by == enforced_by::LSM {
-                "lsm"
+                EnforcedBy::Lsm
             } else if ev.kind == event_kind::SIGNAL
                 && crate::kernel::landlock::abi_version() < LANDLOCK_SIGNAL_SCOPE_ABI
             {
@@ -426,13 +425,13 @@ pub fn from_kernel(ev: &Event, ctx: &TaskContext, policy: &Policy) -> Option<Rec
                 record.rule = "another process outside the task, refused by the kernel's \
                                own uid check (signals are not scoped on this kernel)"
                     .into();
-                "kernel"
+                EnforcedBy::Kernel
             } else {
-                "landlock"
+                EnforcedBy::Landlock
             };
             if ev.decision == decision::AUDIT {
-                record.decision = "audit";
-                record.enforced_by = "none";
+                record.decision = Decision::Audit;
+                record.enforced_by = EnforcedBy::None;
             }
             details.insert("syscall".into(), json!(syscall));
             if ev.kind == event_kind::SIGNAL {
@@ -459,7 +458,7 @@ pub fn from_kernel(ev: &Event, ctx: &TaskContext, policy: &Policy) -> Option<Rec
                  tasks (seccomp)"
                     .into()
             };
-            record.enforced_by = "seccomp";
+            record.enforced_by = EnforcedBy::Seccomp;
         }
         event_kind::SYSCALL => {
             let (name, why) = refused_syscall(ev.op);
@@ -468,19 +467,19 @@ pub fn from_kernel(ev: &Event, ctx: &TaskContext, policy: &Policy) -> Option<Rec
             record.target = name.into();
             record.rule = why.into();
             record.enforced_by = if name == "bpf" || name == "open_by_handle_at" {
-                "kernel"
+                EnforcedBy::Kernel
             } else if ev.ret == -libc::EACCES || ev.ret == -libc::EXDEV {
-                "landlock"
+                EnforcedBy::Landlock
             } else {
-                "seccomp"
+                EnforcedBy::Seccomp
             };
         }
         event_kind::LIMIT => {
             record.op = "limit";
             record.access = "none";
             record.target = limit_name(ev.limit_kind).into();
-            record.decision = "kill";
-            record.enforced_by = "kill";
+            record.decision = Decision::Kill;
+            record.enforced_by = EnforcedBy::Kill;
             record.rule = format!("limits.{}", limit_name(ev.limit_kind));
             record.errno = None;
             if ev.limit_kind == limit_kind::TTL {
@@ -495,8 +494,8 @@ pub fn from_kernel(ev: &Event, ctx: &TaskContext, policy: &Policy) -> Option<Rec
         }
         _ => return None,
     }
-    if ev.enforced_by == enforced_by::KILL && record.enforced_by == "none" {
-        record.enforced_by = "kill";
+    if ev.enforced_by == enforced_by::KILL && record.enforced_by == EnforcedBy::None {
+        record.enforced_by = EnforcedBy::Kill;
     }
     record.details = details;
     Some(record)

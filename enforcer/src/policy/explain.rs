@@ -1,6 +1,7 @@
 //! For each rule: how it is enforced on this kernel, or why it cannot be. Pure: the kernel's
 //! abilities come in as [`Support`].
 use super::{Host, Mode, Policy, Section, Target, compile::deny_plans};
+use crate::vocab::EnforcementMode;
 
 /// What the running kernel offers, as probed at start.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -17,8 +18,8 @@ pub struct Support {
 
 impl Support {
     /// The enforcement mode for files and exec.
-    pub fn mode_name(&self) -> &'static str {
-        if self.bpf_lsm { "lsm" } else { "fallback" }
+    pub fn mode(&self) -> EnforcementMode {
+        EnforcementMode::of(self.bpf_lsm)
     }
 }
 
@@ -38,7 +39,7 @@ pub struct RuleExplanation {
 /// The whole explanation of a policy on a kernel.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Explanation {
-    pub mode: &'static str,
+    pub mode: EnforcementMode,
     pub rules: Vec<RuleExplanation>,
     pub limits: Vec<String>,
     pub notes: Vec<String>,
@@ -359,7 +360,7 @@ pub fn explain(policy: &Policy, support: &Support) -> Explanation {
         ));
     }
     Explanation {
-        mode: support.mode_name(),
+        mode: support.mode(),
         rules,
         limits,
         notes,
@@ -391,7 +392,7 @@ mod tests {
             "[files]\nread = [\"/w/\"]\ndeny = [\"/w/.env\", \"/root/.ssh/\"]\n[network]\nconnect = [\"h.example:443\"]\n",
         );
         let e = explain(&p, &FALLBACK);
-        assert_eq!(e.mode, "fallback");
+        assert_eq!(e.mode, EnforcementMode::Fallback);
         assert_eq!(e.rules[0].enforced_by, vec!["landlock"]);
         assert_eq!(e.rules[1].enforced_by, vec!["kill"]);
         assert!(e.rules[1].how.contains("files.read[0]"));

@@ -29,7 +29,7 @@ impl Filter {
     pub fn matches(&self, r: &Record) -> bool {
         let any = |list: &[String], v: &str| list.is_empty() || list.iter().any(|x| x == v);
         r.op == "events_dropped"
-            || (any(&self.decision, r.decision)
+            || (any(&self.decision, r.decision.as_str())
                 && any(&self.op, r.op)
                 && any(&self.task, &r.task)
                 && any(&self.policy, &r.policy.name))
@@ -51,6 +51,7 @@ impl Filter {
 
 #[cfg(test)]
 mod tests {
+    use crate::vocab::{Decision, EnforcementMode};
     use serde_json::json;
 
     use super::*;
@@ -67,12 +68,12 @@ mod tests {
                 sha256: String::new(),
                 generation: 1,
             },
-            mode: "lsm",
+            mode: EnforcementMode::Lsm,
             unenforced: Vec::new(),
             boot_to_unix_ns: 0,
         };
         let mut r = Record::lifecycle(&ctx, op, 1, json!({}));
-        r.decision = decision;
+        r.decision = Decision::parse(decision).expect("a decision");
         r
     }
 

@@ -31,8 +31,12 @@ impl Sink for CountingSink {
 
     fn put(&mut self, r: &Record, _: String, _: u64, _: &str) {
         if let Ok(mut m) = self.0.0.lock() {
-            *m.entry((r.op.into(), r.decision.into(), r.policy.name.clone()))
-                .or_default() += 1;
+            *m.entry((
+                r.op.into(),
+                r.decision.as_str().into(),
+                r.policy.name.clone(),
+            ))
+            .or_default() += 1;
         }
     }
 }

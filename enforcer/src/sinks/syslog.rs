@@ -1,6 +1,7 @@
 //! Syslog messages (RFC 5424) carrying one event each, and the octet-counting framing of
 //! syslog over TCP and TLS (RFC 6587 §3.4.1, RFC 5425 §4.3): `LEN SP MSG`.
 use crate::events::record::Record;
+use crate::vocab::Decision;
 
 /// Facilities by name (RFC 5424 §6.2.1).
 pub const FACILITIES: &[(&str, u8)] = &[
@@ -27,8 +28,8 @@ pub fn facility(name: &str) -> Option<u8> {
 /// Warning for refusals, error for kills, informational for the rest.
 fn severity(r: &Record) -> u8 {
     match r.decision {
-        "kill" => 3,
-        "deny" => 4,
+        Decision::Kill => 3,
+        Decision::Deny => 4,
         _ if r.op == "events_dropped" || r.op == "policy_error" => 4,
         _ => 6,
     }
@@ -81,7 +82,7 @@ pub fn message(o: &Origin, r: &Record, seq_id: &str, sink_seq: u64, body: &str) 
         sid = param(seq_id),
         task = param(&r.task),
         task_id = param(&r.task_id),
-        decision = param(r.decision),
+        decision = param(r.decision.as_str()),
         policy = param(&r.policy.name),
         generation = r.policy.generation,
     )
@@ -100,6 +101,7 @@ mod tests {
 
     use super::*;
     use crate::events::record::{PolicyRef, TaskContext};
+    use crate::vocab::EnforcementMode;
 
     fn record() -> Record {
         let ctx = TaskContext {
@@ -112,12 +114,12 @@ mod tests {
                 sha256: String::new(),
                 generation: 3,
             },
-            mode: "lsm",
+            mode: EnforcementMode::Lsm,
             unenforced: Vec::new(),
             boot_to_unix_ns: 0,
         };
         let mut r = Record::lifecycle(&ctx, "open", 1, json!({}));
-        r.decision = "deny";
+        r.decision = Decision::Deny;
         r
     }
 
