@@ -1,4 +1,5 @@
-//! The words the enforcer speaks in: the enforcement mode, a decision and who enforced it.
+//! The words the enforcer speaks in: the enforcement mode, what an event is about, a
+//! decision and who enforced it.
 //! Enums in the code, the same strings as always on the wire (JSON, OCSF, syslog, metrics).
 use std::fmt;
 
@@ -25,6 +26,12 @@ macro_rules! vocabulary {
 
             pub fn parse(s: &str) -> Option<Self> {
                 Self::ALL.iter().copied().find(|v| v.as_str() == s)
+            }
+        }
+
+        impl PartialEq<&str> for $name {
+            fn eq(&self, other: &&str) -> bool {
+                self.as_str() == *other
             }
         }
 
@@ -94,6 +101,64 @@ vocabulary! {
     }
 }
 
+vocabulary! {
+    /// What an event is about: an operation of a task, or a moment of its life or the daemon's.
+    pub enum Op {
+        /// A file opened.
+        Open = "open",
+        /// A program run.
+        Exec = "exec",
+        /// A file mapped executable.
+        Mmap = "mmap",
+        /// A connect (inet or unix).
+        Connect = "connect",
+        /// A datagram sent to an address.
+        Sendmsg = "sendmsg",
+        /// A bind to a local port.
+        Bind = "bind",
+        /// A listen on a local port.
+        Listen = "listen",
+        Unlink = "unlink",
+        Mkdir = "mkdir",
+        Rmdir = "rmdir",
+        Mknod = "mknod",
+        Rename = "rename",
+        Link = "link",
+        Symlink = "symlink",
+        Truncate = "truncate",
+        Chmod = "chmod",
+        Chown = "chown",
+        /// mount, move_mount or pivot_root.
+        Mount = "mount",
+        Chroot = "chroot",
+        /// A path operation the enforcer has no name for.
+        FileOp = "file_op",
+        /// io_uring refused.
+        IoUring = "io_uring",
+        /// A signal to a process outside the task.
+        Signal = "signal",
+        /// A trace of, or a reach into, a process outside the task.
+        Ptrace = "ptrace",
+        /// A socket refused.
+        Socket = "socket",
+        /// A syscall refused that no other op names.
+        Syscall = "syscall",
+        /// A limit reached: the task ends.
+        Limit = "limit",
+        TaskStart = "task_start",
+        TaskEnd = "task_end",
+        /// A request on the control socket refused.
+        Control = "control",
+        EventsDropped = "events_dropped",
+        DaemonStart = "daemon_start",
+        DaemonStop = "daemon_stop",
+        ProgramsUpgraded = "programs_upgraded",
+        PolicyReload = "policy_reload",
+        PolicyApplied = "policy_applied",
+        PolicyError = "policy_error",
+    }
+}
+
 // The derives come from the macro, which has no `#[default]` for one variant.
 #[allow(clippy::derivable_impls)]
 impl Default for EnforcementMode {
@@ -136,6 +201,9 @@ mod tests {
         }
         for e in EnforcedBy::ALL {
             assert_eq!(EnforcedBy::parse(e.as_str()), Some(*e));
+        }
+        for o in Op::ALL {
+            assert_eq!(Op::parse(o.as_str()), Some(*o));
         }
         let err = serde_json::from_str::<EnforcementMode>("\"both\"").unwrap_err();
         assert!(err.to_string().contains("known: lsm, fallback"), "{err}");

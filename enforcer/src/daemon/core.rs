@@ -2,6 +2,7 @@
 //! task table, the policy set and the event writer. Requests and kernel events are applied
 //! to it one at a time by the main loop.
 use crate::vocab::EnforcementMode;
+use crate::vocab::Op;
 use std::{
     collections::{BTreeMap, HashMap},
     path::PathBuf,
@@ -314,7 +315,7 @@ impl Core {
                 "enforcer daemon: took the running tasks over from the pinned programs of \
                  another build: {report}"
             );
-            core.emit_daemon("programs_upgraded", report);
+            core.emit_daemon(Op::ProgramsUpgraded, report);
         }
         core.save_state();
         Ok((core, ring))
@@ -338,7 +339,7 @@ impl Core {
     }
 
     /// Emits a daemon-level event (no task).
-    pub fn emit_daemon(&mut self, op: &'static str, details: serde_json::Value) {
+    pub fn emit_daemon(&mut self, op: Op, details: serde_json::Value) {
         self.daemon_ctx.policy.generation = self.policies.generation;
         let r = Record::lifecycle(&self.daemon_ctx, op, std::process::id(), details);
         self.emitter.emit(&r);
@@ -353,7 +354,7 @@ impl Core {
             self.daemon_ctx.policy.generation = self.policies.generation;
             let r = Record::lifecycle(
                 &self.daemon_ctx,
-                "events_dropped",
+                Op::EventsDropped,
                 std::process::id(),
                 json!({
                     "sink": sink,

@@ -1,5 +1,6 @@
 //! A task's life in the daemon: started for a peer, watched (exit, TTL, limits, kernel kills),
 //! ended, torn down to nothing, and adopted again after a daemon restart.
+use crate::vocab::Op;
 use std::{os::fd::OwnedFd, path::PathBuf, time::Duration};
 
 use aya::maps::{MapData, RingBuf};
@@ -169,7 +170,7 @@ impl Core {
         }
         self.emitter.emit(&Record::lifecycle(
             &ctx,
-            "task_start",
+            Op::TaskStart,
             peer.pid as u32,
             details,
         ));
@@ -289,7 +290,7 @@ impl Core {
             d.extend(e);
         }
         self.emitter
-            .emit(&Record::lifecycle(&task.ctx, "task_end", s.pid, details));
+            .emit(&Record::lifecycle(&task.ctx, Op::TaskEnd, s.pid, details));
     }
 
     /// Ends the tasks whose TTL passed and tears down the ones that are empty.
@@ -392,7 +393,7 @@ impl Core {
         if total > self.drops_seen {
             let d = json!({ "dropped": total - self.drops_seen, "dropped_total": total });
             self.drops_seen = total;
-            self.emit_daemon("events_dropped", d);
+            self.emit_daemon(Op::EventsDropped, d);
         }
     }
 
@@ -436,7 +437,7 @@ impl Core {
                     let ctx = s.context(&empty_policy(), self.daemon_ctx.boot_to_unix_ns);
                     let r = Record::lifecycle(
                         &ctx,
-                        "task_end",
+                        Op::TaskEnd,
                         s.pid,
                         json!({
                             "reason": "its cgroup was gone when the daemon restarted",

@@ -16,6 +16,7 @@ mod server;
 mod task;
 mod upgrade;
 
+use crate::vocab::Op;
 use std::{
     path::Path,
     time::{Duration, Instant},
@@ -120,7 +121,7 @@ async fn serve(config_path: &Path) -> Result<(), DaemonError> {
         "socket": socket.display().to_string(),
         "generation": core.policies.generation,
     });
-    core.emit_daemon("daemon_start", start_details);
+    core.emit_daemon(Op::DaemonStart, start_details);
     eprintln!(
         "enforcer daemon: ready ({} mode, {} programs pinned in {}, {} task(s) adopted, socket {})",
         core.mode(),
@@ -205,7 +206,7 @@ async fn serve(config_path: &Path) -> Result<(), DaemonError> {
              a restarted daemon adopts them"
         );
     }
-    core.emit_daemon("daemon_stop", json!({ "tasks_left_running": running }));
+    core.emit_daemon(Op::DaemonStop, json!({ "tasks_left_running": running }));
     core.emitter.finish();
     let _ = std::fs::remove_file(&socket);
     Ok(())

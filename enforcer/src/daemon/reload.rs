@@ -1,5 +1,6 @@
 //! Hot reload: the policy directory validated as a whole, then each running task of a changed
 //! policy moved to the new generation in one map update (a new rule set, then the swap).
+use crate::vocab::Op;
 use enforcer_common::{TaskEntry, TaskLimits};
 use serde_json::json;
 
@@ -25,7 +26,7 @@ impl Core {
                 let kept = self.policies.generation;
                 self.reloads.1 += 1;
                 self.emit_daemon(
-                    "policy_error",
+                    Op::PolicyError,
                     json!({ "trigger": trigger, "errors": errors, "kept_generation": kept }),
                 );
                 return Err(format!(
@@ -46,7 +47,7 @@ impl Core {
         self.save_state();
         if !change.is_empty() {
             self.emit_daemon(
-                "policy_reload",
+                Op::PolicyReload,
                 json!({
                     "trigger": trigger,
                     "generation": self.policies.generation,
@@ -167,7 +168,7 @@ impl Core {
         }
         let r = crate::events::record::Record::lifecycle(
             &t.ctx,
-            "policy_applied",
+            Op::PolicyApplied,
             t.saved.pid,
             json!({ "from_generation": from, "to_generation": pf.generation, "rule_entries": plan.files.len() + plan.net.len() }),
         );

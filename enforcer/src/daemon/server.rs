@@ -267,10 +267,20 @@ fn refuse_envelope_peer(
         .and_then(|id| core.tasks.get(id));
     let task_name = task.map(|t| t.saved.task_id.clone());
     let mut record = match task {
-        Some(task) => Record::lifecycle(&task.ctx, "control", peer.pid as u32, details),
+        Some(task) => Record::lifecycle(
+            &task.ctx,
+            crate::vocab::Op::Control,
+            peer.pid as u32,
+            details,
+        ),
         None => {
             core.daemon_ctx.policy.generation = core.policies.generation;
-            Record::lifecycle(&core.daemon_ctx, "control", peer.pid as u32, details)
+            Record::lifecycle(
+                &core.daemon_ctx,
+                crate::vocab::Op::Control,
+                peer.pid as u32,
+                details,
+            )
         }
     };
     record.decision = Decision::Deny;

@@ -5,6 +5,7 @@ mod monitor;
 pub mod resolve;
 pub mod setup;
 
+use crate::vocab::Op;
 use std::{
     ffi::OsString,
     path::PathBuf,
@@ -293,7 +294,7 @@ async fn run_task(req: RunRequest) -> Result<i32, RunError> {
             }),
         );
     }
-    let start_record = Record::lifecycle(&ctx, "task_start", std::process::id(), start_details);
+    let start_record = Record::lifecycle(&ctx, Op::TaskStart, std::process::id(), start_details);
     writer.emit(&start_record);
     writer.flush();
 
@@ -410,7 +411,7 @@ async fn run_task(req: RunRequest) -> Result<i32, RunError> {
             }),
         );
     }
-    let end = Record::lifecycle(&ctx, "task_end", std::process::id(), details);
+    let end = Record::lifecycle(&ctx, Op::TaskEnd, std::process::id(), details);
     writer.emit(&end);
     writer.finish();
     bpf::release_in_background(ebpf);

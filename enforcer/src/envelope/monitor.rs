@@ -1,5 +1,6 @@
 //! While the task runs: read the kernel's events, attribute and write them, end the task on a
 //! limit or a kill-on-violation, enforce the TTL, forward signals, report ring-buffer drops.
+use crate::vocab::Op;
 use std::{
     io,
     process::ExitStatus,
@@ -122,7 +123,7 @@ impl<'a> Monitor<'a> {
         if total > self.drops_seen {
             let record = Record::lifecycle(
                 self.ctx,
-                "events_dropped",
+                Op::EventsDropped,
                 self.child_pid,
                 json!({ "dropped": total - self.drops_seen, "dropped_total": total }),
             );

@@ -1,6 +1,6 @@
 //! Records for what the BPF LSM hooks decided (lsm mode): the kernel refused the operation
 //! itself, on the resolved path it checked, and names the deciding rule.
-use crate::vocab::{Decision, EnforcedBy};
+use crate::vocab::{Decision, EnforcedBy, Op};
 use enforcer_common::{Event, access, decision, event_kind, file_op};
 use serde_json::{Map, Value, json};
 
@@ -29,19 +29,19 @@ use enforcer_common::{
 
 /// The path operations, by their `file_op` code. Each but mount has a hook of its own,
 /// `path_<name>`.
-const FILE_OPS: &[(u32, &str)] = &[
-    (file_op::UNLINK, "unlink"),
-    (file_op::MKDIR, "mkdir"),
-    (file_op::RMDIR, "rmdir"),
-    (file_op::MKNOD, "mknod"),
-    (file_op::RENAME, "rename"),
-    (file_op::LINK, "link"),
-    (file_op::SYMLINK, "symlink"),
-    (file_op::TRUNCATE, "truncate"),
-    (file_op::CHMOD, "chmod"),
-    (file_op::CHOWN, "chown"),
-    (file_op::MOUNT, "mount"),
-    (file_op::CHROOT, "chroot"),
+const FILE_OPS: &[(u32, Op)] = &[
+    (file_op::UNLINK, Op::Unlink),
+    (file_op::MKDIR, Op::Mkdir),
+    (file_op::RMDIR, Op::Rmdir),
+    (file_op::MKNOD, Op::Mknod),
+    (file_op::RENAME, Op::Rename),
+    (file_op::LINK, Op::Link),
+    (file_op::SYMLINK, Op::Symlink),
+    (file_op::TRUNCATE, Op::Truncate),
+    (file_op::CHMOD, Op::Chmod),
+    (file_op::CHOWN, Op::Chown),
+    (file_op::MOUNT, Op::Mount),
+    (file_op::CHROOT, Op::Chroot),
 ];
 
 /// `flags >> 8` of a `LINK` refusal for access the new name would add (the target is then the
@@ -49,18 +49,18 @@ const FILE_OPS: &[(u32, &str)] = &[
 const LINK_REFER: u32 = 1;
 
 /// The name of a path operation.
-pub fn op_name(kind: u32, op: u32) -> &'static str {
+pub fn op_name(kind: u32, op: u32) -> Op {
     match kind {
-        event_kind::OPEN => "open",
-        event_kind::EXEC => "exec",
-        event_kind::MMAP => "mmap",
+        event_kind::OPEN => Op::Open,
+        event_kind::EXEC => Op::Exec,
+        event_kind::MMAP => Op::Mmap,
         // A datagram sent to a socket path (socket_sendmsg), or a connect.
-        event_kind::UNIX_CONNECT if op == UNIX_SENDMSG || op == ABSTRACT_SENDMSG => "sendmsg",
-        event_kind::UNIX_CONNECT => "connect",
+        event_kind::UNIX_CONNECT if op == UNIX_SENDMSG || op == ABSTRACT_SENDMSG => Op::Sendmsg,
+        event_kind::UNIX_CONNECT => Op::Connect,
         _ => FILE_OPS
             .iter()
             .find(|(code, _)| *code == op)
-            .map_or("file_op", |(_, name)| name),
+            .map_or(Op::FileOp, |(_, name)| *name),
     }
 }
 

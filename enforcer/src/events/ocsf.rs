@@ -4,7 +4,7 @@
 //! profile: `action_id` 2 / `disposition_id` 2 for a block, and a `policy` object naming the
 //! policy's name, version, sha256 and generation. What OCSF has no field for (task, intent,
 //! rule, enforcement mechanism) goes in `unmapped`.
-use crate::vocab::Decision;
+use crate::vocab::{Decision, Op};
 use serde_json::{Map, Value, json};
 
 use super::record::Record;
@@ -14,36 +14,36 @@ pub const OCSF_VERSION: &str = "1.8.0";
 /// Class and activity of a record.
 fn class_and_activity(r: &Record) -> (u32, u32) {
     match r.op {
-        "exec" | "task_start" => (1007, 1), // Process Activity: Launch
-        "task_end" | "limit" => (1007, 2),  // Process Activity: Terminate
-        "open" => (1001, 14),               // File System Activity: Open
-        "mount" => (1001, 12),              // File System Activity: Mount
-        "mkdir" | "mknod" | "symlink" | "link" => (1001, 1), // File System Activity: Create
-        "truncate" => (1001, 3),            // File System Activity: Update
-        "unlink" | "rmdir" => (1001, 4),    // File System Activity: Delete
-        "rename" => (1001, 5),              // File System Activity: Rename
-        "chmod" | "chown" => (1001, 7),     // File System Activity: Set Security
-        "chroot" => (1001, 99),             // File System Activity: Other
-        "mmap" => (1004, 9),                // Memory Activity: Map View
-        "connect" if r.decision == Decision::Deny => (4001, 5), // Network Activity: Refuse
-        "connect" => (4001, 1),             // Network Activity: Open
-        "sendmsg" if r.decision == Decision::Deny => (4001, 5), // Network Activity: Refuse
-        "sendmsg" => (4001, 6),             // Network Activity: Traffic
-        "bind" | "listen" if r.decision == Decision::Allow => (4001, 99), // Network Activity: Other
-        "bind" | "listen" => (4001, 5),     // Network Activity: Refuse
-        "io_uring" => (1003, 4),            // Kernel Activity: Invoke
-        "signal" => (1007, 99),             // Process Activity: Other
-        "socket" => (4001, 5),              // Network Activity: Refuse
-        "syscall" => (1003, 4),             // Kernel Activity: Invoke
-        "ptrace" => (1007, 4),              // Process Activity: Inject
-        "events_dropped" => (1008, 99),     // Event Log Activity: Other
+        Op::Exec | Op::TaskStart => (1007, 1), // Process Activity: Launch
+        Op::TaskEnd | Op::Limit => (1007, 2),  // Process Activity: Terminate
+        Op::Open => (1001, 14),                // File System Activity: Open
+        Op::Mount => (1001, 12),               // File System Activity: Mount
+        Op::Mkdir | Op::Mknod | Op::Symlink | Op::Link => (1001, 1), // File System Activity: Create
+        Op::Truncate => (1001, 3),             // File System Activity: Update
+        Op::Unlink | Op::Rmdir => (1001, 4),   // File System Activity: Delete
+        Op::Rename => (1001, 5),               // File System Activity: Rename
+        Op::Chmod | Op::Chown => (1001, 7),    // File System Activity: Set Security
+        Op::Chroot => (1001, 99),              // File System Activity: Other
+        Op::Mmap => (1004, 9),                 // Memory Activity: Map View
+        Op::Connect if r.decision == Decision::Deny => (4001, 5), // Network Activity: Refuse
+        Op::Connect => (4001, 1),              // Network Activity: Open
+        Op::Sendmsg if r.decision == Decision::Deny => (4001, 5), // Network Activity: Refuse
+        Op::Sendmsg => (4001, 6),              // Network Activity: Traffic
+        Op::Bind | Op::Listen if r.decision == Decision::Allow => (4001, 99), // Network Activity: Other
+        Op::Bind | Op::Listen => (4001, 5), // Network Activity: Refuse
+        Op::IoUring => (1003, 4),           // Kernel Activity: Invoke
+        Op::Signal => (1007, 99),           // Process Activity: Other
+        Op::Socket => (4001, 5),            // Network Activity: Refuse
+        Op::Syscall => (1003, 4),           // Kernel Activity: Invoke
+        Op::Ptrace => (1007, 4),            // Process Activity: Inject
+        Op::EventsDropped => (1008, 99),    // Event Log Activity: Other
         // The daemon itself: Application Lifecycle (Start, Stop, Update, Other).
-        "daemon_start" => (6002, 3),
-        "daemon_stop" => (6002, 4),
-        "policy_reload" | "policy_applied" | "programs_upgraded" => (6002, 8),
-        "policy_error" => (6002, 99),
+        Op::DaemonStart => (6002, 3),
+        Op::DaemonStop => (6002, 4),
+        Op::PolicyReload | Op::PolicyApplied | Op::ProgramsUpgraded => (6002, 8),
+        Op::PolicyError => (6002, 99),
         // A process inside a task refused by the control socket: API Activity, Other.
-        "control" => (6003, 99),
+        Op::Control => (6003, 99),
         _ => (1003, 99),
     }
 }
@@ -128,7 +128,7 @@ pub fn to_ocsf(r: &Record, time_ms: i64, seq: u64, boot_id: &str, hostname: &str
     );
     match class_uid {
         1007 | 1004 => {
-            let path = if matches!(r.op, "exec" | "mmap") {
+            let path = if matches!(r.op, Op::Exec | Op::Mmap) {
                 r.target.clone()
             } else {
                 String::new()
@@ -149,7 +149,7 @@ pub fn to_ocsf(r: &Record, time_ms: i64, seq: u64, boot_id: &str, hostname: &str
             e.insert("dst_endpoint".into(), json!({ "name": r.target }));
             e.insert("connection_info".into(), json!({ "protocol_name": "unix" }));
         }
-        4001 if r.op == "bind" || r.op == "listen" => {
+        4001 if r.op == Op::Bind || r.op == Op::Listen => {
             // Inbound: the task's own address and port.
             e.insert("src_endpoint".into(), endpoint(&r.target));
         }
@@ -157,7 +157,7 @@ pub fn to_ocsf(r: &Record, time_ms: i64, seq: u64, boot_id: &str, hostname: &str
             e.insert("dst_endpoint".into(), endpoint(&r.target));
             e.insert(
                 "connection_info".into(),
-                json!({ "protocol_name": if r.op == "sendmsg" { "udp" } else { "tcp" } }),
+                json!({ "protocol_name": if r.op == Op::Sendmsg { "udp" } else { "tcp" } }),
             );
         }
         6002 => {
@@ -293,7 +293,7 @@ pub(crate) mod tests {
             unenforced: vec![],
             boot_to_unix_ns: 0,
         };
-        let mut r = Record::lifecycle(&ctx, op, 42, json!({}));
+        let mut r = Record::lifecycle(&ctx, Op::parse(op).expect("an op"), 42, json!({}));
         r.decision = Decision::parse(decision).expect("a decision");
         r.target = target.into();
         r.comm = "probe".into();

@@ -16,7 +16,7 @@ use serde_json::{Map, Value, json};
 use super::{c_str, time};
 use crate::{
     policy::{Policy, decide::decide_file},
-    vocab::{Decision, EnforcedBy, EnforcementMode},
+    vocab::{Decision, EnforcedBy, EnforcementMode, Op},
 };
 
 pub use enforcer_common::RULE_EXEC_ONLY as EXEC_ONLY;
@@ -57,7 +57,7 @@ pub struct Record {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tid: Option<u32>,
     pub comm: String,
-    pub op: &'static str,
+    pub op: Op,
     pub target: String,
     pub access: &'static str,
     pub decision: Decision,
@@ -77,17 +77,17 @@ impl Record {
     /// The task's TTL passed: userspace ends it (the kernel refuses from then on too).
     pub fn ttl_kill(ctx: &TaskContext, pid: u32) -> Self {
         Self {
-            op: "limit",
+            op: Op::Limit,
             target: "ttl".into(),
             decision: Decision::Kill,
             enforced_by: EnforcedBy::Kill,
             rule: "limits.ttl".into(),
-            ..Self::lifecycle(ctx, "limit", pid, Value::Null)
+            ..Self::lifecycle(ctx, Op::Limit, pid, Value::Null)
         }
     }
 
     /// A record that does not come from the kernel (task_start, task_end, a userspace limit).
-    pub fn lifecycle(ctx: &TaskContext, op: &'static str, pid: u32, details: Value) -> Self {
+    pub fn lifecycle(ctx: &TaskContext, op: Op, pid: u32, details: Value) -> Self {
         let now = time::now_unix_ns();
         Self {
             time: time::rfc3339(now),
@@ -243,7 +243,7 @@ pub fn from_kernel(ev: &Event, ctx: &TaskContext, policy: &Policy) -> Option<Rec
         pid: ev.pid,
         tid: (ev.tid != ev.pid).then_some(ev.tid),
         comm: c_str(&ev.comm),
-        op: "open",
+        op: Op::Open,
         target: raw_path.clone(),
         access: "read",
         decision: Decision::Deny,
@@ -271,9 +271,9 @@ pub fn from_kernel(ev: &Event, ctx: &TaskContext, policy: &Policy) -> Option<Rec
                 open_access(ev.flags)
             };
             record.op = if ev.kind == event_kind::EXEC {
-                "exec"
+                Op::Exec
             } else {
-                "open"
+                Op::Open
             };
             record.access = access_name;
             record.target = target.clone();
@@ -347,9 +347,9 @@ pub fn from_kernel(ev: &Event, ctx: &TaskContext, policy: &Policy) -> Option<Rec
         }
         event_kind::CONNECT | event_kind::SENDMSG => {
             record.op = if ev.kind == event_kind::CONNECT {
-                "connect"
+                Op::Connect
             } else {
-                "sendmsg"
+                Op::Sendmsg
             };
             record.access = "connect";
             record.target = endpoint(ev);
@@ -372,9 +372,9 @@ pub fn from_kernel(ev: &Event, ctx: &TaskContext, policy: &Policy) -> Option<Rec
         }
         event_kind::LISTEN => {
             record.op = if ev.op == listen_op::BIND {
-                "bind"
+                Op::Bind
             } else {
-                "listen"
+                Op::Listen
             };
             record.access = "listen";
             record.target = endpoint(ev);
@@ -392,7 +392,7 @@ pub fn from_kernel(ev: &Event, ctx: &TaskContext, policy: &Policy) -> Option<Rec
             details.insert("family".into(), json!(family));
         }
         event_kind::IO_URING => {
-            record.op = "io_uring";
+            record.op = Op::IoUring;
             record.access = "none";
             record.target = "io_uring_setup".into();
             record.rule =
@@ -402,9 +402,9 @@ pub fn from_kernel(ev: &Event, ctx: &TaskContext, policy: &Policy) -> Option<Rec
         event_kind::SIGNAL | event_kind::PTRACE => {
             let (op, syscall, by_fd) = cross_op_name(ev.op);
             record.op = if ev.kind == event_kind::SIGNAL {
-                "signal"
+                Op::Signal
             } else {
-                "ptrace"
+                Op::Ptrace
             };
             record.access = "none";
             record.target = if by_fd {
@@ -441,7 +441,7 @@ pub fn from_kernel(ev: &Event, ctx: &TaskContext, policy: &Policy) -> Option<Rec
             }
         }
         event_kind::SOCKET => {
-            record.op = "socket";
+            record.op = Op::Socket;
             record.access = "connect";
             let icmp = ev.ret == -libc::EPERM;
             record.target = if icmp {
@@ -462,7 +462,7 @@ pub fn from_kernel(ev: &Event, ctx: &TaskContext, policy: &Policy) -> Option<Rec
         }
         event_kind::SYSCALL => {
             let (name, why) = refused_syscall(ev.op);
-            record.op = "syscall";
+            record.op = Op::Syscall;
             record.access = "none";
             record.target = name.into();
             record.rule = why.into();
@@ -475,7 +475,7 @@ pub fn from_kernel(ev: &Event, ctx: &TaskContext, policy: &Policy) -> Option<Rec
             };
         }
         event_kind::LIMIT => {
-            record.op = "limit";
+            record.op = Op::Limit;
             record.access = "none";
             record.target = limit_name(ev.limit_kind).into();
             record.decision = Decision::Kill;

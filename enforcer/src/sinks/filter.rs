@@ -1,6 +1,7 @@
 //! Which events a sink gets: by decision, operation, task and policy. An empty list lets
 //! everything through; a loss report (`events_dropped`) always goes through, so a receiver that
 //! asked only for denials still learns that some were lost.
+use crate::vocab::Op;
 use serde::Deserialize;
 
 use crate::events::record::Record;
@@ -28,9 +29,9 @@ pub const DECISIONS: &[&str] = &["allow", "deny", "kill", "audit", "observed"];
 impl Filter {
     pub fn matches(&self, r: &Record) -> bool {
         let any = |list: &[String], v: &str| list.is_empty() || list.iter().any(|x| x == v);
-        r.op == "events_dropped"
+        r.op == Op::EventsDropped
             || (any(&self.decision, r.decision.as_str())
-                && any(&self.op, r.op)
+                && any(&self.op, r.op.as_str())
                 && any(&self.task, &r.task)
                 && any(&self.policy, &r.policy.name))
     }
@@ -72,7 +73,7 @@ mod tests {
             unenforced: Vec::new(),
             boot_to_unix_ns: 0,
         };
-        let mut r = Record::lifecycle(&ctx, op, 1, json!({}));
+        let mut r = Record::lifecycle(&ctx, Op::parse(op).expect("an op"), 1, json!({}));
         r.decision = Decision::parse(decision).expect("a decision");
         r
     }

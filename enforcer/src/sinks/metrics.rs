@@ -32,7 +32,7 @@ impl Sink for CountingSink {
     fn put(&mut self, r: &Record, _: String, _: u64, _: &str) {
         if let Ok(mut m) = self.0.0.lock() {
             *m.entry((
-                r.op.into(),
+                r.op.as_str().into(),
                 r.decision.as_str().into(),
                 r.policy.name.clone(),
             ))

@@ -13,6 +13,7 @@ pub mod spool;
 pub mod syslog;
 pub mod tls;
 
+use crate::vocab::Op;
 use std::{
     collections::VecDeque,
     path::Path,
@@ -118,7 +119,7 @@ impl Sink for SpoolSink {
             self.lost += 1;
             return;
         }
-        self.pending.push_back((line, r.op == "events_dropped"));
+        self.pending.push_back((line, r.op == Op::EventsDropped));
         if !self.failing {
             // Appended now, flushed (made readable to the thread) at the next tick; while the
             // spool fails, the tick retries.

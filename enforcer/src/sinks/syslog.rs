@@ -1,7 +1,7 @@
 //! Syslog messages (RFC 5424) carrying one event each, and the octet-counting framing of
 //! syslog over TCP and TLS (RFC 6587 §3.4.1, RFC 5425 §4.3): `LEN SP MSG`.
 use crate::events::record::Record;
-use crate::vocab::Decision;
+use crate::vocab::{Decision, Op};
 
 /// Facilities by name (RFC 5424 §6.2.1).
 pub const FACILITIES: &[(&str, u8)] = &[
@@ -30,7 +30,7 @@ fn severity(r: &Record) -> u8 {
     match r.decision {
         Decision::Kill => 3,
         Decision::Deny => 4,
-        _ if r.op == "events_dropped" || r.op == "policy_error" => 4,
+        _ if r.op == Op::EventsDropped || r.op == Op::PolicyError => 4,
         _ => 6,
     }
 }
@@ -78,7 +78,7 @@ pub fn message(o: &Origin, r: &Record, seq_id: &str, sink_seq: u64, body: &str) 
         host = token(&o.hostname, 255),
         app = token(&o.app_name, 48),
         pid = o.pid,
-        msgid = token(r.op, 32),
+        msgid = token(r.op.as_str(), 32),
         sid = param(seq_id),
         task = param(&r.task),
         task_id = param(&r.task_id),
@@ -118,7 +118,7 @@ mod tests {
             unenforced: Vec::new(),
             boot_to_unix_ns: 0,
         };
-        let mut r = Record::lifecycle(&ctx, "open", 1, json!({}));
+        let mut r = Record::lifecycle(&ctx, Op::Open, 1, json!({}));
         r.decision = Decision::Deny;
         r
     }
