@@ -13,7 +13,7 @@ use std::{
 use anyhow::{Context as _, ensure};
 use serde_json::{Value, json};
 
-use crate::bench::{DIR, Server, Setup, cell, median, spread, wait_unloaded};
+use crate::bench_harness::{DIR, Server, Setup, cell, median, spread, wait_unloaded};
 
 const ROUNDS: usize = 7;
 const NAME: &str = "enforcer-bench";

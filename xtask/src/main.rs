@@ -3,6 +3,7 @@
 //! `cargo xtask deb` builds the Debian package. All expect scripts/setup.sh to have run (scripts/test.sh and scripts/demo.sh do it).
 mod bench;
 mod bench_daemon;
+mod bench_harness;
 mod deb;
 mod demo;
 mod prev;
@@ -34,6 +35,20 @@ pub fn step(what: &str, cmd: &mut Command) -> anyhow::Result<()> {
 
 pub fn cargo() -> Command {
     Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+}
+
+/// `N word` in a libtest result line such as `ok. 3 passed; 0 failed; ...`.
+pub fn count(result: &str, word: &str) -> u64 {
+    result
+        .split(';')
+        .filter_map(|part| {
+            part.trim()
+                .trim_start_matches("ok. ")
+                .trim_start_matches("FAILED. ")
+                .strip_suffix(word)
+        })
+        .filter_map(|n| n.trim().parse::<u64>().ok())
+        .sum()
 }
 
 pub fn is_root() -> bool {

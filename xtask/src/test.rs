@@ -7,7 +7,7 @@ use std::{
 
 use anyhow::{Context as _, bail};
 
-use crate::{cargo, is_root, step};
+use crate::{cargo, count, is_root, step};
 
 pub fn run() -> anyhow::Result<()> {
     if !is_root() {
@@ -94,18 +94,4 @@ fn tests() -> anyhow::Result<(u64, u64, u64)> {
         bail!("tests failed ({status})");
     }
     Ok((passed, failed, skipped))
-}
-
-/// `N word` in a libtest result line such as `ok. 3 passed; 0 failed; ...`.
-pub fn count(result: &str, word: &str) -> u64 {
-    result
-        .split(';')
-        .filter_map(|part| {
-            part.trim()
-                .trim_start_matches("ok. ")
-                .trim_start_matches("FAILED. ")
-                .strip_suffix(word)
-        })
-        .filter_map(|n| n.trim().parse::<u64>().ok())
-        .sum()
 }

@@ -302,8 +302,8 @@ fn boot(kernel: &str, vmlinuz: &Path, initrd: &Path) -> anyhow::Result<(u64, u64
         let clean = line.trim_end_matches('\r');
         println!("[{kernel}] {clean}");
         if let Some(r) = clean.strip_prefix("test result: ") {
-            passed += crate::test::count(r, "passed");
-            failed += crate::test::count(r, "failed");
+            passed += crate::count(r, "passed");
+            failed += crate::count(r, "failed");
         }
         if clean.starts_with("SKIP ") {
             skipped += 1;

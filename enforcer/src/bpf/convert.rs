@@ -4,10 +4,7 @@
 //! Each older layout this build converts from is frozen here (its table and its values, as
 //! that build had them) with a pure conversion per value. Entries are read in full, converted,
 //! then written to the new maps by [`super::maps::Maps::write_contents`], task tags last.
-use aya::maps::{
-    Array, HashMap, MapData, MapError, RingBuf,
-    lpm_trie::{Key, LpmTrie},
-};
+use aya::maps::{Array, HashMap, MapData, MapError, RingBuf, lpm_trie::LpmTrie};
 use enforcer_common::{
     InodeKey, InodeRule, MAP_ABI, MAX_TASKS, NetKey, NetRule, PathKey, PathRule, TaskCounters,
     TaskEntry, TaskLimits, map_names, spec,
@@ -15,6 +12,7 @@ use enforcer_common::{
 
 use super::{
     BpfError,
+    contents::{Contents, all, slots},
     maps::Maps,
     pin::{PinDir, PinError},
 };
@@ -25,19 +23,6 @@ pub const CONVERTS_FROM: &[u32] = &[4, MAP_ABI];
 /// Whether pinned maps of `abi` can be taken over by this build.
 pub fn can_convert(abi: u32) -> bool {
     CONVERTS_FROM.contains(&abi)
-}
-
-/// Every entry of a set of maps, in this build's layout.
-#[derive(Default)]
-pub struct Contents {
-    pub tasks: Vec<(u64, TaskEntry)>,
-    /// By slot, `MAX_TASKS` of each.
-    pub limits: Vec<TaskLimits>,
-    pub counters: Vec<TaskCounters>,
-    pub file_rules: Vec<(Key<PathKey>, PathRule)>,
-    pub net_rules: Vec<(Key<NetKey>, NetRule)>,
-    pub inode_rules: Vec<(InodeKey, InodeRule)>,
-    pub exits: Vec<(u32, i32)>,
 }
 
 /// A pinned set of maps being taken over: this build's layout, or a frozen older one.
@@ -109,30 +94,6 @@ impl Pinned {
                 .unwrap_or(0),
         }
     }
-}
-
-/// Reads every entry of `map` (`name` for errors).
-pub fn all<K, V>(
-    name: &'static str,
-    items: impl Iterator<Item = Result<(K, V), MapError>>,
-) -> Result<Vec<(K, V)>, BpfError> {
-    items
-        .map(|item| item.map_err(|source| BpfError::Map { name, source }))
-        .collect()
-}
-
-/// Reads every slot of an array.
-pub fn slots<V: aya::Pod>(
-    name: &'static str,
-    array: &Array<MapData, V>,
-) -> Result<Vec<V>, BpfError> {
-    (0..MAX_TASKS)
-        .map(|slot| {
-            array
-                .get(&slot, 0)
-                .map_err(|source| BpfError::Map { name, source })
-        })
-        .collect()
 }
 
 /// Map ABI 4 (issue 13's build): 16-byte task entries, limits and counters without budgets or

@@ -13,7 +13,7 @@ use enforcer_common::{
 
 use super::{
     BpfError,
-    convert::{Contents, all, slots},
+    contents::{Contents, all, slots},
 };
 use crate::policy::compile::{FileEntry, NetEntry};
 

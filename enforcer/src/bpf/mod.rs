@@ -1,4 +1,5 @@
 //! Loading and attaching the kernel programs.
+pub mod contents;
 pub mod convert;
 pub mod maps;
 pub mod pin;

@@ -10,15 +10,19 @@ use std::{
 };
 
 use aya::maps::{MapData, RingBuf};
-use serde::{Deserialize, Serialize};
 use serde_json::json;
-use sha2::Digest as _;
 
 use super::{
-    DaemonError, config::Config, inotify::Inotify, policies::PolicySet, task::Saved, task::Task,
+    DaemonError,
+    config::Config,
+    inotify::Inotify,
+    policies::PolicySet,
+    programs::Programs,
+    state::DaemonState,
+    task::{Saved, Task},
 };
 use crate::{
-    bpf::{self, maps::Maps, pin::PinDir},
+    bpf::{maps::Maps, pin::PinDir},
     events::{
         Emitter,
         record::{PolicyRef, Record, TaskContext},
@@ -28,25 +32,6 @@ use crate::{
     kernel::{cgroup, probe::Probe},
     policy::{Limits, Mode, Policy},
 };
-
-/// What a restarted daemon needs besides the tasks (`<state_dir>/daemon.json`).
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
-pub struct DaemonState {
-    pub object_sha256: String,
-    /// `enforcer_common::MAP_ABI` of the pinned programs (0: a build from before it existed).
-    #[serde(default)]
-    pub map_abi: u32,
-    pub mode: EnforcementMode,
-    pub fallback_reason: Option<String>,
-    pub root_cgroup_id: u64,
-    pub next_rules: u32,
-    /// Numbers task ids (`<task>-<n>`), unique per boot.
-    pub next_task: u64,
-    pub generation: u32,
-    /// Each policy's sha256 and generation, so a restart does not renumber unchanged ones.
-    #[serde(default)]
-    pub policies: BTreeMap<String, (String, u32)>,
-}
 
 pub struct Core {
     pub config: Config,
@@ -78,12 +63,6 @@ pub struct Core {
     pub _ebpf: Option<aya::Ebpf>,
 }
 
-/// The sha256 of the embedded eBPF object: pins from another build are not adopted.
-pub fn object_sha256() -> String {
-    let digest = sha2::Sha256::digest(bpf::object());
-    digest.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 impl Core {
     /// Loads (or adopts) the programs, opens the maps, the cgroup subtree and the events.
     pub fn open(config: Config) -> Result<(Self, RingBuf<MapData>), DaemonError> {
@@ -107,181 +86,33 @@ impl Core {
         }
         std::fs::create_dir_all(config.state_dir.join("tasks"))
             .map_err(|e| DaemonError::Setup(format!("{}: {e}", config.state_dir.display())))?;
-        let state_file = config.state_dir.join("daemon.json");
-        let saved_state: Option<DaemonState> = std::fs::read(&state_file)
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok());
-        let sha = object_sha256();
+        let saved_state = DaemonState::load(&config.state_dir);
         let (saved_tasks, bad) = Saved::load_all(&config.state_dir);
         for b in &bad {
             eprintln!("enforcer: warning: unreadable task state {b}");
         }
-
-        // A fresh load keeps the policy generations of the last daemon of this boot.
-        let (prev_generation, prev_policies) = saved_state
-            .as_ref()
-            .map(|s| (s.generation, s.policies.clone()))
-            .unwrap_or_default();
         let mut probe = probe;
-        let mut retired = None;
-        let (maps, ring, ebpf, state) = match saved_state {
-            Some(st)
-                if pins.has_state()
-                    && st.object_sha256 == sha
-                    && st.root_cgroup_id == root_cg.id =>
-            {
-                let (maps, ring) =
-                    Maps::open_pinned(&pins).map_err(|e| DaemonError::Setup(e.to_string()))?;
-                if !st.mode.is_lsm() {
-                    probe.bpf_lsm = Err(st
-                        .fallback_reason
-                        .clone()
-                        .unwrap_or_else(|| "the pinned programs are the fallback mode's".into()));
-                }
-                (maps, ring, None, st)
-            }
-            Some(st)
-                if pins.has_state()
-                    && !saved_tasks.is_empty()
-                    && super::upgrade::possible(&st, &sha, root_cg.id) =>
-            {
-                let (ebpf, maps, ring, old) =
-                    super::upgrade::hand_over(&probe, &st, root_cg, &root, &pins)?;
-                if !st.mode.is_lsm() {
-                    probe.bpf_lsm = Err(st.fallback_reason.clone().unwrap_or_else(|| {
-                        "the running tasks were started in the fallback mode".into()
-                    }));
-                }
-                retired = Some(old);
-                let st = DaemonState {
-                    object_sha256: sha,
-                    map_abi: enforcer_common::MAP_ABI,
-                    ..st
-                };
-                (maps, ring, Some(ebpf), st)
-            }
-            _ if pins.has_state() && !saved_tasks.is_empty() => {
-                return Err(DaemonError::Setup(format!(
-                    "{} holds pinned programs of another enforcer build whose maps differ from \
-                     this build's (or of another cgroup root), and {} task(s) are saved in {}: \
-                     they keep being enforced by the pinned programs; end them (or reboot) \
-                     before starting this daemon",
-                    pins.root.display(),
-                    saved_tasks.len(),
-                    config.state_dir.display()
-                )));
-            }
-            _ => {
-                if pins.has_state() {
-                    pins.remove()
-                        .map_err(|e| DaemonError::Setup(e.to_string()))?;
-                    pins.prepare()
-                        .map_err(|e| DaemonError::Setup(e.to_string()))?;
-                }
-                let (ebpf, mode_reason) = super::load::load_and_pin(&probe, root_cg, &root, &pins)?;
-                if let Some(why) = &mode_reason {
-                    probe.bpf_lsm = Err(why.clone());
-                }
-                let mut ebpf = ebpf;
-                let (maps, ring) =
-                    Maps::take(&mut ebpf).map_err(|e| DaemonError::Setup(e.to_string()))?;
-                let st = DaemonState {
-                    object_sha256: sha,
-                    map_abi: enforcer_common::MAP_ABI,
-                    mode: EnforcementMode::of(probe.lsm_mode()),
-                    fallback_reason: probe.fallback_reason(),
-                    root_cgroup_id: root_cg.id,
-                    next_rules: 1,
-                    next_task: 0,
-                    generation: prev_generation,
-                    policies: prev_policies,
-                };
-                (maps, ring, Some(ebpf), st)
-            }
-        };
-
-        let target = Target::parse(&config.events);
-        if let Target::File(path) = &target
-            && let Some(dir) = path.parent()
-            && !dir.as_os_str().is_empty()
-            && !dir.exists()
-        {
-            // As systemd's LogsDirectory= would (the daemon may run without systemd).
-            use std::os::unix::fs::DirBuilderExt as _;
-            std::fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o750)
-                .create(dir)
-                .map_err(|e| DaemonError::Setup(format!("events {}: {e}", dir.display())))?;
-        }
-        // Written at each tick, many lines per write.
-        let writer = Writer::open(target.clone())
-            .map_err(|e| DaemonError::Setup(format!("events {}: {e}", config.events)))?
-            .deferred();
-        let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname")
-            .map(|h| h.trim().to_owned())
-            .unwrap_or_default();
-        let mut outputs = vec![crate::events::Output::new(
-            "events",
-            config.format,
-            Box::new(writer),
-        )];
-        outputs.extend(
-            crate::sinks::outputs(&config.sinks, &config.spool_dir, &hostname)
-                .map_err(DaemonError::Setup)?,
-        );
-        let follow = crate::sinks::follow::Hub::default();
-        outputs.push(crate::events::Output::new(
-            "follow",
-            crate::events::Format::Native,
-            Box::new(crate::sinks::follow::FollowSink(follow.clone())),
-        ));
-        // Counted only when scraped at all: the drain is the daemon's hot path.
-        let counts = crate::sinks::metrics::Counts::default();
-        if config.metrics.is_some() {
-            outputs.push(crate::events::Output::new(
-                "metrics",
-                crate::events::Format::Native,
-                Box::new(crate::sinks::metrics::CountingSink(counts.clone())),
-            ));
-        }
-        let emitter = Emitter::with_outputs(outputs);
-        let inotify = Inotify::new().map_err(|e| DaemonError::Setup(format!("inotify: {e}")))?;
-        let daemon_ctx = TaskContext {
-            task: "enforcer-daemon".into(),
-            task_id: "daemon".into(),
-            intent: None,
-            policy: PolicyRef {
-                name: String::new(),
-                version: 0,
-                sha256: String::new(),
-                generation: state.generation,
+        let Programs {
+            maps,
+            ring,
+            ebpf,
+            state,
+            retired,
+        } = super::programs::acquire(
+            &mut probe,
+            saved_state,
+            !saved_tasks.is_empty(),
+            &super::programs::Place {
+                pins: &pins,
+                root: &root,
+                root_cg,
+                state_dir: &config.state_dir,
             },
-            mode: EnforcementMode::of(probe.lsm_mode()),
-            unenforced: probe
-                .fallback_reason()
-                .into_iter()
-                .map(|r| format!("fallback mode: {r}"))
-                .collect(),
-            boot_to_unix_ns: time::boot_to_unix_offset(),
-        };
-        let policies = PolicySet {
-            by_name: state
-                .policies
-                .iter()
-                .map(|(name, (sha, generation))| {
-                    let pf = super::policies::PolicyFile {
-                        name: name.clone(),
-                        file: PathBuf::new(),
-                        text: String::new(),
-                        sha256: sha.clone(),
-                        generation: *generation,
-                    };
-                    (name.clone(), pf)
-                })
-                .collect(),
-            generation: state.generation,
-        };
+        )?;
+        let (emitter, follow, counts) = outputs(&config)?;
+        let inotify = Inotify::new().map_err(|e| DaemonError::Setup(format!("inotify: {e}")))?;
+        let daemon_ctx = daemon_context(&probe, state.generation);
+        let policies = PolicySet::remembered(&state);
         let mut core = Self {
             config,
             probe,
@@ -323,15 +154,7 @@ impl Core {
 
     /// Writes `daemon.json` (atomically).
     pub fn save_state(&self) {
-        let path = self.config.state_dir.join("daemon.json");
-        let tmp = path.with_extension("json.tmp");
-        let ok = serde_json::to_vec_pretty(&self.state)
-            .map_err(std::io::Error::other)
-            .and_then(|b| std::fs::write(&tmp, b))
-            .and_then(|()| std::fs::rename(&tmp, &path));
-        if let Err(e) = ok {
-            eprintln!("enforcer: cannot save {}: {e}", path.display());
-        }
+        self.state.save(&self.config.state_dir);
     }
 
     pub fn mode(&self) -> EnforcementMode {
@@ -496,5 +319,87 @@ pub fn empty_policy() -> Policy {
         allow_user_namespaces: false,
         limits: Limits::default(),
         rules: Vec::new(),
+    }
+}
+
+/// Where events go: the events file, the configured sinks, `events --follow` clients and
+/// (when scraped) the metrics.
+fn outputs(
+    config: &Config,
+) -> Result<
+    (
+        Emitter,
+        crate::sinks::follow::Hub,
+        crate::sinks::metrics::Counts,
+    ),
+    DaemonError,
+> {
+    let target = Target::parse(&config.events);
+    if let Target::File(path) = &target
+        && let Some(dir) = path.parent()
+        && !dir.as_os_str().is_empty()
+        && !dir.exists()
+    {
+        // As systemd's LogsDirectory= would (the daemon may run without systemd).
+        use std::os::unix::fs::DirBuilderExt as _;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o750)
+            .create(dir)
+            .map_err(|e| DaemonError::Setup(format!("events {}: {e}", dir.display())))?;
+    }
+    // Written at each tick, many lines per write.
+    let writer = Writer::open(target.clone())
+        .map_err(|e| DaemonError::Setup(format!("events {}: {e}", config.events)))?
+        .deferred();
+    let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_default();
+    let mut outputs = vec![crate::events::Output::new(
+        "events",
+        config.format,
+        Box::new(writer),
+    )];
+    outputs.extend(
+        crate::sinks::outputs(&config.sinks, &config.spool_dir, &hostname)
+            .map_err(DaemonError::Setup)?,
+    );
+    let follow = crate::sinks::follow::Hub::default();
+    outputs.push(crate::events::Output::new(
+        "follow",
+        crate::events::Format::Native,
+        Box::new(crate::sinks::follow::FollowSink(follow.clone())),
+    ));
+    // Counted only when scraped at all: the drain is the daemon's hot path.
+    let counts = crate::sinks::metrics::Counts::default();
+    if config.metrics.is_some() {
+        outputs.push(crate::events::Output::new(
+            "metrics",
+            crate::events::Format::Native,
+            Box::new(crate::sinks::metrics::CountingSink(counts.clone())),
+        ));
+    }
+    Ok((Emitter::with_outputs(outputs), follow, counts))
+}
+
+/// The context of the daemon's own events (no task).
+fn daemon_context(probe: &Probe, generation: u32) -> TaskContext {
+    TaskContext {
+        task: "enforcer-daemon".into(),
+        task_id: "daemon".into(),
+        intent: None,
+        policy: PolicyRef {
+            name: String::new(),
+            version: 0,
+            sha256: String::new(),
+            generation,
+        },
+        mode: EnforcementMode::of(probe.lsm_mode()),
+        unenforced: probe
+            .fallback_reason()
+            .into_iter()
+            .map(|r| format!("fallback mode: {r}"))
+            .collect(),
+        boot_to_unix_ns: time::boot_to_unix_offset(),
     }
 }

@@ -21,7 +21,8 @@ use crate::{
     envelope::{kernel_identities, setup},
     events::{
         decode,
-        record::{Record, TaskContext, from_kernel},
+        kernel_event::from_kernel,
+        record::{Record, TaskContext},
         time,
     },
     kernel::{cgroup::TaskCgroup, confine},

@@ -10,9 +10,11 @@ mod load;
 mod metrics;
 mod notify;
 pub mod policies;
+mod programs;
 pub mod protocol;
 mod reload;
 mod server;
+mod state;
 mod task;
 mod upgrade;
 

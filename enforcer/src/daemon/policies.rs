@@ -154,6 +154,30 @@ impl PolicySet {
     }
 }
 
+impl PolicySet {
+    /// The policies a previous daemon of this boot knew (name, sha256, generation), so that a
+    /// restart does not renumber unchanged ones; their files are read again by the next scan.
+    pub fn remembered(state: &super::state::DaemonState) -> Self {
+        Self {
+            by_name: state
+                .policies
+                .iter()
+                .map(|(name, (sha, generation))| {
+                    let pf = PolicyFile {
+                        name: name.clone(),
+                        file: PathBuf::new(),
+                        text: String::new(),
+                        sha256: sha.clone(),
+                        generation: *generation,
+                    };
+                    (name.clone(), pf)
+                })
+                .collect(),
+            generation: state.generation,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -22,7 +22,7 @@ use aya::{
 use enforcer_common::{MAP_ABI, RootCgroup};
 use serde_json::json;
 
-use super::{DaemonError, core::DaemonState, load};
+use super::{DaemonError, load, state::DaemonState};
 use crate::{
     bpf::{
         convert::{self, Pinned},

@@ -20,7 +20,8 @@ use crate::{
     bpf::maps::Maps,
     events::{
         Emitter, decode,
-        record::{Record, TaskContext, from_kernel},
+        kernel_event::from_kernel,
+        record::{Record, TaskContext},
     },
     kernel::cgroup::{Killed, TaskCgroup},
     policy::Policy,

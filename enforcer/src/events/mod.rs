@@ -1,5 +1,6 @@
 //! Events: kernel records decoded, attributed to the policy rule that decided them, and
 //! written as JSON lines.
+pub mod kernel_event;
 pub mod lsm;
 pub mod ocsf;
 pub mod record;
