@@ -67,25 +67,23 @@ impl Core {
     /// Loads (or adopts) the programs, opens the maps, the cgroup subtree and the events.
     pub fn open(config: Config) -> Result<(Self, RingBuf<MapData>), DaemonError> {
         let probe = {
-            crate::kernel::probe::ensure_tracefs().map_err(DaemonError::Setup)?;
+            crate::kernel::probe::ensure_tracefs().map_err(DaemonError::Kernel)?;
             let p = Probe::run(config.mode);
-            p.check_requested().map_err(DaemonError::Setup)?;
+            p.check_requested().map_err(DaemonError::Kernel)?;
             p
         };
         let cgroup2 = probe
             .cgroup2
             .clone()
-            .map_err(|e| DaemonError::Setup(format!("{e}; tasks need cgroup v2")))?;
-        let (root, root_cg) = cgroup::daemon_root(&cgroup2, &config.cgroup)
-            .map_err(|e| DaemonError::Setup(e.to_string()))?;
+            .map_err(|e| DaemonError::Kernel(format!("{e}; tasks need cgroup v2")))?;
+        let (root, root_cg) = cgroup::daemon_root(&cgroup2, &config.cgroup)?;
         let pins = PinDir::new(&config.pin_dir);
-        pins.prepare()
-            .map_err(|e| DaemonError::Setup(e.to_string()))?;
+        pins.prepare()?;
         if let Some(what) = super::upgrade::recover(&pins)? {
             eprintln!("enforcer daemon: {what} ({})", pins.root.display());
         }
         std::fs::create_dir_all(config.state_dir.join("tasks"))
-            .map_err(|e| DaemonError::Setup(format!("{}: {e}", config.state_dir.display())))?;
+            .map_err(DaemonError::io(config.state_dir.display()))?;
         let saved_state = DaemonState::load(&config.state_dir);
         let (saved_tasks, bad) = Saved::load_all(&config.state_dir);
         for b in &bad {
@@ -110,7 +108,7 @@ impl Core {
             },
         )?;
         let (emitter, follow, counts) = outputs(&config)?;
-        let inotify = Inotify::new().map_err(|e| DaemonError::Setup(format!("inotify: {e}")))?;
+        let inotify = Inotify::new().map_err(DaemonError::io("inotify"))?;
         let daemon_ctx = daemon_context(&probe, state.generation);
         let policies = PolicySet::remembered(&state);
         let mut core = Self {
@@ -346,11 +344,11 @@ fn outputs(
             .recursive(true)
             .mode(0o750)
             .create(dir)
-            .map_err(|e| DaemonError::Setup(format!("events {}: {e}", dir.display())))?;
+            .map_err(DaemonError::io(format!("events {}", dir.display())))?;
     }
     // Written at each tick, many lines per write.
     let writer = Writer::open(target.clone())
-        .map_err(|e| DaemonError::Setup(format!("events {}: {e}", config.events)))?
+        .map_err(DaemonError::io(format!("events {}", config.events)))?
         .deferred();
     let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_owned())
@@ -362,7 +360,7 @@ fn outputs(
     )];
     outputs.extend(
         crate::sinks::outputs(&config.sinks, &config.spool_dir, &hostname)
-            .map_err(DaemonError::Setup)?,
+            .map_err(DaemonError::Sink)?,
     );
     let follow = crate::sinks::follow::Hub::default();
     outputs.push(crate::events::Output::new(

@@ -29,6 +29,36 @@ use crate::{
     policy,
 };
 
+/// Why the daemon refused to start a task (the reply to the client says it).
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// A bad task name, or a policy that cannot be set up on this host.
+    #[error("{0}")]
+    Setup(#[from] crate::envelope::RunError),
+    #[error("no policy \"{name}\" in {dir}; policies you may use: {allowed}")]
+    NoPolicy {
+        name: String,
+        dir: String,
+        allowed: String,
+    },
+    #[error("{0}: no such executable")]
+    NoExecutable(String),
+    #[error("--user needs a root client (the command runs as you)")]
+    UserNeedsRoot,
+    #[error("--user: {0}")]
+    User(std::io::Error),
+    #[error("invalid policy:\n{0}")]
+    Policy(#[from] policy::PolicyErrors),
+    #[error("{0} tasks are running: no slot left")]
+    NoSlot(usize),
+    #[error(transparent)]
+    Cgroup(#[from] crate::kernel::cgroup::CgroupError),
+    #[error("maps: {0}")]
+    Maps(#[from] crate::bpf::BpfError),
+    #[error("moving you into the task's cgroup: {0}")]
+    Launcher(crate::kernel::cgroup::CgroupError),
+}
+
 /// `IN_MODIFY` on `cgroup.events`: `populated` changed.
 const CGROUP_EVENTS_MASK: u32 = libc::IN_MODIFY;
 
@@ -39,8 +69,8 @@ impl Core {
         &mut self,
         peer: &Peer,
         req: StartRequest,
-    ) -> Result<(Confinement, Option<OwnedFd>), String> {
-        setup::check_task_name(&req.task).map_err(|e| e.to_string())?;
+    ) -> Result<(Confinement, Option<OwnedFd>), StartError> {
+        setup::check_task_name(&req.task)?;
         let policy_name = req.policy.clone().unwrap_or_else(|| req.task.clone());
         let Some(pf) = self.policies.by_name.get(&policy_name).cloned() else {
             let mut names: Vec<&str> = self
@@ -53,35 +83,33 @@ impl Core {
                 })
                 .collect();
             names.sort_unstable();
-            return Err(format!(
-                "no policy \"{policy_name}\" in {}; policies you may use: {}",
-                self.config.policies.display(),
-                if names.is_empty() {
+            return Err(StartError::NoPolicy {
+                name: policy_name,
+                dir: self.config.policies.display().to_string(),
+                allowed: if names.is_empty() {
                     "none".into()
                 } else {
                     names.join(", ")
-                }
-            ));
+                },
+            });
         };
         let executable = PathBuf::from(&req.executable);
         if !executable.is_absolute() || !executable.is_file() {
-            return Err(format!("{}: no such executable", req.executable));
+            return Err(StartError::NoExecutable(req.executable));
         }
         let user = match &req.user {
             Some(_) if !peer.is_root() => {
-                return Err("--user needs a root client (the command runs as you)".into());
+                return Err(StartError::UserNeedsRoot);
             }
-            Some(u) => Some(confine::task_user(u).map_err(|e| format!("--user: {e}"))?),
+            Some(u) => Some(confine::task_user(u).map_err(StartError::User)?),
             None => None,
         };
         let vars: policy::Vars = req.vars.clone().into_iter().collect();
-        let parsed = policy::parse(&pf.file, &pf.text, &vars)
-            .map_err(|e| format!("invalid policy:\n{e}"))?;
-        let plan = setup::plan(parsed, executable.clone(), user.clone(), self.probe.clone())
-            .map_err(|e| e.to_string())?;
+        let parsed = policy::parse(&pf.file, &pf.text, &vars)?;
+        let plan = setup::plan(parsed, executable.clone(), user.clone(), self.probe.clone())?;
         let slot = self
             .free_slot()
-            .ok_or_else(|| format!("{} tasks are running: no slot left", self.tasks.len()))?;
+            .ok_or_else(|| StartError::NoSlot(self.tasks.len()))?;
         let rules = self.next_rules();
         let (identities, flags) = kernel_identities(&plan, rules);
         let mut unenforced = plan.unenforced.clone();
@@ -100,7 +128,7 @@ impl Core {
         self.state.next_task += 1;
         let task_id = format!("{}-{}", req.task, self.state.next_task);
         self.save_state();
-        let cgroup = TaskCgroup::create_in(&self.root, &task_id).map_err(|e| e.to_string())?;
+        let cgroup = TaskCgroup::create_in(&self.root, &task_id)?;
         let ttl = req
             .ttl_ms
             .map(Duration::from_millis)
@@ -128,7 +156,7 @@ impl Core {
         if let Err(e) = installed {
             self.maps.remove_task(slot, rules, cgroup.id);
             let _ = cgroup.remove();
-            return Err(format!("maps: {e}"));
+            return Err(e.into());
         }
         let saved = Saved {
             task: req.task.clone(),
@@ -192,7 +220,7 @@ impl Core {
             self.by_cgroup
                 .insert(self.tasks[&task_id].saved.cgroup_id, task_id.clone());
             self.finalize(&task_id);
-            return Err(format!("moving you into the task's cgroup: {e}"));
+            return Err(StartError::Launcher(e));
         }
         let confinement = Confinement {
             task_id: task_id.clone(),

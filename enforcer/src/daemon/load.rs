@@ -69,15 +69,14 @@ pub fn load_and_pin(
             );
             eprintln!("enforcer: warning: {why}; using the fallback mode");
             let _ = pins.remove();
-            pins.prepare()
-                .map_err(|e| DaemonError::Setup(e.to_string()))?;
+            pins.prepare()?;
             let ebpf = attach_all(probe, false, root_cg, root, pins, &mut nothing)
-                .map_err(|(_, e)| DaemonError::Setup(format!("eBPF: {e}")))?;
+                .map_err(|(_, e)| DaemonError::Load(e))?;
             Ok((ebpf, Some(why)))
         }
         Err((_, e)) => {
             let _ = pins.remove();
-            Err(DaemonError::Setup(format!("eBPF: {e}")))
+            Err(DaemonError::Load(e))
         }
     }
 }

@@ -46,13 +46,16 @@ async fn serve_one<S: AsyncRead + AsyncWrite + Unpin>(mut s: S, tx: mpsc::Sender
 
 /// Binds `listen` (`host:port` or `unix:PATH`) and serves scrapes.
 pub async fn bind(listen: &str, tx: mpsc::Sender<Scrape>) -> Result<(), DaemonError> {
-    let err = |e: std::io::Error| DaemonError::Setup(format!("metrics {listen}: {e}"));
+    let err = |e: std::io::Error| DaemonError::Io {
+        what: format!("metrics {listen}"),
+        source: e,
+    };
     if let Some(path) = listen.strip_prefix("unix:") {
         // A socket left by an earlier daemon is replaced; anything else at the path is kept.
         match std::fs::symlink_metadata(path) {
             Ok(m) if m.file_type().is_socket() => std::fs::remove_file(path).map_err(err)?,
             Ok(_) => {
-                return Err(DaemonError::Setup(format!(
+                return Err(DaemonError::Kernel(format!(
                     "metrics {listen}: {path} exists and is not a socket; not replacing it"
                 )));
             }

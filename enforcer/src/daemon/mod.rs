@@ -35,8 +35,43 @@ use self::{config::Config, core::Core};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
+    #[error("the daemon needs root: it loads eBPF programs and owns a cgroup subtree")]
+    NotRoot,
+    /// The config file (with file:line:column).
     #[error("{0}")]
-    Setup(String),
+    Config(#[from] crate::policy::PolicyError),
+    /// What the kernel lacks or refuses (tracefs, cgroup v2, the mode asked for).
+    #[error("{0}")]
+    Kernel(String),
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Cgroup(#[from] crate::kernel::cgroup::CgroupError),
+    #[error(transparent)]
+    Pins(#[from] crate::bpf::pin::PinError),
+    #[error(transparent)]
+    Bpf(#[from] crate::bpf::BpfError),
+    /// Loading or attaching the programs (the verifier's verdict, cut short).
+    #[error("eBPF: {0}")]
+    Load(String),
+    /// A sink's configuration.
+    #[error("{0}")]
+    Sink(String),
+    /// The pinned programs cannot be taken over by this build; they keep enforcing.
+    #[error("{0}")]
+    Upgrade(String),
+}
+
+impl DaemonError {
+    /// An I/O error with what was being done.
+    pub fn io(what: impl std::fmt::Display) -> impl FnOnce(std::io::Error) -> Self {
+        let what = what.to_string();
+        move |source| Self::Io { what, source }
+    }
 }
 
 /// Runs the daemon until SIGTERM/SIGINT; returns the exit status.
@@ -52,26 +87,23 @@ pub async fn run(config_path: &Path) -> i32 {
 
 async fn serve(config_path: &Path) -> Result<(), DaemonError> {
     if !crate::kernel::probe::is_root() {
-        return Err(DaemonError::Setup(
-            "the daemon needs root: it loads eBPF programs and owns a cgroup subtree".into(),
-        ));
+        return Err(DaemonError::NotRoot);
     }
     // Out of every task's reach (kernel::creds): a task running as root cannot signal it.
-    crate::kernel::creds::guard_self()
-        .map_err(|e| DaemonError::Setup(format!("guarding the daemon's uid: {e}")))?;
+    crate::kernel::creds::guard_self().map_err(DaemonError::io("guarding the daemon's uid"))?;
     if !config_path.exists() {
         eprintln!(
             "enforcer daemon: {} does not exist; using the defaults",
             config_path.display()
         );
     }
-    let config = Config::load(config_path).map_err(|e| DaemonError::Setup(e.to_string()))?;
+    let config = Config::load(config_path)?;
     let socket = config.socket.clone();
     let policies_dir = config.policies.clone();
     let (mut core, ring) = Core::open(config)?;
     // SAFETY: the ring buffer owns its map fd, which stays open until the AsyncFd is dropped.
     let mut ring = unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }
-        .map_err(|e| DaemonError::Setup(format!("ring buffer: {e}")))?;
+        .map_err(|e| DaemonError::io("ring buffer")(e.into()))?;
 
     // Policies: watched first, then read, so no change falls between the two.
     let mask = libc::IN_CLOSE_WRITE
@@ -96,13 +128,12 @@ async fn serve(config_path: &Path) -> Result<(), DaemonError> {
     let inotify_owned = core
         .inotify
         .as_fd_owned()
-        .map_err(|e| DaemonError::Setup(format!("inotify: {e}")))?;
+        .map_err(DaemonError::io("inotify"))?;
     // SAFETY: the OwnedFd moves into the AsyncFd and stays open as long as it.
     let inotify_fd = unsafe { AsyncFd::register_with_interest(inotify_owned, Interest::READABLE) }
-        .map_err(|e| DaemonError::Setup(format!("inotify: {e}")))?;
+        .map_err(|e| DaemonError::io("inotify")(e.into()))?;
 
-    let listener = server::bind(&socket)
-        .map_err(|e| DaemonError::Setup(format!("{}: {e}", socket.display())))?;
+    let listener = server::bind(&socket).map_err(DaemonError::io(socket.display()))?;
     let (tx, mut rx) = mpsc::channel(64);
     tokio::spawn(server::accept_loop(listener, tx));
     let (scrape_tx, mut scrapes) = mpsc::channel::<metrics::Scrape>(16);
@@ -110,7 +141,7 @@ async fn serve(config_path: &Path) -> Result<(), DaemonError> {
         metrics::bind(&listen, scrape_tx).await?;
         eprintln!("enforcer daemon: metrics on {listen}/metrics");
     }
-    let signals = |k| signal(k).map_err(|e| DaemonError::Setup(format!("signals: {e}")));
+    let signals = |k| signal(k).map_err(DaemonError::io("signals"));
     let mut sighup = signals(SignalKind::hangup())?;
     let mut sigterm = signals(SignalKind::terminate())?;
     let mut sigint = signals(SignalKind::interrupt())?;

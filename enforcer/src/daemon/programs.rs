@@ -49,7 +49,6 @@ pub fn acquire(
     tasks_saved: bool,
     at: &Place<'_>,
 ) -> Result<Programs, DaemonError> {
-    let setup = |e: String| DaemonError::Setup(e);
     let sha = object_sha256();
     let pins = at.pins;
     let pinned = pins.has_state();
@@ -60,7 +59,7 @@ pub fn acquire(
         .unwrap_or_default();
     match saved {
         Some(st) if pinned && st.object_sha256 == sha && st.root_cgroup_id == at.root_cg.id => {
-            let (maps, ring) = Maps::open_pinned(pins).map_err(|e| setup(e.to_string()))?;
+            let (maps, ring) = Maps::open_pinned(pins)?;
             if !st.mode.is_lsm() {
                 probe.bpf_lsm = Err(st
                     .fallback_reason
@@ -95,7 +94,7 @@ pub fn acquire(
                 retired: Some(old),
             })
         }
-        _ if pinned && tasks_saved => Err(setup(format!(
+        _ if pinned && tasks_saved => Err(DaemonError::Upgrade(format!(
             "{} holds pinned programs of another enforcer build whose maps differ from this \
              build's (or of another cgroup root), and task(s) are saved in {}: they keep being \
              enforced by the pinned programs; end them (or reboot) before starting this daemon",
@@ -104,14 +103,14 @@ pub fn acquire(
         ))),
         _ => {
             if pinned {
-                pins.remove().map_err(|e| setup(e.to_string()))?;
-                pins.prepare().map_err(|e| setup(e.to_string()))?;
+                pins.remove()?;
+                pins.prepare()?;
             }
             let (mut ebpf, mode_reason) = load::load_and_pin(probe, at.root_cg, at.root, pins)?;
             if let Some(why) = &mode_reason {
                 probe.bpf_lsm = Err(why.clone());
             }
-            let (maps, ring) = Maps::take(&mut ebpf).map_err(|e| setup(e.to_string()))?;
+            let (maps, ring) = Maps::take(&mut ebpf)?;
             Ok(Programs {
                 maps,
                 ring,

@@ -10,9 +10,30 @@ use crate::{
     policy,
 };
 
+/// Why a reload changed nothing.
+#[derive(Debug, thiserror::Error)]
+#[error("the policy set is invalid; generation {kept} stays in force:\n{}", errors.join("\n"))]
+pub struct ReloadError {
+    pub kept: u32,
+    pub errors: Vec<String>,
+}
+
+/// Why one running task could not be moved to a new generation (it keeps its rules).
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    #[error("the task ended meanwhile")]
+    TaskGone,
+    #[error("{0}")]
+    Policy(#[from] policy::PolicyErrors),
+    #[error("{0}")]
+    Setup(#[from] crate::envelope::RunError),
+    #[error("{0}")]
+    Maps(#[from] crate::bpf::BpfError),
+}
+
 impl Core {
     /// Reads the policy directory; a bad set changes nothing and is reported (log and event).
-    pub fn reload(&mut self, trigger: &str) -> Result<serde_json::Value, String> {
+    pub fn reload(&mut self, trigger: &str) -> Result<serde_json::Value, ReloadError> {
         let files = match policies::read(&self.config.policies) {
             Ok(f) => f,
             Err(errors) => {
@@ -29,10 +50,7 @@ impl Core {
                     Op::PolicyError,
                     json!({ "trigger": trigger, "errors": errors, "kept_generation": kept }),
                 );
-                return Err(format!(
-                    "the policy set is invalid; generation {kept} stays in force:\n{}",
-                    errors.join("\n")
-                ));
+                return Err(ReloadError { kept, errors });
             }
         };
         let (set, change) = self.policies.replace(files);
@@ -72,7 +90,7 @@ impl Core {
                 Ok(()) => applied.push(id),
                 Err(e) => {
                     eprintln!("enforcer: task {id} keeps its generation: {e}");
-                    failed.push(json!({ "task_id": id, "error": e }));
+                    failed.push(json!({ "task_id": id, "error": e.to_string() }));
                 }
             }
         }
@@ -89,9 +107,13 @@ impl Core {
 
     /// Moves one task to `pf`'s generation: its new rules are written under a new rule set id,
     /// the task entry is swapped in one update, and only then are the old rules removed.
-    fn apply_generation(&mut self, task_id: &str, pf: &policies::PolicyFile) -> Result<(), String> {
+    fn apply_generation(
+        &mut self,
+        task_id: &str,
+        pf: &policies::PolicyFile,
+    ) -> Result<(), ApplyError> {
         let (vars, executable, slot, old_rules, cgroup_id, deadline, from) = {
-            let t = self.tasks.get(task_id).ok_or("task gone")?;
+            let t = self.tasks.get(task_id).ok_or(ApplyError::TaskGone)?;
             let s = &t.saved;
             let vars: policy::Vars = s.vars.clone().into_iter().collect();
             (
@@ -104,17 +126,13 @@ impl Core {
                 s.generation,
             )
         };
-        let parsed = policy::parse(&pf.file, &pf.text, &vars).map_err(|e| e.to_string())?;
-        let plan =
-            setup::plan(parsed, executable, None, self.probe.clone()).map_err(|e| e.to_string())?;
+        let parsed = policy::parse(&pf.file, &pf.text, &vars)?;
+        let plan = setup::plan(parsed, executable, None, self.probe.clone())?;
         let rules = self.next_rules();
         let (identities, flags) = kernel_identities(&plan, rules);
         self.maps
             .install_rules(rules, &plan.files, &plan.net, &identities.entries)
-            .map_err(|e| {
-                self.maps.remove_rules(rules);
-                e.to_string()
-            })?;
+            .inspect_err(|_| self.maps.remove_rules(rules))?;
         // The deadline is the task's own, set when it started; a reload changes the rest.
         let limits = TaskLimits {
             deadline_ns: deadline,
@@ -129,7 +147,7 @@ impl Core {
         };
         if let Err(e) = self.maps.swap_entry(cgroup_id, entry) {
             self.maps.remove_rules(rules);
-            return Err(e.to_string());
+            return Err(e.into());
         }
         let _ = self.maps.limits.set(slot, limits, 0);
         self.maps.remove_rules(old_rules);

@@ -150,7 +150,7 @@ pub fn handle(core: &mut Core, incoming: Incoming) {
         Ok(Op::Status) if admin => (Reply::ok(core.status()), None),
         Ok(Op::Reload) if admin => match core.reload("enforcer reload") {
             Ok(v) => (Reply::ok(v), None),
-            Err(e) => (Reply::err(e), None),
+            Err(e) => (Reply::err(e.to_string()), None),
         },
         Ok(Op::Status | Op::Reload) => (denied(), None),
         Ok(Op::Follow { task, decision }) if admin => {
@@ -191,7 +191,7 @@ pub fn handle(core: &mut Core, incoming: Incoming) {
             } else {
                 match core.start(&peer, req) {
                     Ok((c, fd)) => (Reply::ok(serde_json::to_value(c).unwrap_or_default()), fd),
-                    Err(e) => (Reply::err(e), None),
+                    Err(e) => (Reply::err(e.to_string()), None),
                 }
             }
         }

@@ -45,9 +45,8 @@ pub struct Retired {
 impl Retired {
     /// Removes the old pins and moves the new ones to their place.
     pub fn finish(self) -> Result<(), DaemonError> {
-        let setup = |e: crate::bpf::pin::PinError| DaemonError::Setup(e.to_string());
-        self.old.remove().map_err(setup)?;
-        self.staging.rename_to(&self.old).map_err(setup)
+        self.old.remove()?;
+        Ok(self.staging.rename_to(&self.old)?)
     }
 }
 
@@ -60,19 +59,18 @@ pub fn possible(saved: &DaemonState, sha: &str, root_cgroup_id: u64) -> bool {
 
 /// Finishes or undoes a handover a crash interrupted. Returns what it did, to log.
 pub fn recover(pins: &PinDir) -> Result<Option<&'static str>, DaemonError> {
-    let setup = |e: crate::bpf::pin::PinError| DaemonError::Setup(e.to_string());
     let staging = pins.staging();
     if !staging.root.exists() {
         return Ok(None);
     }
     if staging.is_complete() {
         // The new programs were attached with every entry: they are the ones to keep.
-        pins.remove().map_err(setup)?;
-        staging.rename_to(pins).map_err(setup)?;
+        pins.remove()?;
+        staging.rename_to(pins)?;
         Ok(Some("finished an interrupted program upgrade"))
     } else {
         // The old programs were never detached.
-        staging.remove().map_err(setup)?;
+        staging.remove()?;
         Ok(Some("undid an interrupted program upgrade"))
     }
 }
@@ -87,7 +85,7 @@ pub fn hand_over(
     root: &Path,
     pins: &PinDir,
 ) -> Result<(Ebpf, Maps, RingBuf<MapData>, Retired), DaemonError> {
-    let setup = |e: String| DaemonError::Setup(e);
+    let setup = DaemonError::Upgrade;
     let lsm = saved.mode.is_lsm();
     if lsm && !probe.lsm_mode() {
         return Err(setup(format!(
@@ -96,10 +94,10 @@ pub fn hand_over(
             probe.fallback_reason().unwrap_or_default()
         )));
     }
-    let (old, old_ring) = Pinned::open(pins, saved.map_abi).map_err(|e| setup(e.to_string()))?;
+    let (old, old_ring) = Pinned::open(pins, saved.map_abi)?;
     let staging = pins.staging();
-    staging.remove().map_err(|e| setup(e.to_string()))?;
-    staging.prepare().map_err(|e| setup(e.to_string()))?;
+    staging.remove()?;
+    staging.prepare()?;
     let mut copied = Copied::default();
     let mut snapshot = Vec::new();
     let mut copy = |new_pins: &PinDir| -> Result<(), String> {
@@ -124,8 +122,7 @@ pub fn hand_over(
         // Both sets are attached; the next start finishes the upgrade (see `recover`).
         return Err(setup(format!("upgrading the pinned programs: {e}")));
     }
-    let (mut maps, ring) =
-        Maps::take(&mut ebpf).map_err(|e| setup(format!("the new maps: {e}")))?;
+    let (mut maps, ring) = Maps::take(&mut ebpf)?;
     let counted_meanwhile = maps.add_counter_deltas(&snapshot, &old.counters());
     let report = json!({
         "from_object_sha256": saved.object_sha256,
