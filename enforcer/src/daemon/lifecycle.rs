@@ -5,7 +5,7 @@ use std::{os::fd::OwnedFd, path::PathBuf, time::Duration};
 
 use aya::maps::{MapData, RingBuf};
 use enforcer_common::{
-    TaskEntry, decision, event_kind,
+    TaskEntry,
     exit_status::{self, Ended},
 };
 use serde_json::json;
@@ -17,8 +17,7 @@ use super::{
     task::{Saved, Task},
 };
 use crate::{
-    bpf::maps::TaskEntries,
-    envelope::{kernel_identities, setup},
+    envelope::setup,
     events::{
         decode,
         kernel_event::from_kernel,
@@ -27,6 +26,11 @@ use crate::{
     },
     kernel::{cgroup::TaskCgroup, confine},
     policy,
+    runtime::{
+        ending,
+        install::{Place, install},
+        task_end::TaskEnd,
+    },
 };
 
 /// Why the daemon refused to start a task (the reply to the client says it).
@@ -111,13 +115,11 @@ impl Core {
             .free_slot()
             .ok_or_else(|| StartError::NoSlot(self.tasks.len()))?;
         let rules = self.next_rules();
-        let (identities, flags) = kernel_identities(&plan, rules);
-        let mut unenforced = plan.unenforced.clone();
-        unenforced.extend(identities.missing.iter().cloned());
         // A client that is not root cannot give its task a private IPC namespace.
         let ipc_namespace = peer.is_root();
+        let mut unenforced_here = Vec::new();
         if !ipc_namespace {
-            unenforced.push(
+            unenforced_here.push(
                 "System V IPC: refused to the task (seccomp, EPERM) without an event, and no \
                  cgroup namespace: a client that is not root cannot give it private IPC and \
                  cgroup namespaces"
@@ -134,30 +136,22 @@ impl Core {
             .map(Duration::from_millis)
             .or(plan.policy.limits.ttl);
         let now = time::boot_ns();
-        let limits = plan.policy.limits.kernel(ttl, now);
-        let deadline = limits.deadline_ns;
-        let entry = TaskEntry {
-            slot,
-            generation: pf.generation,
-            flags,
-            rules,
-            ..TaskEntry::default()
-        };
-        let installed = self.maps.install_task(&TaskEntries {
+        let at = Place {
             slot,
             rules,
             cgroup_id: cgroup.id,
-            entry,
-            limits,
-            files: &plan.files,
-            net: &plan.net,
-            inodes: &identities.entries,
-        });
-        if let Err(e) = installed {
-            self.maps.remove_task(slot, rules, cgroup.id);
-            let _ = cgroup.remove();
-            return Err(e.into());
-        }
+            generation: pf.generation,
+        };
+        let installed = match install(&mut self.maps, &plan, at, ttl, now) {
+            Ok(i) => i,
+            Err(e) => {
+                let _ = cgroup.remove();
+                return Err(e.into());
+            }
+        };
+        let (flags, deadline) = (installed.entry.flags, installed.limits.deadline_ns);
+        let mut unenforced = installed.unenforced;
+        unenforced.extend(unenforced_here);
         let saved = Saved {
             task: req.task.clone(),
             task_id: task_id.clone(),
@@ -299,25 +293,18 @@ impl Core {
             eprintln!("enforcer: cleanup of {task_id}: {e}");
         }
         Saved::remove(&self.config.state_dir, task_id);
-        let exit = exit_details(self.maps.take_exit(s.pid), self.probe.offsets.is_ok());
-        let mut details = json!({
-            "reason": task.ending.clone().unwrap_or_else(|| "exited".into()),
-            "counters": {
-                "execs": counters.execs, "opens": counters.opens,
-                "connects": counters.connects, "denials": counters.denials,
-            },
-            "duration_ms": time::boot_ns().saturating_sub(s.started_boot_ns) / 1_000_000,
-            "events_dropped": self.drops_seen,
-            "killed": task.killed,
-            "cleanup": {
-                "cgroup": s.cgroup.display().to_string(),
-                "cgroup_removed": removed.is_ok(),
-                "map_entries_left": leftovers.total(),
-            },
-        });
-        if let (Some(d), serde_json::Value::Object(e)) = (details.as_object_mut(), exit) {
-            d.extend(e);
+        let details = TaskEnd {
+            reason: task.ending.clone().unwrap_or_else(|| "exited".into()),
+            counters,
+            duration_ms: time::boot_ns().saturating_sub(s.started_boot_ns) / 1_000_000,
+            events_dropped: self.drops_seen,
+            killed: &task.killed,
+            cgroup: s.cgroup.display().to_string(),
+            cgroup_removed: removed.is_ok(),
+            leftovers,
+            exit: exit_details(self.maps.take_exit(s.pid), self.probe.offsets.is_ok()),
         }
+        .details();
         self.emitter
             .emit(&Record::lifecycle(&task.ctx, Op::TaskEnd, s.pid, details));
     }
@@ -398,17 +385,12 @@ impl Core {
                     from_kernel(&ev, &ctx, &empty_policy())
                 }
             };
-            if let Some(id) = task.map(|t| t.saved.task_id.clone()) {
-                if ev.kind == event_kind::LIMIT {
-                    let name = record
-                        .as_ref()
-                        .map_or("limit".to_owned(), |r| r.target.clone());
-                    if self.tasks.get(&id).is_some_and(|t| t.ending.is_some()) {
-                        continue;
-                    }
-                    to_end.push((id.clone(), format!("limit {name} exceeded")));
-                } else if ev.decision == decision::KILL {
-                    to_end.push((id, "kill-on-violation".into()));
+            if let Some(t) = task {
+                if ending::is_repeat(&ev, t.ending.is_some()) {
+                    continue;
+                }
+                if let Some(why) = ending::of(&ev, record.as_ref()) {
+                    to_end.push((t.saved.task_id.clone(), why));
                 }
             }
             if let Some(r) = record {

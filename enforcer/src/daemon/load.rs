@@ -7,7 +7,8 @@ use enforcer_common::{RootCgroup, root_scope};
 use super::DaemonError;
 use crate::{
     bpf::{self, pin::PinDir},
-    kernel::probe::{ModeRequest, Probe},
+    kernel::probe::Probe,
+    runtime::programs::{Failure, load_with_fallback},
 };
 
 /// What runs after the maps are pinned and before any program is attached (a handover copies
@@ -60,23 +61,18 @@ pub fn load_and_pin(
     pins: &PinDir,
 ) -> Result<(Ebpf, Option<String>), DaemonError> {
     let mut nothing = |_: &PinDir| Ok(());
-    match attach_all(probe, probe.lsm_mode(), root_cg, root, pins, &mut nothing) {
-        Ok(ebpf) => Ok((ebpf, None)),
-        Err((true, e)) if probe.requested == ModeRequest::Auto => {
-            let why = format!(
-                "the BPF LSM programs did not load on this kernel: {}",
-                bpf::brief_load_error(&e)
-            );
-            eprintln!("enforcer: warning: {why}; using the fallback mode");
+    let loaded = load_with_fallback(probe.requested, |why| {
+        if why.is_some() {
+            // What the refused attempt pinned goes first.
             let _ = pins.remove();
-            pins.prepare()?;
-            let ebpf = attach_all(probe, false, root_cg, root, pins, &mut nothing)
-                .map_err(|(_, e)| DaemonError::Load(e))?;
-            Ok((ebpf, Some(why)))
+            pins.prepare().map_err(Failure::other)?;
         }
-        Err((_, e)) => {
-            let _ = pins.remove();
-            Err(DaemonError::Load(e))
-        }
-    }
+        let lsm = why.is_none() && probe.lsm_mode();
+        attach_all(probe, lsm, root_cg, root, pins, &mut nothing)
+            .map_err(|(in_lsm, message)| Failure { in_lsm, message })
+    });
+    loaded.map_err(|f| {
+        let _ = pins.remove();
+        DaemonError::Load(f.message)
+    })
 }

@@ -5,10 +5,7 @@ use enforcer_common::{TaskEntry, TaskLimits};
 use serde_json::json;
 
 use super::{core::Core, policies};
-use crate::{
-    envelope::{kernel_identities, setup},
-    policy,
-};
+use crate::{envelope::setup, policy};
 
 /// Why a reload changed nothing.
 #[derive(Debug, thiserror::Error)]
@@ -129,7 +126,7 @@ impl Core {
         let parsed = policy::parse(&pf.file, &pf.text, &vars)?;
         let plan = setup::plan(parsed, executable, None, self.probe.clone())?;
         let rules = self.next_rules();
-        let (identities, flags) = kernel_identities(&plan, rules);
+        let (identities, flags) = crate::runtime::install::identities(&plan, rules);
         self.maps
             .install_rules(rules, &plan.files, &plan.net, &identities.entries)
             .inspect_err(|_| self.maps.remove_rules(rules))?;

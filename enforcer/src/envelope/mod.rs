@@ -12,12 +12,11 @@ use std::{
     time::{Duration, Instant},
 };
 
-use enforcer_common::{TaskEntry, task_flags};
 use serde_json::json;
 use tokio::io::{Interest, unix::AsyncFd};
 
 use crate::{
-    bpf::{self, maps::TaskEntries},
+    bpf,
     events::{
         Emitter, Format,
         record::{PolicyRef, Record, TaskContext},
@@ -26,7 +25,12 @@ use crate::{
     },
     exit_code,
     kernel::{cgroup::TaskCgroup, confine, probe},
-    policy::{Mode, Vars},
+    policy::Vars,
+    runtime::{
+        install::{Place, install},
+        programs::{Failure, load_with_fallback},
+        task_end::TaskEnd,
+    },
 };
 
 /// Everything `enforcer run` was asked.
@@ -83,71 +87,19 @@ pub async fn run(req: RunRequest) -> i32 {
     }
 }
 
-/// Why the programs could not be loaded: the LSM programs (lsm mode only), or anything else.
-enum LoadError {
-    Lsm(String),
-    Other(RunError),
-}
-
-impl LoadError {
-    fn into_run(self) -> RunError {
-        match self {
-            Self::Lsm(why) => {
-                RunError::Setup(format!("eBPF (lsm mode; --mode fallback avoids it): {why}"))
-            }
-            Self::Other(e) => e,
-        }
-    }
-}
-
 /// Loads the programs the plan's mode needs and attaches the global ones.
-fn load_programs(plan: &setup::Prepared, ring_bytes: Option<u32>) -> Result<aya::Ebpf, LoadError> {
-    let other = |what: &str, e: String| LoadError::Other(setup_err(what)(e));
+fn load_programs(plan: &setup::Prepared, ring_bytes: Option<u32>) -> Result<aya::Ebpf, Failure> {
     let root = crate::kernel::cgroup::enforcer_root(&plan.cgroup2)
-        .map_err(|e| other("cgroup", e.to_string()))?;
-    let mut ebpf = bpf::load(plan.offsets, Some(root), ring_bytes)
-        .map_err(|e| other("eBPF", e.to_string()))?;
+        .map_err(|e| Failure::other(format!("cgroup: {e}")))?;
+    let ebpf_err = |e: bpf::BpfError| Failure::other(format!("eBPF: {e}"));
+    let mut ebpf = bpf::load(plan.offsets, Some(root), ring_bytes).map_err(ebpf_err)?;
     let lsm_mode = plan.probe.lsm_mode();
-    bpf::attach_tracepoints(&mut ebpf, lsm_mode, None).map_err(|e| other("eBPF", e.to_string()))?;
+    bpf::attach_tracepoints(&mut ebpf, lsm_mode, None).map_err(ebpf_err)?;
     if lsm_mode {
-        bpf::attach_lsm(&mut ebpf, None).map_err(|e| LoadError::Lsm(e.to_string()))?;
+        bpf::attach_lsm(&mut ebpf, None).map_err(Failure::lsm)?;
     }
-    bpf::load_cgroup_programs(&mut ebpf).map_err(|e| other("eBPF", e.to_string()))?;
+    bpf::load_cgroup_programs(&mut ebpf).map_err(ebpf_err)?;
     Ok(ebpf)
-}
-
-/// The identity deny entries of a planned task (keyed by rule set `rules`) and the task flags
-/// that go with them.
-pub fn kernel_identities(plan: &setup::Prepared, rules: u32) -> (identity::Identities, u32) {
-    let policy = &plan.policy;
-    let mut identities = identity::deny_identities(policy, rules);
-    identities.entries.extend(identity::interpreter_identities(
-        policy,
-        &plan.interpreters,
-        rules,
-    ));
-    let mut flags = 0;
-    if plan.offsets.is_some() {
-        let exec_only = |(_, rule): &&(_, u32)| rule & enforcer_common::RULE_EXEC_ONLY != 0;
-        if identities.entries.iter().any(|e| !exec_only(&e)) {
-            flags |= task_flags::DENY_INODES;
-        }
-        if identities.entries.iter().any(|e| exec_only(&e)) {
-            flags |= task_flags::EXEC_IDENTITIES;
-        }
-    }
-    if identities.has_dirs {
-        flags |= task_flags::DENY_DIRS;
-    }
-    if policy.mode == Mode::Audit {
-        // In lsm mode the hooks decide audit-mode operations themselves; in fallback mode
-        // nothing refuses them, so every open and exec is reported for userspace to decide.
-        flags |= task_flags::AUDIT;
-        if !plan.probe.lsm_mode() {
-            flags |= task_flags::OBSERVE_ALL;
-        }
-    }
-    (identities, flags)
 }
 
 /// Removes the cgroup if setup fails half way.
@@ -173,23 +125,23 @@ async fn run_task(req: RunRequest) -> Result<i32, RunError> {
     let original_ids = crate::kernel::creds::guard_self()
         .map_err(|e| setup_err("credentials")(format!("guarding the launcher's uid: {e}")))?;
     let t0 = Instant::now();
-    let plan = setup::prepare(&req, None)?;
-    let (mut ebpf, plan) = match load_programs(&plan, req.ring_bytes) {
-        Ok(ebpf) => (ebpf, plan),
-        // The probe's trivial program loaded but the real ones did not (a verifier that
-        // refuses them): in auto mode, fall back, saying so now and in every event.
-        Err(LoadError::Lsm(why)) if req.mode == probe::ModeRequest::Auto => {
-            let why = format!(
-                "the BPF LSM programs did not load on this kernel: {}",
-                bpf::brief_load_error(&why)
-            );
-            eprintln!("enforcer: warning: {why}; using the fallback mode");
-            let plan = setup::prepare(&req, Some(why))?;
-            let ebpf = load_programs(&plan, req.ring_bytes).map_err(LoadError::into_run)?;
-            (ebpf, plan)
+    // The plan depends on the mode (the Landlock ruleset is the fallback mode's): a fall
+    // back plans again, with the reason said in every event.
+    let mut planned = setup::prepare(&req, None)?;
+    let loaded = load_with_fallback(req.mode, |why| {
+        if let Some(why) = why {
+            planned = setup::prepare(&req, Some(why.to_owned())).map_err(Failure::other)?;
         }
-        Err(e) => return Err(e.into_run()),
-    };
+        load_programs(&planned, req.ring_bytes)
+    });
+    let (mut ebpf, _) = loaded.map_err(|f| {
+        RunError::Setup(if f.in_lsm {
+            format!("eBPF (lsm mode; --mode fallback avoids it): {}", f.message)
+        } else {
+            f.message
+        })
+    })?;
+    let plan = planned;
     let policy = &plan.policy;
     let t_prepared = t0.elapsed();
     let (mut maps, ring) =
@@ -210,35 +162,23 @@ async fn run_task(req: RunRequest) -> Result<i32, RunError> {
     bpf::attach_cgroup(&mut ebpf, &dir, None).map_err(|e| setup_err("eBPF")(e.to_string()))?;
 
     const SLOT: u32 = 0;
-    let (identities, flags) = kernel_identities(&plan, SLOT);
-    let mut unenforced = plan.unenforced.clone();
-    unenforced.extend(identities.missing.iter().cloned());
-    for line in &unenforced {
-        eprintln!("enforcer: warning: {line}");
-    }
-
     let t_before_maps = t0.elapsed();
     let started = Instant::now();
     let ttl = req.ttl.or(policy.limits.ttl);
-    let limits = policy.limits.kernel(req.ttl, time::boot_ns());
     let generation = 1;
-    maps.install_task(&TaskEntries {
+    let at = Place {
         slot: SLOT,
         rules: SLOT,
         cgroup_id: cgroup.id,
-        entry: TaskEntry {
-            slot: SLOT,
-            generation,
-            flags,
-            rules: SLOT,
-            ..TaskEntry::default()
-        },
-        limits,
-        files: &plan.files,
-        net: &plan.net,
-        inodes: &identities.entries,
-    })
-    .map_err(|e| setup_err("maps")(e.to_string()))?;
+        generation,
+    };
+    let installed = install(&mut maps, &plan, at, ttl, time::boot_ns())
+        .map_err(|e| setup_err("maps")(e.to_string()))?;
+    let flags = installed.entry.flags;
+    let unenforced = installed.unenforced;
+    for line in &unenforced {
+        eprintln!("enforcer: warning: {line}");
+    }
 
     let ctx = TaskContext {
         task: req.task.clone(),
@@ -290,7 +230,7 @@ async fn run_task(req: RunRequest) -> Result<i32, RunError> {
                 "load_and_attach": us(t_loaded - t_prepared),
                 "install_maps": us(started.elapsed()),
                 "total": us(t_before_maps + started.elapsed()),
-                "map_entries": plan.files.len() + plan.net.len() + identities.entries.len(),
+                "map_entries": plan.files.len() + plan.net.len() + installed.identity_entries,
             }),
         );
     }
@@ -380,36 +320,20 @@ async fn run_task(req: RunRequest) -> Result<i32, RunError> {
     if let Some(Err(e)) = removed {
         eprintln!("enforcer: cleanup: {e}");
     }
-    let mut details = exit_detail;
+    let mut details = TaskEnd {
+        reason: monitor_end.unwrap_or_else(|| "exited".into()),
+        counters,
+        duration_ms: started.elapsed().as_millis() as u64,
+        events_dropped: drops,
+        killed: &killed,
+        cgroup: cgroup_path,
+        cgroup_removed,
+        leftovers,
+        exit: exit_detail,
+    }
+    .details();
     if let Some(obj) = details.as_object_mut() {
-        obj.insert(
-            "reason".into(),
-            json!(monitor_end.unwrap_or_else(|| "exited".into())),
-        );
-        obj.insert(
-            "counters".into(),
-            json!({
-                "execs": counters.execs,
-                "opens": counters.opens,
-                "connects": counters.connects,
-                "denials": counters.denials,
-            }),
-        );
-        obj.insert("events_dropped".into(), json!(drops));
-        obj.insert("killed".into(), json!(killed));
         obj.insert("programs".into(), bpf::program_stats(&ebpf));
-        obj.insert(
-            "duration_ms".into(),
-            json!(started.elapsed().as_millis() as u64),
-        );
-        obj.insert(
-            "cleanup".into(),
-            json!({
-                "cgroup": cgroup_path,
-                "cgroup_removed": cgroup_removed,
-                "map_entries_left": leftovers.total(),
-            }),
-        );
     }
     let end = Record::lifecycle(&ctx, Op::TaskEnd, std::process::id(), details);
     writer.emit(&end);

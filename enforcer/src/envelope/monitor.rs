@@ -8,7 +8,7 @@ use std::{
 };
 
 use aya::maps::{MapData, RingBuf};
-use enforcer_common::{decision, event_kind};
+
 use serde_json::json;
 use tokio::{
     io::unix::AsyncFd,
@@ -25,6 +25,7 @@ use crate::{
     },
     kernel::cgroup::{Killed, TaskCgroup},
     policy::Policy,
+    runtime::ending,
 };
 
 pub struct Monitor<'a> {
@@ -92,26 +93,16 @@ impl<'a> Monitor<'a> {
             if n.is_multiple_of(1024) {
                 self.writer.flush();
             }
-            if ev.kind == event_kind::LIMIT {
-                // Two CPUs may both report the same limit; the task ends once.
-                if self.ended_by.is_some() {
-                    continue;
-                }
-                let record = from_kernel(&ev, self.ctx, self.policy);
-                let name = record
-                    .as_ref()
-                    .map_or("limit".to_owned(), |r| r.target.clone());
-                if let Some(r) = record {
-                    self.writer.emit(&r);
-                }
-                self.end_task(format!("limit {name} exceeded"));
+            if ending::is_repeat(&ev, self.ended_by.is_some()) {
                 continue;
             }
-            if let Some(record) = from_kernel(&ev, self.ctx, self.policy) {
-                self.writer.emit(&record);
+            let record = from_kernel(&ev, self.ctx, self.policy);
+            let ends = ending::of(&ev, record.as_ref());
+            if let Some(r) = record {
+                self.writer.emit(&r);
             }
-            if ev.decision == decision::KILL {
-                self.end_task("kill-on-violation".into());
+            if let Some(why) = ends {
+                self.end_task(why);
             }
         }
         self.check_drops();
