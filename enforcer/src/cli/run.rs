@@ -1,5 +1,5 @@
 //! `enforcer run`: one task, through the daemon when one is listening, else standalone.
-use std::path::PathBuf;
+use std::{os::unix::net::UnixStream, path::PathBuf};
 
 use enforcer::{
     daemon::{client, protocol::StartRequest},
@@ -13,13 +13,16 @@ use super::RunArgs;
 
 pub fn run(args: RunArgs) -> i32 {
     let socket = args.socket.clone().unwrap_or_else(client::default_socket);
-    if !args.standalone && client::daemon_listening(&socket) {
-        return via_daemon(args, &socket);
+    // One connection: it tells whether a daemon listens, and carries the request.
+    if !args.standalone
+        && let Some(stream) = client::connect(&socket)
+    {
+        return via_daemon(args, &socket, stream);
     }
     standalone(args)
 }
 
-fn via_daemon(args: RunArgs, socket: &std::path::Path) -> i32 {
+fn via_daemon(args: RunArgs, socket: &std::path::Path, stream: UnixStream) -> i32 {
     let standalone_only = [
         (args.events.is_some(), "--events"),
         (args.mode.is_some(), "--mode"),
@@ -55,7 +58,7 @@ fn via_daemon(args: RunArgs, socket: &std::path::Path) -> i32 {
         user: args.user,
         ..StartRequest::default()
     };
-    client::run_via_daemon(socket, req, &args.command)
+    client::run_via_daemon(stream, req, &args.command)
 }
 
 fn standalone(args: RunArgs) -> i32 {

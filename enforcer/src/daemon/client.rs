@@ -27,12 +27,17 @@ pub fn default_socket() -> PathBuf {
 
 /// Sends one request; returns the reply and the fd that came with it.
 pub fn request(socket: &Path, op: &Op) -> Result<(Reply, Option<OwnedFd>), String> {
-    let mut stream = UnixStream::connect(socket).map_err(|e| {
+    let stream = UnixStream::connect(socket).map_err(|e| {
         format!(
             "cannot reach the daemon at {}: {e} (is `enforcer daemon` running?)",
             socket.display()
         )
     })?;
+    request_on(stream, op)
+}
+
+/// Sends one request on a connected stream; returns the reply and the fd that came with it.
+pub fn request_on(mut stream: UnixStream, op: &Op) -> Result<(Reply, Option<OwnedFd>), String> {
     let mut line = protocol::encode_request(op);
     line.push('\n');
     stream
@@ -58,13 +63,13 @@ pub fn request(socket: &Path, op: &Op) -> Result<(Reply, Option<OwnedFd>), Strin
     Ok((reply, fd))
 }
 
-/// Whether a daemon answers at `socket`.
-pub fn daemon_listening(socket: &Path) -> bool {
-    UnixStream::connect(socket).is_ok()
+/// A connection to the daemon at `socket`, if one answers.
+pub fn connect(socket: &Path) -> Option<UnixStream> {
+    UnixStream::connect(socket).ok()
 }
 
 /// `enforcer run` through the daemon. Returns only on failure (the exit status to use).
-pub fn run_via_daemon(socket: &Path, mut req: StartRequest, command: &[OsString]) -> i32 {
+pub fn run_via_daemon(stream: UnixStream, mut req: StartRequest, command: &[OsString]) -> i32 {
     let Some(first) = command.first() else {
         eprintln!("enforcer: no command given after --");
         return exit_code::NOT_FOUND;
@@ -88,7 +93,7 @@ pub fn run_via_daemon(socket: &Path, mut req: StartRequest, command: &[OsString]
         .iter()
         .map(|a| a.to_string_lossy().into_owned())
         .collect();
-    let (reply, ruleset) = match request(socket, &Op::Start(req)) {
+    let (reply, ruleset) = match request_on(stream, &Op::Start(req)) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("enforcer: {e}");

@@ -33,6 +33,9 @@ use crate::{
     policy::{Limits, Mode, Policy},
 };
 
+/// How many task numbers and rule set ids are reserved on disk at a time.
+const ID_BLOCK: u64 = 256;
+
 pub struct Core {
     pub config: Config,
     pub probe: Probe,
@@ -52,6 +55,12 @@ pub struct Core {
     /// Events each sink dropped (its spool was full).
     pub sink_dropped: BTreeMap<String, u64>,
     pub state: DaemonState,
+    /// The next task number and rule set id to hand out. `state` holds the bounds a
+    /// restarted daemon starts from, saved a block ahead ([`ID_BLOCK`]), so that a task start
+    /// writes no daemon state.
+    ids: (u64, u32),
+    /// Records made while answering a request, written after the reply was sent.
+    pub deferred: Vec<Record>,
     pub daemon_ctx: TaskContext,
     pub inotify: Inotify,
     /// The inotify watch on the policy directory.
@@ -111,6 +120,8 @@ impl Core {
         let inotify = Inotify::new().map_err(DaemonError::io("inotify"))?;
         let daemon_ctx = daemon_context(&probe, state.generation);
         let policies = PolicySet::remembered(&state);
+        // Resume above whatever the last daemon of this boot may have handed out.
+        let state_ids = (state.next_task, state.next_rules.max(1));
         let mut core = Self {
             config,
             probe,
@@ -131,6 +142,8 @@ impl Core {
             policy_watch: None,
             started: Instant::now(),
             adopted: 0,
+            ids: (state_ids.0, state_ids.1),
+            deferred: Vec::new(),
             drops_seen: 0,
             _ebpf: ebpf,
         };
@@ -157,6 +170,13 @@ impl Core {
 
     pub fn mode(&self) -> EnforcementMode {
         EnforcementMode::of(self.probe.lsm_mode())
+    }
+
+    /// Writes the records a request made (after its reply went out).
+    pub fn emit_deferred(&mut self) {
+        for r in std::mem::take(&mut self.deferred) {
+            self.emitter.emit(&r);
+        }
     }
 
     /// Emits a daemon-level event (no task).
@@ -191,11 +211,28 @@ impl Core {
     }
 
     /// A new rule set id (never reused while the daemon's state lives).
+    /// A new rule set id, never handed out before in this boot (also by a daemon before a
+    /// restart: every id below `state.next_rules` may have been).
     pub fn next_rules(&mut self) -> u32 {
-        let id = self.state.next_rules.max(1);
-        self.state.next_rules = id.wrapping_add(1).max(1);
-        self.save_state();
+        let id = self.ids.1.max(1);
+        self.ids.1 = id.saturating_add(1);
+        if id >= self.state.next_rules {
+            self.state.next_rules = id.saturating_add(1 + ID_BLOCK as u32);
+            self.save_state();
+        }
         id
+    }
+
+    /// A new task number (task ids are `<task>-<n>`), unique per boot: every number up to
+    /// `state.next_task` may have been handed out.
+    pub fn next_task(&mut self) -> u64 {
+        self.ids.0 += 1;
+        let n = self.ids.0;
+        if n >= self.state.next_task {
+            self.state.next_task = n + ID_BLOCK;
+            self.save_state();
+        }
+        n
     }
 
     pub fn free_slot(&self) -> Option<u32> {

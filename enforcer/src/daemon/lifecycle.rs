@@ -127,9 +127,7 @@ impl Core {
             );
         }
 
-        self.state.next_task += 1;
-        let task_id = format!("{}-{}", req.task, self.state.next_task);
-        self.save_state();
+        let task_id = format!("{}-{}", req.task, self.next_task());
         let cgroup = TaskCgroup::create_in(&self.root, &task_id)?;
         let ttl = req
             .ttl_ms
@@ -191,7 +189,9 @@ impl Core {
         if let Err(e) = saved.store(&self.config.state_dir) {
             eprintln!("enforcer: warning: cannot save task {task_id}: {e}");
         }
-        self.emitter.emit(&Record::lifecycle(
+        // Written once the reply is on its way (`emit_deferred`): the launcher does not wait
+        // for the record, and the task's own events are drained after it.
+        self.deferred.push(Record::lifecycle(
             &ctx,
             Op::TaskStart,
             peer.pid as u32,
@@ -206,6 +206,8 @@ impl Core {
         // The launcher joins the envelope itself: from here on every checked operation of it
         // and of everything it execs is the task's.
         if let Err(e) = cgroup.add_pid(peer.pid as u32) {
+            // Its start is said before its end.
+            self.emit_deferred();
             let mut task = self.make_task(saved, cgroup, plan.policy, ctx);
             task.ending = Some(format!(
                 "the launcher could not be moved into the task: {e}"

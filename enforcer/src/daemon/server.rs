@@ -127,6 +127,11 @@ use tokio::io::AsyncReadExt as _;
 
 /// Handles one request and writes the reply.
 pub fn handle(core: &mut Core, incoming: Incoming) {
+    answer(core, incoming);
+    core.emit_deferred();
+}
+
+fn answer(core: &mut Core, incoming: Incoming) {
     let Incoming {
         peer,
         pidfd,

@@ -3,7 +3,6 @@
 //! denied directories, and ELF interpreters run directly.
 use std::{
     fs,
-    io::Read as _,
     os::unix::fs::MetadataExt as _,
     path::{Path, PathBuf},
 };
@@ -97,11 +96,13 @@ fn scan_hard_links(dir: &Path, slot: u32, rule: u32, entries: &mut Vec<(InodeKey
     }
 }
 
-/// The ELF interpreter (`PT_INTERP`) of a 64-bit little-endian ELF file, if it has one.
+/// The ELF interpreter (`PT_INTERP`) of a 64-bit little-endian ELF file, if it has one. Reads
+/// the header, the program headers and the interpreter's name, not the file.
 pub fn elf_interpreter(path: &Path) -> Option<PathBuf> {
-    let mut file = fs::File::open(path).ok()?;
-    let mut head = vec![0u8; 64];
-    file.read_exact(&mut head).ok()?;
+    use std::os::unix::fs::FileExt as _;
+    let file = fs::File::open(path).ok()?;
+    let mut head = [0u8; 64];
+    file.read_exact_at(&mut head, 0).ok()?;
     if &head[..4] != b"\x7fELF" || head[4] != 2 || head[5] != 1 {
         return None;
     }
@@ -109,19 +110,23 @@ pub fn elf_interpreter(path: &Path) -> Option<PathBuf> {
     let u64_at = |b: &[u8], o: usize| {
         let mut a = [0u8; 8];
         a.copy_from_slice(&b[o..o + 8]);
-        u64::from_le_bytes(a) as usize
+        u64::from_le_bytes(a)
     };
     let (phoff, phentsize, phnum) = (
         u64_at(&head, 0x20),
         u16_at(&head, 0x36),
-        u16_at(&head, 0x38),
+        u16_at(&head, 0x38).min(64),
     );
-    let data = fs::read(path).ok()?;
-    for i in 0..phnum.min(64) {
-        let ph = data.get(phoff + i * phentsize..phoff + (i + 1) * phentsize)?;
+    if phentsize < 56 {
+        return None;
+    }
+    let mut table = vec![0u8; phentsize * phnum];
+    file.read_exact_at(&mut table, phoff).ok()?;
+    for ph in table.chunks_exact(phentsize) {
         if u32::from_le_bytes([ph[0], ph[1], ph[2], ph[3]]) == 3 {
-            let (off, size) = (u64_at(ph, 8), u64_at(ph, 32));
-            let raw = data.get(off..off + size)?;
+            let (off, size) = (u64_at(ph, 8), u64_at(ph, 32).min(4096) as usize);
+            let mut raw = vec![0u8; size];
+            file.read_exact_at(&mut raw, off).ok()?;
             let end = raw.iter().position(|b| *b == 0).unwrap_or(raw.len());
             return Some(PathBuf::from(
                 String::from_utf8_lossy(&raw[..end]).into_owned(),
@@ -129,6 +134,14 @@ pub fn elf_interpreter(path: &Path) -> Option<PathBuf> {
         }
     }
     None
+}
+
+/// The interpreter of the enforcer's own binary (the launcher execs the command from it), read
+/// once per process.
+fn own_interpreter() -> Option<PathBuf> {
+    static OWN: std::sync::OnceLock<Option<PathBuf>> = std::sync::OnceLock::new();
+    OWN.get_or_init(|| elf_interpreter(Path::new("/proc/self/exe")))
+        .clone()
 }
 
 /// Interpreters the allowed binaries need: granted Landlock execute (exec needs it), and
@@ -142,10 +155,10 @@ pub fn interpreters(policy: &Policy, command: &Path) -> Vec<String> {
             .filter(|p| !p.dir)
             .map(|p| PathBuf::from(&p.path)),
     );
-    binaries.push(PathBuf::from("/proc/self/exe"));
     let mut out: Vec<String> = binaries
         .iter()
         .filter_map(|b| elf_interpreter(b))
+        .chain(own_interpreter())
         .map(|p| p.display().to_string())
         .collect();
     out.sort();
