@@ -73,20 +73,7 @@ fn an_upgraded_daemon_takes_running_tasks_over_without_a_gap() {
     assert!(d.log().contains("1 task(s) adopted"), "{}", d.log());
 
     // The new programs enforce the task they were handed: refused, with its event.
-    fs::write(&go, "").unwrap();
-    let out = task.wait_with_output().unwrap();
-    assert_refused(&out);
-    let secret = mode().reported(&s.path("outside/secret.txt"));
-    let denial = d.wait_event("denial after the upgrade", |e| {
-        e["op"] == "open" && e["target"] == secret.as_str() && e["task_id"] == task_id.as_str()
-    });
-    assert_eq!(denial["decision"], "deny");
-    assert_eq!(denial["errno"], mode().errno());
-    let end = d.wait_event("task_end", |e| {
-        e["op"] == "task_end" && e["task_id"] == task_id.as_str()
-    });
-    assert_eq!(end["reason"], "exited");
-    assert_eq!(end["cleanup"]["map_entries_left"], 0);
+    handed_over_and_enforced(&d, &s, task, &task_id, &go);
 
     // A build whose maps differ is refused, saying why, and the pinned programs go on.
     let go2 = s.path("ws/go2");
@@ -117,6 +104,7 @@ fn an_upgraded_daemon_takes_running_tasks_over_without_a_gap() {
         e["op"] == "task_end" && e["task_id"] == task_id.as_str()
     });
     assert_eq!(end["reason"], "exited while the daemon was down");
+    let secret = mode().reported(&s.path("outside/secret.txt"));
     let denial = d.wait_event("denial while the build was refused", |e| {
         e["op"] == "open" && e["target"] == secret.as_str() && e["task_id"] == task_id.as_str()
     });
@@ -196,21 +184,8 @@ fn a_daemon_of_the_previous_map_abi_hands_its_running_task_over() {
 
     // The converted entries enforce: the task's read outside is refused, with its event, and
     // what the old programs counted (the probe's exec) was carried over.
-    fs::write(&go, "").unwrap();
-    let out = task.wait_with_output().unwrap();
-    assert_refused(&out);
-    let secret = mode().reported(&s.path("outside/secret.txt"));
-    let denial = d.wait_event("denial after the conversion", |e| {
-        e["op"] == "open" && e["target"] == secret.as_str() && e["task_id"] == task_id.as_str()
-    });
-    assert_eq!(denial["decision"], "deny");
-    assert_eq!(denial["errno"], mode().errno());
-    let end = d.wait_event("task_end", |e| {
-        e["op"] == "task_end" && e["task_id"] == task_id.as_str()
-    });
-    assert_eq!(end["reason"], "exited");
+    let end = handed_over_and_enforced(&d, &s, task, &task_id, &go);
     assert!(end["counters"]["execs"].as_u64().unwrap() >= 1, "{end}");
-    assert_eq!(end["cleanup"]["map_entries_left"], 0);
 
     // A new task under the converted daemon works as any: it writes its workspace and is
     // refused outside it.
@@ -236,4 +211,31 @@ fn pinned_value_size(path: &str) -> u32 {
     aya::maps::MapInfo::from_pin(path)
         .unwrap_or_else(|e| panic!("{path}: {e}"))
         .value_size()
+}
+
+/// Lets the waiting task read outside its workspace and checks the new programs refuse it
+/// (the probe's errno and the event), then that its `task_end` leaves nothing behind.
+/// Returns `task_end`.
+fn handed_over_and_enforced(
+    d: &Daemon,
+    s: &Scratch,
+    task: std::process::Child,
+    task_id: &str,
+    go: &str,
+) -> serde_json::Value {
+    fs::write(go, "").unwrap();
+    let out = task.wait_with_output().unwrap();
+    assert_refused(&out);
+    let secret = mode().reported(&s.path("outside/secret.txt"));
+    let denial = d.wait_event("denial by the new programs", |e| {
+        e["op"] == "open" && e["target"] == secret.as_str() && e["task_id"] == task_id
+    });
+    assert_eq!(denial["decision"], "deny");
+    assert_eq!(denial["errno"], mode().errno());
+    let end = d.wait_event("task_end", |e| {
+        e["op"] == "task_end" && e["task_id"] == task_id
+    });
+    assert_eq!(end["reason"], "exited");
+    assert_eq!(end["cleanup"]["map_entries_left"], 0);
+    end
 }

@@ -60,12 +60,7 @@ pub fn acquire(
     match saved {
         Some(st) if pinned && st.object_sha256 == sha && st.root_cgroup_id == at.root_cg.id => {
             let (maps, ring) = Maps::open_pinned(pins)?;
-            if !st.mode.is_lsm() {
-                probe.bpf_lsm = Err(st
-                    .fallback_reason
-                    .clone()
-                    .unwrap_or_else(|| "the pinned programs are the fallback mode's".into()));
-            }
+            keep_mode(probe, &st);
             Ok(Programs {
                 maps,
                 ring,
@@ -77,11 +72,7 @@ pub fn acquire(
         Some(st) if pinned && tasks_saved && upgrade::possible(&st, &sha, at.root_cg.id) => {
             let (ebpf, maps, ring, old) =
                 upgrade::hand_over(probe, &st, at.root_cg, at.root, pins)?;
-            if !st.mode.is_lsm() {
-                probe.bpf_lsm = Err(st.fallback_reason.clone().unwrap_or_else(|| {
-                    "the running tasks were started in the fallback mode".into()
-                }));
-            }
+            keep_mode(probe, &st);
             Ok(Programs {
                 maps,
                 ring,
@@ -129,5 +120,16 @@ pub fn acquire(
                 retired: None,
             })
         }
+    }
+}
+
+/// The running tasks keep the mode they were started in: a daemon taking over pinned programs
+/// of the fallback mode runs in it, with the reason they were started so.
+fn keep_mode(probe: &mut Probe, st: &DaemonState) {
+    if !st.mode.is_lsm() {
+        probe.bpf_lsm = Err(st
+            .fallback_reason
+            .clone()
+            .unwrap_or_else(|| "the running tasks were started in the fallback mode".into()));
     }
 }
