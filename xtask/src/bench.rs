@@ -386,9 +386,11 @@ fn print_table(r: &Value) {
         r["memory"]["one_task_rss_kib"]
     );
     crate::bench_daemon::print(&r["daemon"]);
+    crate::bench_tools::print(&r["tools"]);
 }
 
-pub fn run() -> anyhow::Result<()> {
+/// The whole benchmark, or only its "real tools" table (`cargo xtask bench tools`).
+pub fn run(only: Option<&str>) -> anyhow::Result<()> {
     ensure!(
         is_root(),
         "the benchmark loads eBPF programs: run it as root"
@@ -406,6 +408,16 @@ pub fn run() -> anyhow::Result<()> {
     )?;
     let root = std::env::current_dir()?;
     let s = prepare(&root)?;
+    match only {
+        None => {}
+        Some("tools") => {
+            eprintln!("\n==> real tools through the daemon");
+            let tools = crate::bench_tools::run(&s)?;
+            crate::bench_tools::print(&tools);
+            return Ok(());
+        }
+        Some(other) => anyhow::bail!("cargo xtask bench: unknown part {other:?} (try: tools)"),
+    }
     // Per-program run time, read back from the kernel after each round.
     let stats_was = fs::read_to_string("/proc/sys/kernel/bpf_stats_enabled").unwrap_or_default();
     let _ = fs::write("/proc/sys/kernel/bpf_stats_enabled", "1");
@@ -428,11 +440,13 @@ pub fn run() -> anyhow::Result<()> {
     let memory = memory(&s)?;
     eprintln!("==> through the daemon");
     let daemon = crate::bench_daemon::run(&s)?;
+    eprintln!("==> real tools through the daemon");
+    let tools = crate::bench_tools::run(&s)?;
     let kernel = fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
     let result = json!({
         "kernel": kernel.trim(), "mode": "fallback", "rounds": ROUNDS,
         "ratios": ratios, "startup": startup, "rule_install": rule_install,
-        "events": events, "memory": memory, "daemon": daemon,
+        "events": events, "memory": memory, "daemon": daemon, "tools": tools,
     });
     print_table(&result);
     let out = root.join("target/bench");

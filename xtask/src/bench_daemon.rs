@@ -18,16 +18,25 @@ use crate::bench_harness::{DIR, Server, Setup, cell, median, spread, wait_unload
 const ROUNDS: usize = 7;
 const NAME: &str = "enforcer-bench";
 
-struct Daemon {
+pub(crate) struct Daemon {
     child: Child,
     socket: PathBuf,
+    events: PathBuf,
 }
 
 impl Daemon {
     fn start(s: &Setup) -> anyhow::Result<Self> {
+        Self::start_with(s, &[("bench", &s.policy)])
+    }
+
+    /// A daemon whose policy directory holds `policies` (name, file).
+    pub(crate) fn start_with(s: &Setup, policies: &[(&str, &Path)]) -> anyhow::Result<Self> {
         let dir = Path::new(DIR).join("daemon");
+        let _ = fs::remove_dir_all(dir.join("policies"));
         fs::create_dir_all(dir.join("policies"))?;
-        fs::copy(&s.policy, dir.join("policies/bench.toml"))?;
+        for (name, file) in policies {
+            fs::copy(file, dir.join(format!("policies/{name}.toml")))?;
+        }
         let config = dir.join("enforcer.toml");
         fs::write(
             &config,
@@ -50,6 +59,7 @@ impl Daemon {
         let mut d = Self {
             child,
             socket: dir.join("state/enforcer.sock"),
+            events: dir.join("events.jsonl"),
         };
         let t = Instant::now();
         while !fs::read_to_string(&log)?.contains("ready (") {
@@ -70,14 +80,28 @@ impl Daemon {
 
     /// `enforcer run --task bench` through this daemon.
     fn run(&self, s: &Setup) -> Command {
-        let mut c = Command::new(&s.enforcer);
-        c.args(["run", "--task", "bench", "--socket"])
-            .arg(&self.socket)
-            .arg("--");
+        let mut c = self.run_task(s, "bench");
+        c.arg("--");
         c
     }
 
-    fn stop(mut self) -> anyhow::Result<()> {
+    /// `enforcer run --task TASK` through this daemon, before any `--var` and the `--`.
+    pub(crate) fn run_task(&self, s: &Setup, task: &str) -> Command {
+        let mut c = Command::new(&s.enforcer);
+        c.args(["run", "--task", task, "--socket"])
+            .arg(&self.socket);
+        c
+    }
+
+    /// Lines and bytes in the daemon's event file so far.
+    pub(crate) fn events_written(&self) -> anyhow::Result<(usize, u64)> {
+        use std::io::BufRead as _;
+        let f = fs::File::open(&self.events)?;
+        let bytes = f.metadata()?.len();
+        Ok((std::io::BufReader::new(f).lines().count(), bytes))
+    }
+
+    pub(crate) fn stop(mut self) -> anyhow::Result<()> {
         // SAFETY: kill(2) of our own child.
         unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
         let status = self.child.wait()?;

@@ -4,6 +4,7 @@
 mod bench;
 mod bench_daemon;
 mod bench_harness;
+mod bench_tools;
 mod deb;
 mod demo;
 mod prev;
@@ -16,7 +17,7 @@ use anyhow::{Context as _, bail};
 
 fn usage() -> ExitCode {
     eprintln!(
-        "usage: cargo xtask <test|demo|bench|deb|prev-build|vm-test [--kernel 6.1|6.12|all]>"
+        "usage: cargo xtask <test|demo|bench [tools]|deb|prev-build|vm-test [--kernel 6.1|6.12|all]>"
     );
     ExitCode::from(2)
 }
@@ -65,7 +66,7 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("test") => test::run(),
         Some("demo") => demo::run(),
-        Some("bench") => bench::run(),
+        Some("bench") => bench::run(args.get(1).map(String::as_str)),
         Some("vm-test") => vm::run(&args[1..]).map(|_| ()),
         Some("deb") => deb::build().and_then(|p| deb::check(&p)),
         Some("prev-build") => prev::build().map(|_| ()),

@@ -120,7 +120,7 @@ pub fn from_kernel(ev: &Event, ctx: &TaskContext, policy: &Policy) -> Option<Rec
         mode: ctx.mode,
         errno: errno_name(ev.ret),
         intent: ctx.intent.clone(),
-        unenforced: ctx.unenforced.clone(),
+        unenforced: ctx.unenforced_topics(),
         details: Map::new(),
     };
     if super::lsm::is_lsm(ev) {
