@@ -110,6 +110,17 @@ impl Daemon {
     }
 }
 
+impl Drop for Daemon {
+    /// A benchmark that fails half way stops its daemon too (after `stop`, a no-op).
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            // SAFETY: kill(2) of our own child, still running.
+            unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+            let _ = self.child.wait();
+        }
+    }
+}
+
 pub fn run(s: &Setup) -> anyhow::Result<Value> {
     let mut outside = Server::start({
         let mut c = Command::new(&s.bench_op);

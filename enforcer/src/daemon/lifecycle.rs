@@ -1,7 +1,7 @@
 //! A task's life in the daemon: started for a peer, watched (exit, TTL, limits, kernel kills),
 //! ended, torn down to nothing, and adopted again after a daemon restart.
 use crate::vocab::Op;
-use std::{os::fd::OwnedFd, path::PathBuf, time::Duration};
+use std::{borrow::Cow, os::fd::OwnedFd, path::PathBuf, time::Duration};
 
 use aya::maps::{MapData, RingBuf};
 use enforcer_common::{
@@ -19,15 +19,13 @@ use super::{
 use crate::{
     envelope::setup,
     events::{
-        decode,
-        kernel_event::from_kernel,
         record::{Record, TaskContext},
         time,
     },
     kernel::{cgroup::TaskCgroup, confine},
     policy,
     runtime::{
-        ending,
+        drain, ending,
         install::{Place, install},
         task_end::TaskEnd,
     },
@@ -266,15 +264,8 @@ impl Core {
 
     /// Ends a task: kills whatever is left of it. The teardown follows when its cgroup is empty.
     pub fn end_task(&mut self, task_id: &str, why: String) {
-        let Some(task) = self.tasks.get_mut(task_id) else {
-            return;
-        };
-        if task.ending.is_none() {
-            task.ending = Some(why);
-        }
-        match task.cgroup.kill_named() {
-            Ok(killed) => task.killed.extend(killed),
-            Err(e) => eprintln!("enforcer: cannot kill task {task_id}: {e}"),
+        if let Some(t) = self.tasks.get_mut(task_id) {
+            ending::end(&t.cgroup, &mut t.ending, &mut t.killed, why);
         }
     }
 
@@ -353,59 +344,24 @@ impl Core {
         }
     }
 
-    /// Writes what the kernel reported, attributed to each task and generation. At most a
-    /// batch per call: a task producing events as fast as they are read must not starve
-    /// requests, reloads and timers (the next tick reads on).
+    /// Writes what the kernel reported, attributed to each task and generation, and ends
+    /// the tasks the kernel ended. At most a batch per call (see [`drain::drain`]).
     pub fn drain(&mut self, ring: &mut RingBuf<MapData>) {
         const BATCH: usize = 4096;
-        let mut to_end: Vec<(String, String)> = Vec::new();
-        let mut n = 0;
-        while n < BATCH
-            && let Some(item) = ring.next()
-        {
-            n += 1;
-            let Some(ev) = decode(&item) else { continue };
-            drop(item);
-            let task = self
-                .by_cgroup
-                .get(&ev.cgroup_id)
-                .and_then(|id| self.tasks.get(id));
-            let record = match task {
-                Some(t) => {
-                    let policy = match &t.previous {
-                        Some(p) if ev.generation != t.saved.generation => p,
-                        _ => &t.policy,
-                    };
-                    let mut ctx = t.ctx.clone();
-                    ctx.policy.generation = ev.generation;
-                    from_kernel(&ev, &ctx, policy)
-                }
-                None => {
-                    let mut ctx = self.daemon_ctx.clone();
-                    ctx.task = "(none)".into();
-                    ctx.task_id = format!("cgroup-{}", ev.cgroup_id);
-                    from_kernel(&ev, &ctx, &empty_policy())
-                }
-            };
-            if let Some(t) = task {
-                if ending::is_repeat(&ev, t.ending.is_some()) {
-                    continue;
-                }
-                if let Some(why) = ending::of(&ev, record.as_ref()) {
-                    to_end.push((t.saved.task_id.clone(), why));
-                }
-            }
-            if let Some(r) = record {
-                self.emitter.emit(&r);
-            }
-            for (id, why) in to_end.drain(..) {
+        let none = empty_policy();
+        let book = Book {
+            tasks: &self.tasks,
+            by_cgroup: &self.by_cgroup,
+            daemon: &self.daemon_ctx,
+            none: &none,
+        };
+        let drained = drain::drain(ring, BATCH, &book, &mut self.emitter);
+        for (cgroup_id, why) in drained.ends {
+            if let Some(id) = self.by_cgroup.get(&cgroup_id).cloned() {
                 self.end_task(&id, why);
             }
         }
-        let total = self.maps.drops();
-        if total > self.drops_seen {
-            let d = json!({ "dropped": total - self.drops_seen, "dropped_total": total });
-            self.drops_seen = total;
+        if let Some(d) = drain::dropped_since(&mut self.drops_seen, self.maps.drops()) {
             self.emit_daemon(Op::EventsDropped, d);
         }
     }
@@ -514,6 +470,50 @@ impl Core {
                 self.finalize(&id);
             } else if t.saved.deadline_boot_ns != 0 && now > t.saved.deadline_boot_ns {
                 self.ttl_expired(&id, "limit ttl exceeded (while the daemon was down)");
+            }
+        }
+    }
+}
+
+/// The daemon's tasks as a drain attributes events: by cgroup, then by generation (the
+/// previous generation's policy names the rules of events queued before a swap); an event of
+/// no known task is written under `cgroup-<id>`.
+struct Book<'a> {
+    tasks: &'a std::collections::BTreeMap<String, Task>,
+    by_cgroup: &'a std::collections::HashMap<u64, String>,
+    daemon: &'a TaskContext,
+    none: &'a policy::Policy,
+}
+
+impl drain::Attribute for Book<'_> {
+    fn attribute(&self, ev: &enforcer_common::Event) -> drain::Attributed<'_> {
+        let task = self
+            .by_cgroup
+            .get(&ev.cgroup_id)
+            .and_then(|id| self.tasks.get(id));
+        match task {
+            Some(t) => {
+                let policy = match &t.previous {
+                    Some(p) if ev.generation != t.saved.generation => p,
+                    _ => &t.policy,
+                };
+                let mut ctx = t.ctx.clone();
+                ctx.policy.generation = ev.generation;
+                drain::Attributed {
+                    ctx: Cow::Owned(ctx),
+                    policy,
+                    task: Some((ev.cgroup_id, t.ending.is_some())),
+                }
+            }
+            None => {
+                let mut ctx = self.daemon.clone();
+                ctx.task = "(none)".into();
+                ctx.task_id = format!("cgroup-{}", ev.cgroup_id);
+                drain::Attributed {
+                    ctx: Cow::Owned(ctx),
+                    policy: self.none,
+                    task: None,
+                }
             }
         }
     }

@@ -9,7 +9,6 @@ use std::{
 
 use aya::maps::{MapData, RingBuf};
 
-use serde_json::json;
 use tokio::{
     io::unix::AsyncFd,
     process::Child,
@@ -19,14 +18,33 @@ use tokio::{
 use crate::{
     bpf::maps::Maps,
     events::{
-        Emitter, decode,
-        kernel_event::from_kernel,
+        Emitter,
         record::{Record, TaskContext},
     },
     kernel::cgroup::{Killed, TaskCgroup},
     policy::Policy,
-    runtime::ending,
+    runtime::{
+        drain::{self, Attribute, Attributed},
+        ending,
+    },
 };
+
+/// A standalone run's task table: its one task (the programs see no other).
+struct OneTask<'a> {
+    ctx: &'a TaskContext,
+    policy: &'a Policy,
+    ending: bool,
+}
+
+impl Attribute for OneTask<'_> {
+    fn attribute(&self, ev: &enforcer_common::Event) -> Attributed<'_> {
+        Attributed {
+            ctx: std::borrow::Cow::Borrowed(self.ctx),
+            policy: self.policy,
+            task: Some((ev.cgroup_id, self.ending)),
+        }
+    }
+}
 
 pub struct Monitor<'a> {
     pub ctx: &'a TaskContext,
@@ -73,55 +91,26 @@ impl<'a> Monitor<'a> {
     }
 
     fn end_task(&mut self, why: String) {
-        if self.ended_by.is_none() {
-            self.ended_by = Some(why);
-        }
-        match self.cgroup.kill_named() {
-            Ok(killed) => self.killed.extend(killed),
-            Err(e) => eprintln!("enforcer: cannot kill the task: {e}"),
-        }
+        ending::end(self.cgroup, &mut self.ended_by, &mut self.killed, why);
     }
 
-    /// Writes whatever the kernel has produced: many lines per write under a flood, each
-    /// line by the end of the call.
+    /// Writes whatever the kernel has produced (the whole ring), and ends the task if the
+    /// kernel ended it.
     pub fn drain(&mut self, ring: &mut RingBuf<MapData>) {
-        let mut n = 0u32;
-        while let Some(item) = ring.next() {
-            let Some(ev) = decode(&item) else { continue };
-            drop(item);
-            n += 1;
-            if n.is_multiple_of(1024) {
-                self.writer.flush();
-            }
-            if ending::is_repeat(&ev, self.ended_by.is_some()) {
-                continue;
-            }
-            let record = from_kernel(&ev, self.ctx, self.policy);
-            let ends = ending::of(&ev, record.as_ref());
-            if let Some(r) = record {
-                self.writer.emit(&r);
-            }
-            if let Some(why) = ends {
-                self.end_task(why);
-            }
+        let book = OneTask {
+            ctx: self.ctx,
+            policy: self.policy,
+            ending: self.ended_by.is_some(),
+        };
+        let drained = drain::drain(ring, usize::MAX, &book, self.writer);
+        for (_, why) in drained.ends {
+            self.end_task(why);
         }
-        self.check_drops();
-        self.writer.flush();
-    }
-
-    /// A lost event is never silent: every increase of the kernel's drop counter is reported.
-    fn check_drops(&mut self) {
-        let total = self.maps.drops();
-        if total > self.drops_seen {
-            let record = Record::lifecycle(
-                self.ctx,
-                Op::EventsDropped,
-                self.child_pid,
-                json!({ "dropped": total - self.drops_seen, "dropped_total": total }),
-            );
+        if let Some(d) = drain::dropped_since(&mut self.drops_seen, self.maps.drops()) {
+            let record = Record::lifecycle(self.ctx, Op::EventsDropped, self.child_pid, d);
             self.writer.emit(&record);
-            self.drops_seen = total;
         }
+        self.writer.flush();
     }
 
     pub fn drops(&self) -> u64 {

@@ -2,7 +2,30 @@
 //! kill-on-violation); userspace then kills what is left of it, once.
 use enforcer_common::{Event, decision, event_kind};
 
-use crate::events::record::Record;
+use crate::{
+    events::record::Record,
+    kernel::cgroup::{Killed, TaskCgroup},
+};
+
+/// Ends a task: the first reason given is the one `task_end` says; whatever is left in its
+/// cgroup is killed, each process named in `killed`. The teardown follows once it is empty.
+pub fn end(
+    cgroup: &TaskCgroup,
+    ending: &mut Option<String>,
+    killed: &mut Vec<Killed>,
+    why: String,
+) {
+    if ending.is_none() {
+        *ending = Some(why);
+    }
+    match cgroup.kill_named() {
+        Ok(k) => killed.extend(k),
+        Err(e) => eprintln!(
+            "enforcer: cannot kill the task in {}: {e}",
+            cgroup.path.display()
+        ),
+    }
+}
 
 /// Why `ev` ends its task (`record` is what it was decoded to), or `None`.
 pub fn of(ev: &Event, record: Option<&Record>) -> Option<String> {

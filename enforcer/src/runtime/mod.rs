@@ -3,12 +3,13 @@
 //!
 //! - [`install`]: a task's kernel entries (rules, identities, flags, limits, the tag) written
 //!   for a planned policy — where a task starts;
-//! - [`ending`]: which kernel event ends a task, and why — where it gets counted and ended;
+//! - [`drain`]: the kernel's events read, attributed to their task and generation, written —
+//!   where a task gets its events (the daemon's table holds many tasks, a standalone run one);
+//! - [`ending`]: which kernel event ends a task, and ending it (the kill of what is left) —
+//!   where it gets counted and ended;
 //! - [`task_end`]: the one `task_end` record — where it ends;
 //! - [`programs`]: loading the programs, with the fallback from lsm mode in auto mode.
-//!
-//! Both drains (the daemon's over many tasks, the standalone one over its task) decode with
-//! `events::kernel_event::from_kernel` and decide endings with [`ending::of`].
+pub mod drain;
 pub mod ending;
 pub mod install;
 pub mod programs;
