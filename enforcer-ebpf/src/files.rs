@@ -15,7 +15,7 @@ use crate::{
     events, kernel,
     maps::PENDING,
     task::{self, Counter, Task},
-    verdict::{self, By, kill_current},
+    verdict::{self, By, Gate},
 };
 
 pub const AT_FDCWD: i32 = -100;
@@ -32,12 +32,6 @@ pub fn arg<T: Copy>(ctx: &TracePointContext, offset: usize) -> T {
     unsafe { *(ctx.as_ptr().add(offset) as *const T) }
 }
 
-/// Enforces the TTL on entry to any checked syscall.
-#[inline(always)]
-pub fn check_ttl(task: &Task) {
-    verdict::over_limit(task, By::Kill, task::expired(task));
-}
-
 /// Remembers the syscall's arguments for its exit tracepoint.
 #[inline(always)]
 pub fn enter(kind: u32, dirfd: i32, path_ptr: u64, flags: u32) -> u32 {
@@ -50,24 +44,17 @@ pub fn enter(kind: u32, dirfd: i32, path_ptr: u64, flags: u32) -> u32 {
 /// [`enter`] for a task already looked up.
 #[inline(always)]
 pub fn enter_task(task: &Task, kind: u32, dirfd: i32, path_ptr: u64, flags: u32) -> u32 {
-    // Fail closed: in fallback mode a stranger under the daemon's root dies at its first open
-    // or exec (Landlock, if it was ever confined, stays with it regardless); in lsm mode the
-    // hooks refuse it operation by operation.
-    if task.has(task_flags::NO_TASK) {
-        if !task.has(task_flags::NO_TASK_KILL) {
+    match verdict::gate(task, By::Kill) {
+        Gate::Check => {}
+        Gate::Ignore => return 0,
+        Gate::Refuse(rule) => {
+            verdict::refuse(task, By::Kill, kind, rule, |ev| {
+                ev.flags = flags;
+                ev.dirfd = dirfd;
+                events::read_user_path(ev, path_ptr);
+            });
             return 0;
         }
-        verdict::refuse(task, By::Kill, kind, enforcer_common::RULE_NO_TASK, |ev| {
-            ev.flags = flags;
-            ev.dirfd = dirfd;
-            events::read_user_path(ev, path_ptr);
-        });
-        return 0;
-    }
-    check_ttl(task);
-    // Once the task is being ended, any process of it that tries anything dies at once.
-    if !task.has(task_flags::AUDIT) && task::ended(task) {
-        kill_current();
     }
     let op = PendingOp {
         path_ptr,

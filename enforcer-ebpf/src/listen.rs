@@ -60,9 +60,7 @@ fn bind(family: u16, addr: [u8; 16], port: u16) -> i32 {
     if port == 0 {
         return ALLOW;
     }
-    let task = match net::task_or_stranger() {
-        Ok(task) | Err(task) => task,
-    };
+    let task = task::current_or_stranger();
     if listen_rule(&task, port, addr).is_some() {
         return ALLOW;
     }

@@ -9,7 +9,7 @@ use crate::{
     kernel::DenyHit,
     path::{self, Scratch},
     task::{self, Task},
-    verdict::{self, By, EPERM, kill_current},
+    verdict::{self, By, EPERM, Gate},
 };
 
 /// The start of every hook. `Err` carries the value to return at once: an earlier LSM's
@@ -21,21 +21,11 @@ pub fn enter(prev: i32) -> Result<Task, i32> {
         return Err(prev);
     }
     let task = task::current().ok_or(0)?;
-    if task.has(task_flags::AUDIT) {
-        if let Some(hit) = task::expired(&task) {
-            verdict::record_limit(&task, &hit);
-        }
-        return Ok(task);
+    match verdict::gate(&task, By::Lsm) {
+        Gate::Check => Ok(task),
+        Gate::Refuse(_) => Err(-EPERM),
+        Gate::Ignore => Err(0),
     }
-    if let Some(hit) = task::expired(&task) {
-        verdict::record_limit(&task, &hit);
-        kill_current();
-        return Err(-EPERM);
-    }
-    if task::ended(&task) {
-        return Err(-EPERM);
-    }
-    Ok(task)
 }
 
 /// One checked operation.

@@ -3,15 +3,15 @@
 //! IPv4, IPv6 and `::ffff:a.b.c.d` destinations hit the same rules.
 use aya_ebpf::{macros::cgroup_sock_addr, maps::lpm_trie::Key, programs::SockAddrContext};
 use enforcer_common::{
-    Event, NET_KEY_FIXED_BITS, NetKey, RULE_DEFAULT_DENY, RULE_NO_TASK, RULE_TASK_ENDED, TaskEntry,
-    access, decision, enforced_by, event_kind, task_flags,
+    Event, NET_KEY_FIXED_BITS, NetKey, RULE_DEFAULT_DENY, RULE_TASK_ENDED, access, decision,
+    enforced_by, event_kind,
 };
 
 use crate::{
     events,
     maps::NET_RULES,
     task::{self, Counter, Task},
-    verdict::{self, By},
+    verdict::{self, By, Gate},
 };
 
 pub const ALLOW: i32 = 1;
@@ -137,47 +137,27 @@ pub struct Endpoint {
     pub port: u16,
 }
 
-/// The deciding rule for one connect or datagram of `task`: `Ok` allows, `Err` refuses.
-/// Counts and limits are applied here; the refusal itself is the verdict path's.
+/// The deciding rule for one connect or datagram of `task`, past the gate: `Ok` allows,
+/// `Err` refuses. Connects are counted here; the refusal itself is the verdict path's.
 #[inline(always)]
 fn decide(task: &Task, kind: u32, port: u16, addr: [u8; 16]) -> Result<u32, u32> {
-    let audit = task.has(task_flags::AUDIT);
-    if !audit && task::ended(task) {
-        return Err(RULE_TASK_ENDED);
-    }
-    if verdict::over_limit(task, By::Cgroup, task::expired(task)) {
-        return Err(RULE_TASK_ENDED);
-    }
     if kind == event_kind::CONNECT
         && verdict::over_limit(task, By::Cgroup, task::count(task, Counter::Connects))
     {
         return Err(RULE_TASK_ENDED);
     }
-    if task.has(task_flags::NO_TASK) {
-        return Err(RULE_NO_TASK);
-    }
     rule_for(task.entry.rules, port, addr).ok_or(RULE_DEFAULT_DENY)
-}
-
-/// The current task; these programs are attached only to enforcer cgroups, so a process
-/// there without a task entry is a stranger, denied (fail closed).
-#[inline(always)]
-pub fn task_or_stranger() -> Result<Task, Task> {
-    task::current().ok_or_else(|| Task {
-        // SAFETY: a plain helper call.
-        cgroup_id: unsafe { aya_ebpf::helpers::bpf_get_current_cgroup_id() },
-        entry: TaskEntry::stranger(task_flags::NO_TASK),
-    })
 }
 
 #[inline(always)]
 fn check(kind: u32, family: u16, addr: [u8; 16], port: u16) -> i32 {
-    let (task, verdict) = match task_or_stranger() {
-        Ok(task) => {
-            let verdict = decide(&task, kind, port, addr);
-            (task, verdict)
-        }
-        Err(stranger) => (stranger, Err(RULE_NO_TASK)),
+    // These programs are attached only to enforcer cgroups: a process there without a task
+    // entry is a stranger, refused by the gate (fail closed).
+    let task = task::current_or_stranger();
+    let verdict = match verdict::gate(&task, By::Cgroup) {
+        Gate::Check => decide(&task, kind, port, addr),
+        Gate::Refuse(rule) => Err(rule),
+        Gate::Ignore => return ALLOW,
     };
     let at = Endpoint { family, addr, port };
     match verdict {

@@ -62,6 +62,17 @@ pub fn current() -> Option<Task> {
     }
 }
 
+/// The current task, or a stranger (refused everything) for a process in an enforcer cgroup
+/// with no task entry: for programs attached only to enforcer cgroups.
+#[inline(always)]
+pub fn current_or_stranger() -> Task {
+    current().unwrap_or_else(|| Task {
+        // SAFETY: a plain helper call.
+        cgroup_id: unsafe { bpf_get_current_cgroup_id() },
+        entry: TaskEntry::stranger(task_flags::NO_TASK),
+    })
+}
+
 /// A counter in [`TaskCounters`].
 #[derive(Clone, Copy)]
 pub enum Counter {

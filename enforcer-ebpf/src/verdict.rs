@@ -1,11 +1,59 @@
-//! The one verdict path. Every hook finds its task, decides its own rule, and hands each
-//! refusal here; this is the only place that applies audit mode, kills on a violation, ends the
-//! task, counts the denial against `max_denials`, and emits the event. A new check (flow
-//! labels, grant expiry, a parent envelope) refuses through [`refuse`] and gets all of that.
+//! The one verdict path. Every hook finds its task and passes it through [`gate`] (the task's
+//! deadline and ending, strangers failing closed), decides its own rule, and hands each
+//! refusal to [`refuse`]: the only place that applies audit mode, kills on a violation, ends
+//! the task, counts the denial against `max_denials`, and emits the event. A new check (flow
+//! labels, grant expiry, a parent envelope) goes in [`gate`] or refuses through [`refuse`] and
+//! gets all of that.
 use aya_ebpf::helpers::bpf_send_signal;
 use enforcer_common::{
     Event, RULE_NO_TASK, RULE_TASK_ENDED, decision, enforced_by, event_kind, task_flags,
 };
+
+/// What a hook does with an operation after [`gate`].
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Gate {
+    /// Check it against the task's rules.
+    Check,
+    /// Refuse it at once, by this rule (`RULE_NO_TASK`, `RULE_TASK_ENDED`).
+    Refuse(u32),
+    /// Not ours to check.
+    Ignore,
+}
+
+/// The start of every check of `task` (found by `task::current`, or a stranger): its deadline
+/// (a `limit` event, and the kill where `by` can) and its ending, one convention per kind of
+/// hook.
+///
+/// - A stranger (a cgroup under a daemon's root with no task entry) fails closed: the socket
+///   programs refuse it; the tracepoints kill it at its first open or exec where the root says
+///   so and leave it to Landlock otherwise; the LSM hooks check it, refusing with the path.
+/// - Past its deadline or being ended, an LSM hook or socket program refuses; a tracepoint
+///   cannot refuse, so the caller is killed and the operation left to its exit tracepoint.
+/// - Audit mode records a deadline passed and refuses nothing.
+#[inline(always)]
+pub fn gate(task: &Task, by: By) -> Gate {
+    if task.has(task_flags::NO_TASK) {
+        return match by {
+            By::Cgroup => Gate::Refuse(RULE_NO_TASK),
+            By::Kill if task.has(task_flags::NO_TASK_KILL) => Gate::Refuse(RULE_NO_TASK),
+            By::Kill => Gate::Ignore,
+            By::Lsm | By::Kernel(_) => Gate::Check,
+        };
+    }
+    let refused_now = by == By::Lsm || by == By::Cgroup;
+    if let Some(hit) = task::expired(task) {
+        if over_limit(task, by, Some(hit)) && refused_now {
+            return Gate::Refuse(RULE_TASK_ENDED);
+        }
+    } else if !task.has(task_flags::AUDIT) && task::ended(task) {
+        if refused_now {
+            return Gate::Refuse(RULE_TASK_ENDED);
+        }
+        // Once the task is being ended, any process of it that tries anything dies at once.
+        kill_current();
+    }
+    Gate::Check
+}
 
 use crate::{
     events,
