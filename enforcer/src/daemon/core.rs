@@ -3,26 +3,17 @@
 //! to it one at a time by the main loop.
 use crate::vocab::EnforcementMode;
 use crate::vocab::Op;
-use std::{
-    collections::{BTreeMap, HashMap},
-    path::PathBuf,
-    time::Instant,
-};
+use std::{collections::BTreeMap, path::PathBuf, time::Instant};
 
 use aya::maps::{MapData, RingBuf};
 use serde_json::json;
 
 use super::{
-    DaemonError,
-    config::Config,
-    inotify::Inotify,
-    policies::PolicySet,
-    programs::Programs,
+    DaemonError, config::Config, inotify::Inotify, policies::PolicySet, programs::Programs,
     state::DaemonState,
-    task::{Saved, Task},
 };
 use crate::{
-    bpf::{maps::Maps, pin::PinDir},
+    bpf::pin::PinDir,
     events::{
         Emitter,
         record::{PolicyRef, Record, TaskContext},
@@ -30,7 +21,8 @@ use crate::{
         writer::{Target, Writer},
     },
     kernel::{cgroup, probe::Probe},
-    policy::{Limits, Mode, Policy},
+    policy::Policy,
+    runtime::{task::Saved, tasks::Runtime},
 };
 
 /// How many task numbers and rule set ids are reserved on disk at a time.
@@ -39,13 +31,11 @@ const ID_BLOCK: u64 = 256;
 pub struct Core {
     pub config: Config,
     pub probe: Probe,
-    pub maps: Maps,
+    /// The maps, the tasks, the drain and the emitter: what a standalone run has too.
+    pub rt: Runtime,
     pub pins: PinDir,
     pub root: PathBuf,
-    pub tasks: BTreeMap<String, Task>,
-    pub by_cgroup: HashMap<u64, String>,
     pub policies: PolicySet,
-    pub emitter: Emitter,
     /// `enforcer events --follow` clients.
     pub follow: crate::sinks::follow::Hub,
     /// Decisions counted for the metrics.
@@ -61,13 +51,11 @@ pub struct Core {
     ids: (u64, u32),
     /// Records made while answering a request, written after the reply was sent.
     pub deferred: Vec<Record>,
-    pub daemon_ctx: TaskContext,
     pub inotify: Inotify,
     /// The inotify watch on the policy directory.
     pub policy_watch: Option<i32>,
     pub started: Instant,
     pub adopted: usize,
-    pub drops_seen: u64,
     /// Kept alive when this daemon loaded the programs (the pins keep them attached anyway).
     pub _ebpf: Option<aya::Ebpf>,
 }
@@ -125,26 +113,21 @@ impl Core {
         let mut core = Self {
             config,
             probe,
-            maps,
+            rt: Runtime::new(maps, emitter, daemon_ctx),
             pins,
             root,
-            tasks: BTreeMap::new(),
-            by_cgroup: HashMap::new(),
             policies,
-            emitter,
             follow,
             counts,
             reloads: (0, 0),
             sink_dropped: BTreeMap::new(),
             state,
-            daemon_ctx,
             inotify,
             policy_watch: None,
             started: Instant::now(),
             adopted: 0,
             ids: (state_ids.0, state_ids.1),
             deferred: Vec::new(),
-            drops_seen: 0,
             _ebpf: ebpf,
         };
         core.adopt(saved_tasks);
@@ -175,26 +158,26 @@ impl Core {
     /// Writes the records a request made (after its reply went out).
     pub fn emit_deferred(&mut self) {
         for r in std::mem::take(&mut self.deferred) {
-            self.emitter.emit(&r);
+            self.rt.emitter.emit(&r);
         }
     }
 
     /// Emits a daemon-level event (no task).
     pub fn emit_daemon(&mut self, op: Op, details: serde_json::Value) {
-        self.daemon_ctx.policy.generation = self.policies.generation;
-        let r = Record::lifecycle(&self.daemon_ctx, op, std::process::id(), details);
-        self.emitter.emit(&r);
+        self.rt.outside.policy.generation = self.policies.generation;
+        let r = Record::lifecycle(&self.rt.outside, op, std::process::id(), details);
+        self.rt.emitter.emit(&r);
     }
 
     /// Writes what the sinks buffered, and reports each sink's losses to that sink.
     pub fn flush_events(&mut self) {
-        for (output, dropped) in self.emitter.take_dropped() {
-            let sink = self.emitter.outputs[output].name.clone();
+        for (output, dropped) in self.rt.emitter.take_dropped() {
+            let sink = self.rt.emitter.outputs[output].name.clone();
             *self.sink_dropped.entry(sink.clone()).or_default() += dropped;
             eprintln!("enforcer daemon: sink {sink}: {dropped} event(s) dropped (spool full)");
-            self.daemon_ctx.policy.generation = self.policies.generation;
+            self.rt.outside.policy.generation = self.policies.generation;
             let r = Record::lifecycle(
-                &self.daemon_ctx,
+                &self.rt.outside,
                 Op::EventsDropped,
                 std::process::id(),
                 json!({
@@ -205,9 +188,9 @@ impl Core {
                     "reported_at": crate::events::time::rfc3339(time::now_unix_ns()),
                 }),
             );
-            self.emitter.emit_to(output, &r);
+            self.rt.emitter.emit_to(output, &r);
         }
-        self.emitter.flush();
+        self.rt.emitter.flush();
     }
 
     /// A new rule set id (never reused while the daemon's state lives).
@@ -236,7 +219,8 @@ impl Core {
     }
 
     pub fn free_slot(&self) -> Option<u32> {
-        (0..enforcer_common::MAX_TASKS).find(|s| !self.tasks.values().any(|t| t.saved.slot == *s))
+        (0..enforcer_common::MAX_TASKS)
+            .find(|s| !self.rt.tasks.values().any(|t| t.saved.slot == *s))
     }
 
     /// `enforcer status`.
@@ -260,17 +244,17 @@ impl Core {
                 "bpf_lsm": self.probe.bpf_lsm.as_ref().err(),
                 "identity_checks": self.probe.offsets.is_ok(),
             },
-            "tasks": self.tasks.len(),
+            "tasks": self.rt.tasks.len(),
             "adopted_at_start": self.adopted,
             "policies": self.policies.by_name.values().map(|p| json!({
                 "name": p.name, "file": p.file.display().to_string(),
                 "sha256": p.sha256, "generation": p.generation,
             })).collect::<Vec<_>>(),
             "generation": self.policies.generation,
-            "events_dropped": self.drops_seen,
-            "events_queued": self.emitter.queued(),
-            "seq_id": self.emitter.seq_id,
-            "sinks": self.emitter.outputs.iter().map(|o| json!({
+            "events_dropped": self.rt.drops_seen,
+            "events_queued": self.rt.emitter.queued(),
+            "seq_id": self.rt.emitter.seq_id,
+            "sinks": self.rt.emitter.outputs.iter().map(|o| json!({
                 "name": o.name,
                 "format": match o.format { crate::events::Format::Native => "native", crate::events::Format::Ocsf => "ocsf" },
                 "given": o.sink_seq,
@@ -283,12 +267,13 @@ impl Core {
     pub fn task_list(&self, uid: Option<u32>) -> serde_json::Value {
         let now = time::boot_ns();
         let rows: Vec<_> = self
+            .rt
             .tasks
             .values()
             .filter(|t| uid.is_none_or(|u| t.saved.owner_uid == u))
             .map(|t| {
                 let s = &t.saved;
-                let c = self.maps.counters(s.slot);
+                let c = self.rt.maps.counters(s.slot);
                 json!({
                     "task": s.task,
                     "task_id": s.task_id,
@@ -343,18 +328,7 @@ pub fn operations(lsm: bool) -> serde_json::Value {
 
 /// A policy with no rules: names events of processes that belong to no task.
 pub fn empty_policy() -> Policy {
-    Policy {
-        file: PathBuf::new(),
-        sha256: String::new(),
-        name: String::new(),
-        version: 0,
-        description: None,
-        mode: Mode::Enforce,
-        allow_io_uring: false,
-        allow_user_namespaces: false,
-        limits: Limits::default(),
-        rules: Vec::new(),
-    }
+    Policy::empty()
 }
 
 /// Where events go: the events file, the configured sinks, `events --follow` clients and

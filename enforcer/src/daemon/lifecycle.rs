@@ -1,7 +1,7 @@
 //! A task's life in the daemon: started for a peer, watched (exit, TTL, limits, kernel kills),
 //! ended, torn down to nothing, and adopted again after a daemon restart.
 use crate::vocab::Op;
-use std::{borrow::Cow, os::fd::OwnedFd, path::PathBuf, time::Duration};
+use std::{os::fd::OwnedFd, path::PathBuf, time::Duration};
 
 use aya::maps::{MapData, RingBuf};
 use enforcer_common::{
@@ -14,7 +14,6 @@ use super::{
     authz::Peer,
     core::{Core, empty_policy},
     protocol::{Confinement, StartRequest, UserSpec},
-    task::{Saved, Task},
 };
 use crate::{
     envelope::setup,
@@ -25,9 +24,8 @@ use crate::{
     kernel::{cgroup::TaskCgroup, confine},
     policy,
     runtime::{
-        drain, ending,
         install::{Place, install},
-        task_end::TaskEnd,
+        task::{Saved, Task},
     },
 };
 
@@ -111,7 +109,7 @@ impl Core {
         let plan = setup::plan(parsed, executable.clone(), user.clone(), self.probe.clone())?;
         let slot = self
             .free_slot()
-            .ok_or_else(|| StartError::NoSlot(self.tasks.len()))?;
+            .ok_or_else(|| StartError::NoSlot(self.rt.tasks.len()))?;
         let rules = self.next_rules();
         // A client that is not root cannot give its task a private IPC namespace.
         let ipc_namespace = peer.is_root();
@@ -138,7 +136,7 @@ impl Core {
             cgroup_id: cgroup.id,
             generation: pf.generation,
         };
-        let installed = match install(&mut self.maps, &plan, at, ttl, now) {
+        let installed = match install(&mut self.rt.maps, &plan, at, ttl, now) {
             Ok(i) => i,
             Err(e) => {
                 let _ = cgroup.remove();
@@ -173,7 +171,7 @@ impl Core {
             mode: self.mode(),
             unenforced: unenforced.clone(),
         };
-        let ctx = saved.context(&plan.policy, self.daemon_ctx.boot_to_unix_ns);
+        let ctx = saved.context(&plan.policy, self.rt.outside.boot_to_unix_ns);
         let command: Vec<std::ffi::OsString> = req.command.iter().map(Into::into).collect();
         let mut details = setup::start_details(&command, &plan, &cgroup, ttl, flags);
         if let Some(obj) = details.as_object_mut() {
@@ -198,7 +196,7 @@ impl Core {
 
         // The command keeps the launcher's pid (it execs in place, its parent is the caller's
         // shell): the programs note that pid's wait status as it exits, for `task_end`.
-        if let Err(e) = self.maps.watch_exit(peer.pid as u32) {
+        if let Err(e) = self.rt.maps.watch_exit(peer.pid as u32) {
             eprintln!("enforcer: warning: task {task_id}: its exit status will not be known: {e}");
         }
         // The launcher joins the envelope itself: from here on every checked operation of it
@@ -210,9 +208,7 @@ impl Core {
             task.ending = Some(format!(
                 "the launcher could not be moved into the task: {e}"
             ));
-            self.tasks.insert(task_id.clone(), task);
-            self.by_cgroup
-                .insert(self.tasks[&task_id].saved.cgroup_id, task_id.clone());
+            self.rt.insert(task);
             self.finalize(&task_id);
             return Err(StartError::Launcher(e));
         }
@@ -234,8 +230,7 @@ impl Core {
         };
         let fd = plan.ruleset.map(crate::kernel::landlock::Ruleset::into_fd);
         let task = self.make_task(saved, cgroup, plan.policy, ctx);
-        self.by_cgroup.insert(task.saved.cgroup_id, task_id.clone());
-        self.tasks.insert(task_id, task);
+        self.rt.insert(task);
         Ok((confinement, fd))
     }
 
@@ -264,75 +259,35 @@ impl Core {
 
     /// Ends a task: kills whatever is left of it. The teardown follows when its cgroup is empty.
     pub fn end_task(&mut self, task_id: &str, why: String) {
-        if let Some(t) = self.tasks.get_mut(task_id) {
-            ending::end(&t.cgroup, &mut t.ending, &mut t.killed, why);
-        }
+        self.rt.end_task(task_id, why);
     }
 
     /// Tears an ended (empty) task down: map entries, cgroup, state; one `task_end`.
     pub fn finalize(&mut self, task_id: &str) {
-        let Some(task) = self.tasks.remove(task_id) else {
+        let Some(pid) = self.rt.tasks.get(task_id).map(|t| t.saved.pid) else {
             return;
         };
-        self.by_cgroup.remove(&task.saved.cgroup_id);
-        if let Some(wd) = task.watch {
-            self.inotify.unwatch(wd);
+        let exit = exit_details(self.rt.maps.take_exit(pid), self.probe.offsets.is_ok());
+        if let Some(task) = self.rt.finalize(task_id, exit, Vec::new()) {
+            if let Some(wd) = task.watch {
+                self.inotify.unwatch(wd);
+            }
+            Saved::remove(&self.config.state_dir, task_id);
         }
-        let s = &task.saved;
-        let counters = self.maps.counters(s.slot);
-        let leftovers = self.maps.remove_task(s.slot, s.rules, s.cgroup_id);
-        let removed = task.cgroup.remove();
-        if let Err(e) = &removed {
-            eprintln!("enforcer: cleanup of {task_id}: {e}");
-        }
-        Saved::remove(&self.config.state_dir, task_id);
-        let details = TaskEnd {
-            reason: task.ending.clone().unwrap_or_else(|| "exited".into()),
-            counters,
-            duration_ms: time::boot_ns().saturating_sub(s.started_boot_ns) / 1_000_000,
-            events_dropped: self.drops_seen,
-            killed: &task.killed,
-            cgroup: s.cgroup.display().to_string(),
-            cgroup_removed: removed.is_ok(),
-            leftovers,
-            exit: exit_details(self.maps.take_exit(s.pid), self.probe.offsets.is_ok()),
-        }
-        .details();
-        self.emitter
-            .emit(&Record::lifecycle(&task.ctx, Op::TaskEnd, s.pid, details));
     }
 
     /// Ends the tasks whose TTL passed and tears down the ones that are empty.
     pub fn tick(&mut self) {
-        let now = time::boot_ns();
-        let expired: Vec<String> = self
-            .tasks
-            .values()
-            .filter(|t| {
-                t.ending.is_none()
-                    && t.saved.deadline_boot_ns != 0
-                    && now > t.saved.deadline_boot_ns
-            })
-            .map(|t| t.saved.task_id.clone())
-            .collect();
-        for id in expired {
-            self.ttl_expired(&id, "limit ttl exceeded");
+        for id in self.rt.expired(time::boot_ns()) {
+            self.rt.ttl_expired(&id, "limit ttl exceeded");
         }
         self.check_populated(None);
-    }
-
-    pub fn ttl_expired(&mut self, task_id: &str, why: &str) {
-        let Some(task) = self.tasks.get(task_id) else {
-            return;
-        };
-        let record = Record::ttl_kill(&task.ctx, task.saved.pid);
-        self.emitter.emit(&record);
-        self.end_task(task_id, why.into());
     }
 
     /// Tears down tasks (those watched by `wds`, or all) whose cgroup is empty.
     pub fn check_populated(&mut self, wds: Option<&[i32]>) {
         let empty: Vec<String> = self
+            .rt
             .tasks
             .values()
             .filter(|t| wds.is_none_or(|w| t.watch.is_some_and(|wd| w.contains(&wd))))
@@ -345,23 +300,11 @@ impl Core {
     }
 
     /// Writes what the kernel reported, attributed to each task and generation, and ends
-    /// the tasks the kernel ended. At most a batch per call (see [`drain::drain`]).
+    /// the tasks the kernel ended. At most a batch per call: a task producing events as fast
+    /// as they are read must not starve requests, reloads and timers (the next tick reads on).
     pub fn drain(&mut self, ring: &mut RingBuf<MapData>) {
         const BATCH: usize = 4096;
-        let none = empty_policy();
-        let book = Book {
-            tasks: &self.tasks,
-            by_cgroup: &self.by_cgroup,
-            daemon: &self.daemon_ctx,
-            none: &none,
-        };
-        let drained = drain::drain(ring, BATCH, &book, &mut self.emitter);
-        for (cgroup_id, why) in drained.ends {
-            if let Some(id) = self.by_cgroup.get(&cgroup_id).cloned() {
-                self.end_task(&id, why);
-            }
-        }
-        if let Some(d) = drain::dropped_since(&mut self.drops_seen, self.maps.drops()) {
+        if let Some(d) = self.rt.drain(ring, BATCH) {
             self.emit_daemon(Op::EventsDropped, d);
         }
     }
@@ -375,6 +318,7 @@ impl Core {
     ) -> Result<serde_json::Value, String> {
         let visible = |t: &Task| admin || t.saved.owner_uid == peer.uid;
         let matches: Vec<String> = self
+            .rt
             .tasks
             .values()
             .filter(|t| visible(t) && (t.saved.task_id == which || t.saved.task == which))
@@ -401,9 +345,9 @@ impl Core {
                 Ok(c) if c.id == s.cgroup_id => c,
                 _ => {
                     // Gone with its processes while no daemon ran: nothing left to kill.
-                    self.maps.remove_task(s.slot, s.rules, s.cgroup_id);
+                    self.rt.maps.remove_task(s.slot, s.rules, s.cgroup_id);
                     Saved::remove(&self.config.state_dir, &s.task_id);
-                    let ctx = s.context(&empty_policy(), self.daemon_ctx.boot_to_unix_ns);
+                    let ctx = s.context(&empty_policy(), self.rt.outside.boot_to_unix_ns);
                     let r = Record::lifecycle(
                         &ctx,
                         Op::TaskEnd,
@@ -412,7 +356,7 @@ impl Core {
                             "reason": "its cgroup was gone when the daemon restarted",
                         }),
                     );
-                    self.emitter.emit(&r);
+                    self.rt.emitter.emit(&r);
                     continue;
                 }
             };
@@ -424,17 +368,16 @@ impl Core {
                     .ok()
                     .map(|r| r.display().to_string())
             });
-            let ctx = s.context(&policy, self.daemon_ctx.boot_to_unix_ns);
-            let id = s.task_id.clone();
+            let ctx = s.context(&policy, self.rt.outside.boot_to_unix_ns);
             let task = self.make_task(s, cgroup, policy, ctx);
-            self.by_cgroup.insert(task.saved.cgroup_id, id.clone());
-            self.tasks.insert(id, task);
+            self.rt.insert(task);
             self.adopted += 1;
         }
         // Entries no saved task explains: refused everything already (fail closed); remove
         // them and end what runs there.
-        let known: Vec<u64> = self.by_cgroup.keys().copied().collect();
+        let known: Vec<u64> = self.rt.by_cgroup.keys().copied().collect();
         let orphans: Vec<(u64, TaskEntry)> = self
+            .rt
             .maps
             .tasks
             .iter()
@@ -442,7 +385,7 @@ impl Core {
             .filter(|(id, _)| !known.contains(id))
             .collect();
         for (cgroup_id, entry) in orphans {
-            self.maps.remove_task(entry.slot, entry.rules, cgroup_id);
+            self.rt.maps.remove_task(entry.slot, entry.rules, cgroup_id);
             eprintln!("enforcer: removed the entry of unknown task cgroup {cgroup_id}");
         }
     }
@@ -450,14 +393,14 @@ impl Core {
     /// After adoption and the first drain: end what finished or expired while no daemon ran.
     pub fn settle_adopted(&mut self) {
         let now = time::boot_ns();
-        let ids: Vec<String> = self.tasks.keys().cloned().collect();
+        let ids: Vec<String> = self.rt.tasks.keys().cloned().collect();
         for id in ids {
-            let Some(t) = self.tasks.get(&id) else {
+            let Some(t) = self.rt.tasks.get(&id) else {
                 continue;
             };
             if !t.cgroup.populated() {
                 let expired = t.saved.deadline_boot_ns != 0 && now > t.saved.deadline_boot_ns;
-                if let Some(t) = self.tasks.get_mut(&id) {
+                if let Some(t) = self.rt.tasks.get_mut(&id) {
                     t.ending = Some(
                         if expired {
                             "limit ttl exceeded (while the daemon was down; the kernel enforced it)"
@@ -469,51 +412,8 @@ impl Core {
                 }
                 self.finalize(&id);
             } else if t.saved.deadline_boot_ns != 0 && now > t.saved.deadline_boot_ns {
-                self.ttl_expired(&id, "limit ttl exceeded (while the daemon was down)");
-            }
-        }
-    }
-}
-
-/// The daemon's tasks as a drain attributes events: by cgroup, then by generation (the
-/// previous generation's policy names the rules of events queued before a swap); an event of
-/// no known task is written under `cgroup-<id>`.
-struct Book<'a> {
-    tasks: &'a std::collections::BTreeMap<String, Task>,
-    by_cgroup: &'a std::collections::HashMap<u64, String>,
-    daemon: &'a TaskContext,
-    none: &'a policy::Policy,
-}
-
-impl drain::Attribute for Book<'_> {
-    fn attribute(&self, ev: &enforcer_common::Event) -> drain::Attributed<'_> {
-        let task = self
-            .by_cgroup
-            .get(&ev.cgroup_id)
-            .and_then(|id| self.tasks.get(id));
-        match task {
-            Some(t) => {
-                let policy = match &t.previous {
-                    Some(p) if ev.generation != t.saved.generation => p,
-                    _ => &t.policy,
-                };
-                let mut ctx = t.ctx.clone();
-                ctx.policy.generation = ev.generation;
-                drain::Attributed {
-                    ctx: Cow::Owned(ctx),
-                    policy,
-                    task: Some((ev.cgroup_id, t.ending.is_some())),
-                }
-            }
-            None => {
-                let mut ctx = self.daemon.clone();
-                ctx.task = "(none)".into();
-                ctx.task_id = format!("cgroup-{}", ev.cgroup_id);
-                drain::Attributed {
-                    ctx: Cow::Owned(ctx),
-                    policy: self.none,
-                    task: None,
-                }
+                self.rt
+                    .ttl_expired(&id, "limit ttl exceeded (while the daemon was down)");
             }
         }
     }

@@ -102,9 +102,10 @@ impl Core {
         t.sample(
             "enforcer_ring_events_dropped_total",
             &[],
-            self.drops_seen as f64,
+            self.rt.drops_seen as f64,
         );
         let sinks: Vec<(String, serde_json::Value)> = self
+            .rt
             .emitter
             .outputs
             .iter()
@@ -207,7 +208,7 @@ impl Core {
             "gauge",
             "Tasks the daemon enforces now.",
         );
-        t.sample("enforcer_tasks_running", &[], self.tasks.len() as f64);
+        t.sample("enforcer_tasks_running", &[], self.rt.tasks.len() as f64);
         t.family(
             "enforcer_info",
             "gauge",

@@ -15,7 +15,6 @@ pub mod protocol;
 mod reload;
 mod server;
 mod state;
-mod task;
 mod upgrade;
 
 use crate::vocab::Op;
@@ -214,7 +213,7 @@ async fn serve(config_path: &Path) -> Result<(), DaemonError> {
             _ = sighup.recv() => {
                 notify::notify("RELOADING=1");
                 // logrotate moved the files: write to new ones.
-                core.emitter.reopen();
+                core.rt.emitter.reopen();
                 let _ = core.reload("SIGHUP");
                 eprintln!("enforcer daemon: SIGHUP: event files reopened, policies read");
                 notify::notify("READY=1");
@@ -225,7 +224,7 @@ async fn serve(config_path: &Path) -> Result<(), DaemonError> {
     }
     notify::notify("STOPPING=1");
     core.drain(ring.get_mut());
-    let running = core.tasks.len();
+    let running = core.rt.tasks.len();
     if running == 0 {
         // Nothing to enforce: the programs go with the pins.
         if let Err(e) = core.pins.remove() {
@@ -240,7 +239,7 @@ async fn serve(config_path: &Path) -> Result<(), DaemonError> {
         );
     }
     core.emit_daemon(Op::DaemonStop, json!({ "tasks_left_running": running }));
-    core.emitter.finish();
+    core.rt.emitter.finish();
     let _ = std::fs::remove_file(&socket);
     Ok(())
 }

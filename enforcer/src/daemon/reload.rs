@@ -73,6 +73,7 @@ impl Core {
             );
         }
         let stale: Vec<(String, policies::PolicyFile)> = self
+            .rt
             .tasks
             .values()
             .filter_map(|t| {
@@ -110,7 +111,7 @@ impl Core {
         pf: &policies::PolicyFile,
     ) -> Result<(), ApplyError> {
         let (vars, executable, slot, old_rules, cgroup_id, deadline, from) = {
-            let t = self.tasks.get(task_id).ok_or(ApplyError::TaskGone)?;
+            let t = self.rt.tasks.get(task_id).ok_or(ApplyError::TaskGone)?;
             let s = &t.saved;
             let vars: policy::Vars = s.vars.clone().into_iter().collect();
             (
@@ -127,9 +128,10 @@ impl Core {
         let plan = setup::plan(parsed, executable, None, self.probe.clone())?;
         let rules = self.next_rules();
         let (identities, flags) = crate::runtime::install::identities(&plan, rules);
-        self.maps
+        self.rt
+            .maps
             .install_rules(rules, &plan.files, &plan.net, &identities.entries)
-            .inspect_err(|_| self.maps.remove_rules(rules))?;
+            .inspect_err(|_| self.rt.maps.remove_rules(rules))?;
         // The deadline is the task's own, set when it started; a reload changes the rest.
         let limits = TaskLimits {
             deadline_ns: deadline,
@@ -142,17 +144,17 @@ impl Core {
             rules,
             ..TaskEntry::default()
         };
-        if let Err(e) = self.maps.swap_entry(cgroup_id, entry) {
-            self.maps.remove_rules(rules);
+        if let Err(e) = self.rt.maps.swap_entry(cgroup_id, entry) {
+            self.rt.maps.remove_rules(rules);
             return Err(e.into());
         }
-        let _ = self.maps.limits.set(slot, limits, 0);
-        self.maps.remove_rules(old_rules);
+        let _ = self.rt.maps.limits.set(slot, limits, 0);
+        self.rt.maps.remove_rules(old_rules);
 
         let mut unenforced = plan.unenforced.clone();
         unenforced.extend(identities.missing.iter().cloned());
         let lsm = self.probe.lsm_mode();
-        let start_generation = self.tasks.get(task_id).map_or(from, |t| {
+        let start_generation = self.rt.tasks.get(task_id).map_or(from, |t| {
             t.saved
                 .unenforced
                 .iter()
@@ -167,7 +169,7 @@ impl Core {
                 pf.generation
             ));
         }
-        let Some(t) = self.tasks.get_mut(task_id) else {
+        let Some(t) = self.rt.tasks.get_mut(task_id) else {
             return Ok(());
         };
         t.saved.generation = pf.generation;
@@ -187,7 +189,7 @@ impl Core {
             t.saved.pid,
             json!({ "from_generation": from, "to_generation": pf.generation, "rule_entries": plan.files.len() + plan.net.len() }),
         );
-        self.emitter.emit(&r);
+        self.rt.emitter.emit(&r);
         Ok(())
     }
 }

@@ -268,8 +268,8 @@ fn refuse_envelope_peer(
         "socket": core.config.socket.display().to_string(),
     });
     let task = cgroup_id
-        .and_then(|id| core.by_cgroup.get(&id))
-        .and_then(|id| core.tasks.get(id));
+        .and_then(|id| core.rt.by_cgroup.get(&id))
+        .and_then(|id| core.rt.tasks.get(id));
     let task_name = task.map(|t| t.saved.task_id.clone());
     let mut record = match task {
         Some(task) => Record::lifecycle(
@@ -279,9 +279,9 @@ fn refuse_envelope_peer(
             details,
         ),
         None => {
-            core.daemon_ctx.policy.generation = core.policies.generation;
+            core.rt.outside.policy.generation = core.policies.generation;
             Record::lifecycle(
-                &core.daemon_ctx,
+                &core.rt.outside,
                 crate::vocab::Op::Control,
                 peer.pid as u32,
                 details,
@@ -292,7 +292,7 @@ fn refuse_envelope_peer(
     record.enforced_by = EnforcedBy::Daemon;
     record.comm = comm;
     record.target = core.config.socket.display().to_string();
-    core.emitter.emit(&record);
+    core.rt.emitter.emit(&record);
     Some(Reply::err(format!(
         "permission denied: a process inside a task{} may not use the control socket",
         task_name.map(|t| format!(" ({t})")).unwrap_or_default()

@@ -1,9 +1,12 @@
 //! A task envelope, standalone: load the programs, create the task's cgroup, fill the maps,
 //! start the command inside it already confined, watch it, and tear everything down.
+mod error;
 pub mod identity;
 mod monitor;
 pub mod resolve;
 pub mod setup;
+
+pub use error::RunError;
 
 use crate::vocab::Op;
 use std::{
@@ -13,7 +16,10 @@ use std::{
 };
 
 use serde_json::json;
-use tokio::io::{Interest, unix::AsyncFd};
+use tokio::{
+    io::{Interest, unix::AsyncFd},
+    process::Child,
+};
 
 use crate::{
     bpf,
@@ -29,7 +35,8 @@ use crate::{
     runtime::{
         install::{Place, install},
         programs::{Failure, load_with_fallback},
-        task_end::TaskEnd,
+        task::{Saved, Task},
+        tasks::Runtime,
     },
 };
 
@@ -52,30 +59,6 @@ pub struct RunRequest {
     pub mode: probe::ModeRequest,
 }
 
-/// Why a task could not be started.
-#[derive(Debug, thiserror::Error)]
-pub enum RunError {
-    /// The enforcer failed before the command started (exit 125).
-    #[error("{0}")]
-    Setup(String),
-    /// The command does not exist (exit 127).
-    #[error("{0}")]
-    CommandNotFound(String),
-}
-
-impl RunError {
-    pub fn exit_code(&self) -> i32 {
-        match self {
-            Self::Setup(_) => exit_code::SETUP_FAILED,
-            Self::CommandNotFound(_) => exit_code::NOT_FOUND,
-        }
-    }
-}
-
-fn setup_err(context: &str) -> impl FnOnce(String) -> RunError + '_ {
-    move |e| RunError::Setup(format!("{context}: {e}"))
-}
-
 /// Runs a task; returns the process exit status to use.
 pub async fn run(req: RunRequest) -> i32 {
     match run_task(req).await {
@@ -90,7 +73,7 @@ pub async fn run(req: RunRequest) -> i32 {
 /// Loads the programs the plan's mode needs and attaches the global ones.
 fn load_programs(plan: &setup::Prepared, ring_bytes: Option<u32>) -> Result<aya::Ebpf, Failure> {
     let root = crate::kernel::cgroup::enforcer_root(&plan.cgroup2)
-        .map_err(|e| Failure::other(format!("cgroup: {e}")))?;
+        .map_err(|e| Failure::other(RunError::Cgroup(e)))?;
     let ebpf_err = |e: bpf::BpfError| Failure::other(format!("eBPF: {e}"));
     let mut ebpf = bpf::load(plan.offsets, Some(root), ring_bytes).map_err(ebpf_err)?;
     let lsm_mode = plan.probe.lsm_mode();
@@ -117,13 +100,10 @@ impl Drop for CgroupGuard {
 
 async fn run_task(req: RunRequest) -> Result<i32, RunError> {
     if !probe::is_root() {
-        return Err(RunError::Setup(
-            "enforcer run needs root: it loads eBPF programs and creates cgroups (try sudo)".into(),
-        ));
+        return Err(RunError::NotRoot);
     }
     // Out of the task's reach from here on (its child takes the original ids back).
-    let original_ids = crate::kernel::creds::guard_self()
-        .map_err(|e| setup_err("credentials")(format!("guarding the launcher's uid: {e}")))?;
+    let original_ids = crate::kernel::creds::guard_self().map_err(RunError::Credentials)?;
     let t0 = Instant::now();
     // The plan depends on the mode (the Landlock ruleset is the fallback mode's): a fall
     // back plans again, with the reason said in every event.
@@ -134,32 +114,27 @@ async fn run_task(req: RunRequest) -> Result<i32, RunError> {
         }
         load_programs(&planned, req.ring_bytes)
     });
-    let (mut ebpf, _) = loaded.map_err(|f| {
-        RunError::Setup(if f.in_lsm {
-            format!("eBPF (lsm mode; --mode fallback avoids it): {}", f.message)
-        } else {
-            f.message
-        })
+    let (mut ebpf, _) = loaded.map_err(|f| RunError::Programs {
+        in_lsm: f.in_lsm,
+        message: f.message,
     })?;
     let plan = planned;
     let policy = &plan.policy;
     let t_prepared = t0.elapsed();
-    let (mut maps, ring) =
-        bpf::maps::Maps::take(&mut ebpf).map_err(|e| setup_err("eBPF")(e.to_string()))?;
+    let (mut maps, ring) = bpf::maps::Maps::take(&mut ebpf)?;
 
     let t_loaded = t0.elapsed();
     let cgroup_name = format!("{}-{}", req.task, std::process::id());
-    let cgroup = TaskCgroup::create(&plan.cgroup2, &cgroup_name)
-        .map_err(|e| setup_err("cgroup")(e.to_string()))?;
-    let mut guard = CgroupGuard(Some(cgroup));
-    let cgroup = guard
-        .0
-        .as_ref()
-        .ok_or_else(|| RunError::Setup("cgroup vanished".into()))?;
-    let dir = cgroup
+    let cgroup = TaskCgroup::create(&plan.cgroup2, &cgroup_name)?;
+    let attached = cgroup
         .dir()
-        .map_err(|e| setup_err("cgroup")(e.to_string()))?;
-    bpf::attach_cgroup(&mut ebpf, &dir, None).map_err(|e| setup_err("eBPF")(e.to_string()))?;
+        .map_err(RunError::from)
+        .and_then(|dir| Ok(bpf::attach_cgroup(&mut ebpf, &dir, None)?));
+    let guard = CgroupGuard(Some(cgroup));
+    attached?;
+    let Some(cgroup) = guard.0.as_ref() else {
+        return Err(RunError::Kernel("the task's cgroup vanished".into()));
+    };
 
     const SLOT: u32 = 0;
     let t_before_maps = t0.elapsed();
@@ -172,8 +147,8 @@ async fn run_task(req: RunRequest) -> Result<i32, RunError> {
         cgroup_id: cgroup.id,
         generation,
     };
-    let installed = install(&mut maps, &plan, at, ttl, time::boot_ns())
-        .map_err(|e| setup_err("maps")(e.to_string()))?;
+    let now = time::boot_ns();
+    let installed = install(&mut maps, &plan, at, ttl, now).map_err(RunError::Maps)?;
     let flags = installed.entry.flags;
     let unenforced = installed.unenforced;
     for line in &unenforced {
@@ -191,14 +166,17 @@ async fn run_task(req: RunRequest) -> Result<i32, RunError> {
             generation,
         },
         mode: plan.explanation.mode,
-        unenforced,
+        unenforced: unenforced.clone(),
         boot_to_unix_ns: time::boot_to_unix_offset(),
     };
-    // Deferred: the monitor writes what each drain of the ring produced in one write.
+    // Deferred: each drain of the ring is written in one write.
     let writer = Writer::open(req.events.clone())
-        .map_err(|e| setup_err("events")(format!("{:?}: {e}", req.events)))?
+        .map_err(|source| RunError::Events {
+            target: format!("{:?}", req.events),
+            source,
+        })?
         .deferred();
-    let mut writer = Emitter::new(writer, req.format);
+    let mut rt = Runtime::new(maps, Emitter::new(writer, req.format), ctx.clone());
 
     let confinement = confine::Plan {
         cgroup_procs_fd: -1,
@@ -217,9 +195,7 @@ async fn run_task(req: RunRequest) -> Result<i32, RunError> {
         last_cap: confine::last_cap(),
         pdeathsig: true,
     };
-    let procs = cgroup
-        .procs_writer()
-        .map_err(|e| setup_err("cgroup")(e.to_string()))?;
+    let procs = cgroup.procs_writer()?;
     let mut start_details = setup::start_details(&req.command, &plan, cgroup, ttl, flags);
     if let Some(obj) = start_details.as_object_mut() {
         let us = |d: Duration| d.as_micros() as u64;
@@ -235,31 +211,75 @@ async fn run_task(req: RunRequest) -> Result<i32, RunError> {
         );
     }
     let start_record = Record::lifecycle(&ctx, Op::TaskStart, std::process::id(), start_details);
-    writer.emit(&start_record);
-    writer.flush();
+    rt.emitter.emit(&start_record);
+    rt.emitter.flush();
 
-    let spawned = setup::spawn(&plan.command_path, &req.command, confinement, procs);
     // SAFETY: the ring buffer owns its map fd, which stays open until the AsyncFd is dropped.
     let mut ring = unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }
-        .map_err(|e| setup_err("ring buffer")(e.to_string()))?;
-    let mut killed = Vec::new();
-    let (status_code, exit_detail, monitor_end, drops) = match spawned {
+        .map_err(|e| RunError::Ring(e.into()))?;
+    let spawned = setup::spawn(&plan.command_path, &req.command, confinement, procs);
+    let pid = spawned.as_ref().ok().and_then(Child::id).unwrap_or(0);
+    // The one task this runtime holds, as the daemon would hold it.
+    let saved = Saved {
+        task: req.task.clone(),
+        task_id: cgroup_name.clone(),
+        intent: req.intent.clone(),
+        policy_name: policy.name.clone(),
+        policy_file: policy.file.clone(),
+        policy_text: String::new(),
+        vars: req.vars.clone().into_iter().collect(),
+        generation,
+        slot: SLOT,
+        rules: SLOT,
+        flags,
+        cgroup: cgroup.path.clone(),
+        cgroup_id: cgroup.id,
+        pid,
+        owner_uid: original_ids.ruid,
+        command: req
+            .command
+            .iter()
+            .map(|c| c.to_string_lossy().into_owned())
+            .collect(),
+        executable: plan.command_path.clone(),
+        user: req.user.clone(),
+        started_unix_ns: time::now_unix_ns(),
+        started_boot_ns: now,
+        deadline_boot_ns: installed.limits.deadline_ns,
+        mode: plan.explanation.mode,
+        unenforced,
+    };
+    let mut guard = guard;
+    let Some(cgroup) = guard.0.take() else {
+        return Err(RunError::Kernel("the task's cgroup vanished".into()));
+    };
+    rt.insert(Task {
+        saved,
+        cgroup,
+        policy: plan.policy.clone(),
+        previous: None,
+        ctx,
+        ending: None,
+        watch: None,
+        killed: Vec::new(),
+    });
+    let id = cgroup_name.as_str();
+
+    let (status_code, exit_detail) = match spawned {
         Ok(mut child) => {
-            let pid = child.id().unwrap_or(0);
             let deadline = ttl.map(|t| started + t);
-            let mut monitor = monitor::Monitor::new(&ctx, policy, &mut writer, cgroup, &maps, pid);
-            let status = monitor.run(&mut child, &mut ring, deadline).await;
+            let status = monitor::run(&mut rt, id, &mut child, &mut ring, deadline).await;
             // The command is gone: nothing else of the task may outlive it.
-            if cgroup.populated()
-                && let Ok(left) = cgroup.kill_named()
-            {
-                monitor.killed.extend(left);
+            if let Some(t) = rt.tasks.get_mut(id) {
+                if t.cgroup.populated()
+                    && let Ok(left) = t.cgroup.kill_named()
+                {
+                    t.killed.extend(left);
+                }
+                t.cgroup.wait_empty(Duration::from_secs(5));
             }
-            cgroup.wait_empty(Duration::from_secs(5));
-            monitor.drain(ring.get_mut());
-            let ended = monitor.ended_by.clone();
-            let drops = monitor.drops();
-            killed = std::mem::take(&mut monitor.killed);
+            monitor::drain(&mut rt, id, ring.get_mut());
+            let ended = rt.tasks.get(id).is_some_and(|t| t.ending.is_some());
             match status {
                 Ok(s) => {
                     use std::os::unix::process::ExitStatusExt as _;
@@ -267,25 +287,21 @@ async fn run_task(req: RunRequest) -> Result<i32, RunError> {
                     let detail = json!({ "exit_code": s.code(), "signal": s.signal() });
                     // The enforcer killed the task: say so in the status even when the
                     // command's own process happened to exit before the rest was killed.
-                    if ended.is_some() && s.code().is_some() {
+                    if ended && s.code().is_some() {
                         code = exit_code::KILLED;
                     }
-                    (code, detail, ended, drops)
+                    (code, detail)
                 }
-                Err(e) => (
-                    exit_code::SETUP_FAILED,
-                    json!({ "error": e.to_string() }),
-                    ended,
-                    drops,
-                ),
+                Err(e) => (exit_code::SETUP_FAILED, json!({ "error": e.to_string() })),
             }
         }
         Err(e) => {
             // Let the tracepoints' report of the refused exec arrive first.
             tokio::time::sleep(Duration::from_millis(20)).await;
-            let mut monitor = monitor::Monitor::new(&ctx, policy, &mut writer, cgroup, &maps, 0);
-            monitor.drain(ring.get_mut());
-            let drops = monitor.drops();
+            monitor::drain(&mut rt, id, ring.get_mut());
+            if let Some(t) = rt.tasks.get_mut(id) {
+                t.ending.get_or_insert_with(|| "exec refused".into());
+            }
             let code = match e.kind() {
                 std::io::ErrorKind::PermissionDenied => {
                     eprintln!(
@@ -303,41 +319,13 @@ async fn run_task(req: RunRequest) -> Result<i32, RunError> {
                     exit_code::CANNOT_EXECUTE
                 }
             };
-            (
-                code,
-                json!({ "exit_code": code, "error": e.to_string() }),
-                Some("exec refused".into()),
-                drops,
-            )
+            (code, json!({ "exit_code": code, "error": e.to_string() }))
         }
     };
 
-    let counters = maps.counters(SLOT);
-    let leftovers = maps.remove_task(SLOT, SLOT, cgroup.id);
-    let cgroup_path = cgroup.path.display().to_string();
-    let removed = guard.0.take().map(|cg| cg.remove());
-    let cgroup_removed = matches!(removed, Some(Ok(())));
-    if let Some(Err(e)) = removed {
-        eprintln!("enforcer: cleanup: {e}");
-    }
-    let mut details = TaskEnd {
-        reason: monitor_end.unwrap_or_else(|| "exited".into()),
-        counters,
-        duration_ms: started.elapsed().as_millis() as u64,
-        events_dropped: drops,
-        killed: &killed,
-        cgroup: cgroup_path,
-        cgroup_removed,
-        leftovers,
-        exit: exit_detail,
-    }
-    .details();
-    if let Some(obj) = details.as_object_mut() {
-        obj.insert("programs".into(), bpf::program_stats(&ebpf));
-    }
-    let end = Record::lifecycle(&ctx, Op::TaskEnd, std::process::id(), details);
-    writer.emit(&end);
-    writer.finish();
+    let programs = bpf::program_stats(&ebpf);
+    rt.finalize(id, exit_detail, vec![("programs", programs)]);
+    rt.emitter.finish();
     bpf::release_in_background(ebpf);
     Ok(status_code)
 }

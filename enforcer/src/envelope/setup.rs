@@ -54,9 +54,7 @@ pub fn check_task_name(name: &str) -> Result<(), RunError> {
     if ok {
         Ok(())
     } else {
-        Err(RunError::Setup(format!(
-            "bad task name \"{name}\": use 1-64 letters, digits, '-', '_' or '.'"
-        )))
+        Err(RunError::TaskName(name.to_owned()))
     }
 }
 
@@ -86,8 +84,7 @@ pub fn resolve_command(command: &OsString) -> Result<PathBuf, RunError> {
 /// Plans the task. `lsm_refused` demotes an auto-mode choice of lsm to the fallback mode,
 /// with the reason (the LSM programs did not load).
 pub fn prepare(req: &RunRequest, lsm_refused: Option<String>) -> Result<Prepared, RunError> {
-    let policy = policy::load(&req.policy, &req.vars)
-        .map_err(|e| RunError::Setup(format!("invalid policy:\n{e}")))?;
+    let policy = policy::load(&req.policy, &req.vars)?;
     check_task_name(&req.task)?;
     check_events_file(&policy, &req.events)?;
     let command = req
@@ -100,14 +97,14 @@ pub fn prepare(req: &RunRequest, lsm_refused: Option<String>) -> Result<Prepared
         .as_deref()
         .map(confine::task_user)
         .transpose()
-        .map_err(|e| RunError::Setup(format!("--user: {e}")))?;
+        .map_err(RunError::User)?;
 
-    probe::ensure_tracefs().map_err(RunError::Setup)?;
+    probe::ensure_tracefs().map_err(RunError::Kernel)?;
     let mut probe = Probe::run(req.mode);
     if let Some(why) = lsm_refused {
         probe.bpf_lsm = Err(why);
     }
-    probe.check_requested().map_err(RunError::Setup)?;
+    probe.check_requested().map_err(RunError::Kernel)?;
     plan(policy, command_path, user, probe)
 }
 
@@ -126,10 +123,7 @@ fn check_events_file(
     let absolute = std::path::absolute(path).unwrap_or_else(|_| path.clone());
     let text = absolute.display().to_string();
     if policy::decide::decide_file(policy, &text, enforcer_common::access::WRITE).allowed {
-        return Err(RunError::Setup(format!(
-            "--events {text}: the policy lets the task write there, so it could rewrite the \
-             record of what it did; write the events outside every writable tree"
-        )));
+        return Err(RunError::EventsWritable(text));
     }
     Ok(())
 }
@@ -147,19 +141,12 @@ pub fn plan(
             .ok()
             .map(|r| r.display().to_string())
     });
-    let cgroup2 = probe
-        .cgroup2
-        .clone()
-        .map_err(|e| RunError::Setup(format!("{e}; the envelope needs cgroup v2")))?;
+    let cgroup2 = probe.cgroup2.clone().map_err(RunError::NoCgroup2)?;
     let support = probe.support();
     let explanation = explain(&policy, &support);
     let problems = explanation.problems();
     if !problems.is_empty() && policy.mode == Mode::Enforce {
-        return Err(RunError::Setup(format!(
-            "this kernel cannot enforce the policy as written (use mode = \"audit\" to run \
-             anyway):\n  {}",
-            problems.join("\n  ")
-        )));
+        return Err(RunError::CannotEnforce(problems));
     }
     let mut unenforced = problems;
 
@@ -192,8 +179,7 @@ pub fn plan(
             handled,
             &landlock_grants(&policy),
             &interpreters,
-        )
-        .map_err(|e| RunError::Setup(e.to_string()))?;
+        )?;
         for s in skipped {
             let labels: Vec<String> = s
                 .rules

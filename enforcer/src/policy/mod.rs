@@ -167,6 +167,22 @@ pub struct Policy {
 }
 
 impl Policy {
+    /// A policy with no rules: names events of processes that belong to no task.
+    pub fn empty() -> Self {
+        Self {
+            file: PathBuf::new(),
+            sha256: String::new(),
+            name: String::new(),
+            version: 0,
+            description: None,
+            mode: Mode::Enforce,
+            allow_io_uring: false,
+            allow_user_namespaces: false,
+            limits: Limits::default(),
+            rules: Vec::new(),
+        }
+    }
+
     /// Adds, for every path rule whose path resolves elsewhere (a symlink such as `/bin/sh`,
     /// or a directory under one such as `/lib/`), the same rule on the resolved path: the BPF
     /// LSM hooks see resolved paths, as Landlock resolves its rules when they are added. The

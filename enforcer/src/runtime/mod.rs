@@ -13,4 +13,6 @@ pub mod drain;
 pub mod ending;
 pub mod install;
 pub mod programs;
+pub mod task;
 pub mod task_end;
+pub mod tasks;
