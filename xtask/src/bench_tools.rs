@@ -23,6 +23,8 @@ const CSV_ROWS: usize = 300_000;
 
 struct Workload {
     name: &'static str,
+    /// Run once before any measured run, outside any task (inputs the tool itself builds).
+    once: String,
     /// Run before each measured run, outside any task (puts the workspace back).
     reset: String,
     /// The measured run, as `sh -c` in the workspace.
@@ -183,6 +185,7 @@ fn prepare() -> anyhow::Result<Vec<Workload>> {
     let mut workloads = vec![
         Workload {
             name: "cargo build (12 modules, no deps)",
+            once: String::new(),
             reset: "rm -rf crate/target".into(),
             script: format!(
                 "cd crate && CARGO_HOME={ws}/cargo-home RUSTUP_TOOLCHAIN=stable cargo build --offline -q"
@@ -191,6 +194,9 @@ fn prepare() -> anyhow::Result<Vec<Workload>> {
         },
         Workload {
             name: "npm install (local tarball)",
+            once: format!(
+                "cd dep && npm pack --silent --cache {ws}/npm-cache >/dev/null && mv dep-1.0.0.tgz .."
+            ),
             reset: "rm -rf app/node_modules app/package-lock.json".into(),
             script: format!(
                 "cd app && npm install --offline --no-audit --no-fund --cache {ws}/npm-cache --silent"
@@ -199,6 +205,7 @@ fn prepare() -> anyhow::Result<Vec<Workload>> {
         },
         Workload {
             name: "pip install into a venv",
+            once: "python3 wheel.py && python3 -m venv venv".into(),
             reset: "venv/bin/pip uninstall -q -y smallpkg >/dev/null 2>&1; true".into(),
             script: "venv/bin/pip install -q --no-index --no-deps --disable-pip-version-check \
                      smallpkg-1.0-py3-none-any.whl"
@@ -207,12 +214,17 @@ fn prepare() -> anyhow::Result<Vec<Workload>> {
         },
         Workload {
             name: "python: 300k-row CSV to a report",
+            once: String::new(),
             reset: "rm -f report.json".into(),
             script: "python3 analyse.py".into(),
             needs: &["python3"],
         },
         Workload {
             name: "git clone + commit",
+            once: format!(
+                "mkdir origin && cd origin && git init -q && for i in $(seq 1 200); do echo $i > f$i; done && \
+                 echo readme > README && git add . && {git} commit -q -m init"
+            ),
             reset: "rm -rf clone".into(),
             script: format!(
                 "{git} clone -q origin clone && cd clone && echo change >> README && \
@@ -232,21 +244,8 @@ fn prepare() -> anyhow::Result<Vec<Workload>> {
         }
         missing.is_empty()
     });
-    // Inputs that need the tools themselves, built outside any task.
-    for wl in &workloads {
-        match wl.needs[0] {
-            "npm" => sh(&format!(
-                "cd dep && npm pack --silent --cache {ws}/npm-cache >/dev/null && mv dep-1.0.0.tgz .."
-            ))?,
-            "python3" if wl.name.starts_with("pip") => {
-                sh("python3 wheel.py && python3 -m venv venv")?
-            }
-            "git" => sh(&format!(
-                "mkdir origin && cd origin && git init -q && for i in $(seq 1 200); do echo $i > f$i; done && \
-                 echo readme > README && git add . && {git} commit -q -m init"
-            ))?,
-            _ => {}
-        }
+    for wl in workloads.iter().filter(|wl| !wl.once.is_empty()) {
+        sh(&wl.once)?;
     }
     Ok(workloads)
 }
@@ -308,7 +307,7 @@ pub fn run(s: &Setup) -> anyhow::Result<Value> {
     daemon.stop()?;
     Ok(json!({
         "runs": RUNS,
-        "mode": "fallback (the host refuses BPF LSM; lsm mode is measured in the guests' tests only)",
+        "mode": "fallback (this host refuses BPF LSM programs; lsm mode is not measured here)",
         "workloads": rows,
     }))
 }

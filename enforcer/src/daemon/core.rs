@@ -231,7 +231,7 @@ impl Core {
             "mode": self.mode(),
             "fallback_reason": self.probe.fallback_reason(),
             "operations": operations(self.probe.lsm_mode()),
-            "gaps": crate::envelope::setup::mode_gaps(&empty_policy(), &self.probe),
+            "gaps": crate::envelope::setup::mode_gaps(&Policy::empty(), &self.probe),
             "programs": self.pins.link_names(),
             "programs_object_sha256": self.state.object_sha256,
             "map_abi": self.state.map_abi,
@@ -324,11 +324,6 @@ pub fn operations(lsm: bool) -> serde_json::Value {
         "ttl, max_execs, max_connects, max_denials": "in-kernel counters and deadline; the daemon kills the task (cgroup.kill)",
         "process in the subtree without a task (fail closed)": closed,
     })
-}
-
-/// A policy with no rules: names events of processes that belong to no task.
-pub fn empty_policy() -> Policy {
-    Policy::empty()
 }
 
 /// Where events go: the events file, the configured sinks, `events --follow` clients and

@@ -12,7 +12,7 @@ use serde_json::json;
 
 use super::{
     authz::Peer,
-    core::{Core, empty_policy},
+    core::Core,
     protocol::{Confinement, StartRequest, UserSpec},
 };
 use crate::{
@@ -347,7 +347,7 @@ impl Core {
                     // Gone with its processes while no daemon ran: nothing left to kill.
                     self.rt.maps.remove_task(s.slot, s.rules, s.cgroup_id);
                     Saved::remove(&self.config.state_dir, &s.task_id);
-                    let ctx = s.context(&empty_policy(), self.rt.outside.boot_to_unix_ns);
+                    let ctx = s.context(&policy::Policy::empty(), self.rt.outside.boot_to_unix_ns);
                     let r = Record::lifecycle(
                         &ctx,
                         Op::TaskEnd,
@@ -362,7 +362,7 @@ impl Core {
             };
             let vars: policy::Vars = s.vars.clone().into_iter().collect();
             let mut policy = policy::parse(&s.policy_file, &s.policy_text, &vars)
-                .unwrap_or_else(|_| empty_policy());
+                .unwrap_or_else(|_| policy::Policy::empty());
             policy.add_resolved_paths(|p| {
                 std::fs::canonicalize(p)
                     .ok()

@@ -169,7 +169,7 @@ async fn serve(config_path: &Path) -> Result<(), DaemonError> {
     {
         eprintln!("enforcer daemon:   {op}: {}", how.as_str().unwrap_or("?"));
     }
-    for gap in crate::envelope::setup::mode_gaps(&core::empty_policy(), &core.probe) {
+    for gap in crate::envelope::setup::mode_gaps(&crate::policy::Policy::empty(), &core.probe) {
         eprintln!("enforcer daemon: warning: {gap}");
     }
     notify::notify("READY=1\nSTATUS=enforcing");
