@@ -119,9 +119,11 @@ fn nothing_is_left_behind() {
         "left running: {}",
         String::from_utf8_lossy(&leftover.stdout)
     );
-    // And the programs are gone from the kernel once the enforcer exits.
+    // And the programs are gone from the kernel once the enforcer exits. The kernel frees
+    // them after RCU grace periods (tasks-trace ones for LSM trampolines), which take seconds
+    // in an emulated guest under load: the bound is for liveness, not speed.
     let names = ["connect4", "sendmsg6", "sys_exit_open", "sched_process_e"];
-    let deadline = Instant::now() + Duration::from_secs(5);
+    let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let loaded: Vec<String> = aya::programs::loaded_programs()
             .filter_map(Result::ok)
