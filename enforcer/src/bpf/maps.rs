@@ -160,16 +160,20 @@ impl Maps {
     }
 
     /// Removes one rule set (after no task entry names it any more).
-    pub fn remove_rules(&mut self, rules: u32) {
+    pub fn remove_rules(&mut self, rules: u32) -> Leftovers {
+        // One walk of each map: every entry of the rule set is found and removed as it is
+        // found; one that could not be removed is one left.
+        let mut left = Leftovers::default();
         for k in self.file_keys(rules) {
-            let _ = self.file_rules.remove(&k);
+            left.file_rules += usize::from(self.file_rules.remove(&k).is_err());
         }
         for k in self.net_keys(rules) {
-            let _ = self.net_rules.remove(&k);
+            left.net_rules += usize::from(self.net_rules.remove(&k).is_err());
         }
         for k in self.inode_keys(rules) {
-            let _ = self.inode_rules.remove(&k);
+            left.inode_rules += usize::from(self.inode_rules.remove(&k).is_err());
         }
+        left
     }
 
     /// Writes a task's rules, limits and zeroed counters, and tags its cgroup last: the
@@ -322,19 +326,10 @@ impl Maps {
     /// then its rules.
     pub fn remove_task(&mut self, slot: u32, rules: u32, cgroup_id: u64) -> Leftovers {
         let _ = self.tasks.remove(&cgroup_id);
-        self.remove_rules(rules);
+        let mut left = self.remove_rules(rules);
         let _ = self.limits.set(slot, TaskLimits::default(), 0);
-        self.leftovers(rules, cgroup_id)
-    }
-
-    /// Entries of a task still present.
-    pub fn leftovers(&self, rules: u32, cgroup_id: u64) -> Leftovers {
-        Leftovers {
-            tasks: usize::from(self.tasks.get(&cgroup_id, 0).is_ok()),
-            file_rules: self.file_keys(rules).len(),
-            net_rules: self.net_keys(rules).len(),
-            inode_rules: self.inode_keys(rules).len(),
-        }
+        left.tasks = usize::from(self.tasks.get(&cgroup_id, 0).is_ok());
+        left
     }
 }
 

@@ -131,7 +131,9 @@ impl Core {
         self.rt
             .maps
             .install_rules(rules, &plan.files, &plan.net, &identities.entries)
-            .inspect_err(|_| self.rt.maps.remove_rules(rules))?;
+            .inspect_err(|_| {
+                self.rt.maps.remove_rules(rules);
+            })?;
         // The deadline is the task's own, set when it started; a reload changes the rest.
         let limits = TaskLimits {
             deadline_ns: deadline,
