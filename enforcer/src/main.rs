@@ -6,7 +6,13 @@ use clap::Parser as _;
 use crate::cli::{Cli, Command, PolicyCommand};
 
 fn main() {
-    let cli = match Cli::try_parse() {
+    let parsed = match cli::run_args() {
+        Some(run) => run.map(|args| Cli {
+            command: Command::Run(args),
+        }),
+        None => Cli::try_parse(),
+    };
+    let cli = match parsed {
         Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();

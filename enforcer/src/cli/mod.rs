@@ -8,7 +8,11 @@ pub mod run;
 pub mod status;
 pub mod tasks;
 
-use std::{ffi::OsString, path::PathBuf, time::Duration};
+use std::{
+    ffi::OsString,
+    path::{Path, PathBuf},
+    time::Duration,
+};
 
 use clap::{Args, Parser, Subcommand};
 use enforcer::kernel::probe::ModeRequest;
@@ -29,7 +33,7 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run a command inside a task envelope (through the daemon when one is running).
+    #[command(about = RUN_ABOUT)]
     Run(RunArgs),
     /// Run the enforcer daemon (as a systemd service).
     Daemon(DaemonArgs),
@@ -109,6 +113,37 @@ pub struct KillArgs {
     pub socket: SocketArgs,
 }
 
+/// What `enforcer run` does, for the full command tree and for [`run_args`].
+pub const RUN_ABOUT: &str =
+    "Run a command inside a task envelope (through the daemon when one is running).";
+
+/// `enforcer run`'s arguments, parsed without building the rest of the command tree: a task
+/// started through the daemon is mostly this process's own start-up, and the whole tree costs
+/// more to build than the request takes to answer. `None` when the subcommand is another one.
+pub fn run_args() -> Option<Result<RunArgs, clap::Error>> {
+    use clap::FromArgMatches as _;
+    let mut argv = std::env::args_os();
+    let bin = argv.next()?;
+    if argv.next().is_none_or(|a| a != "run") {
+        return None;
+    }
+    let cmd = RunArgs::augment_args(
+        clap::Command::new("run")
+            .bin_name(format!(
+                "{} run",
+                Path::new(&bin)
+                    .file_name()
+                    .unwrap_or_default()
+                    .to_string_lossy()
+            ))
+            .about(RUN_ABOUT),
+    );
+    Some(
+        cmd.try_get_matches_from(std::env::args_os().skip(1))
+            .and_then(|m| RunArgs::from_arg_matches(&m)),
+    )
+}
+
 #[derive(Debug, Args)]
 pub struct RunArgs {
     /// The policy: a file (standalone), or a policy name of the daemon's policy directory
@@ -171,13 +206,7 @@ pub struct CheckArgs {
 }
 
 fn parse_var(s: &str) -> Result<(String, String), String> {
-    let (name, value) = s
-        .split_once('=')
-        .ok_or_else(|| format!("expected NAME=VALUE, got \"{s}\""))?;
-    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-        return Err(format!("bad variable name \"{name}\""));
-    }
-    Ok((name.to_owned(), value.to_owned()))
+    enforcer::policy::values::parse_assignment(s)
 }
 
 fn parse_mode(s: &str) -> Result<ModeRequest, String> {

@@ -39,14 +39,9 @@ fn via_daemon(args: RunArgs, socket: &std::path::Path, stream: UnixStream) -> i3
         }
     }
     if let Some(p) = &args.policy
-        && (p.contains('/') || p.ends_with(".toml"))
+        && let Err(e) = client::check_policy_name(p, socket)
     {
-        eprintln!(
-            "enforcer: a daemon is running ({}): --policy takes the name of a policy in its \
-             policy directory, not a file (\"{p}\"); add --standalone to run a policy file \
-             yourself",
-            socket.display()
-        );
+        eprintln!("enforcer: {e}");
         return exit_code::SETUP_FAILED;
     }
     let req = StartRequest {

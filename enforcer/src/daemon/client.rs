@@ -38,11 +38,19 @@ pub fn request(socket: &Path, op: &Op) -> Result<(Reply, Option<OwnedFd>), Strin
 
 /// Sends one request on a connected stream; returns the reply and the fd that came with it.
 pub fn request_on(mut stream: UnixStream, op: &Op) -> Result<(Reply, Option<OwnedFd>), String> {
+    send(&mut stream, op)?;
+    reply(&stream)
+}
+
+fn send(stream: &mut UnixStream, op: &Op) -> Result<(), String> {
     let mut line = protocol::encode_request(op);
     line.push('\n');
     stream
         .write_all(line.as_bytes())
-        .map_err(|e| format!("sending to the daemon: {e}"))?;
+        .map_err(|e| format!("sending to the daemon: {e}"))
+}
+
+fn reply(stream: &UnixStream) -> Result<(Reply, Option<OwnedFd>), String> {
     let mut buf = Vec::new();
     let mut fd = None;
     let mut chunk = vec![0u8; 64 * 1024];
@@ -61,6 +69,20 @@ pub fn request_on(mut stream: UnixStream, op: &Op) -> Result<(Reply, Option<Owne
     let reply: Reply = serde_json::from_slice(&buf)
         .map_err(|e| format!("malformed reply from the daemon: {e}"))?;
     Ok((reply, fd))
+}
+
+/// Through a daemon, `--policy` names a policy of its policy directory: a path is a mistake
+/// (the daemon never reads a client's file).
+pub fn check_policy_name(policy: &str, socket: &Path) -> Result<(), String> {
+    if policy.contains('/') || policy.ends_with(".toml") {
+        return Err(format!(
+            "a daemon is running ({}): --policy takes the name of a policy in its policy \
+             directory, not a file (\"{policy}\"); add --standalone to run a policy file \
+             yourself",
+            socket.display()
+        ));
+    }
+    Ok(())
 }
 
 /// A connection to the daemon at `socket`, if one answers.
@@ -93,7 +115,21 @@ pub fn run_via_daemon(stream: UnixStream, mut req: StartRequest, command: &[OsSt
         .iter()
         .map(|a| a.to_string_lossy().into_owned())
         .collect();
-    let (reply, ruleset) = match request_on(stream, &Op::Start(req)) {
+    let mut stream = stream;
+    if let Err(e) = send(&mut stream, &Op::Start(req)) {
+        eprintln!("enforcer: {e}");
+        return exit_code::SETUP_FAILED;
+    }
+    // While the daemon prepares the task: what needs nothing from its answer. The daemon gives
+    // a root client a private IPC namespace (`ipc_namespace` in its reply says so).
+    let last_cap = confine::last_cap();
+    // SAFETY: single-threaded (no runtime was started for this path); it only takes authority
+    // away from this process, which execs the command or exits.
+    // A step that fails here (root without its capabilities) is taken again, and its failure
+    // reported, once the reply is in: the daemon's answer comes first.
+    let early =
+        unsafe { confine::early(crate::kernel::probe::is_root(), last_cap) }.unwrap_or_default();
+    let (reply, ruleset) = match reply(&stream) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("enforcer: {e}");
@@ -114,9 +150,13 @@ pub fn run_via_daemon(stream: UnixStream, mut req: StartRequest, command: &[OsSt
             return exit_code::SETUP_FAILED;
         }
     };
-    for line in &confinement.unenforced {
-        eprintln!("enforcer: warning: {line}");
-    }
+    // One write for all of them.
+    let warnings: String = confinement
+        .unenforced
+        .iter()
+        .map(|line| format!("enforcer: warning: {line}\n"))
+        .collect();
+    let _ = std::io::stderr().write_all(warnings.as_bytes());
     if confinement.landlock && ruleset.is_none() {
         eprintln!("enforcer: the daemon's reply lacks the task's Landlock ruleset");
         return exit_code::SETUP_FAILED;
@@ -138,8 +178,9 @@ pub fn run_via_daemon(stream: UnixStream, mut req: StartRequest, command: &[OsSt
             groups: u.groups.clone(),
         }),
         restore: None,
-        last_cap: confine::last_cap(),
+        last_cap,
         pdeathsig: false,
+        early,
     };
     // SAFETY: this process is single-threaded (no runtime was started for this path) and
     // about to exec: changing its own credentials is the point.

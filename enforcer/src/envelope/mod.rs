@@ -194,6 +194,7 @@ async fn run_task(req: RunRequest) -> Result<i32, RunError> {
         restore: Some(original_ids),
         last_cap: confine::last_cap(),
         pdeathsig: true,
+        early: confine::Early::default(),
     };
     let procs = cgroup.procs_writer()?;
     let mut start_details = setup::start_details(&req.command, &plan, cgroup, ttl, flags);

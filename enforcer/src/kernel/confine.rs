@@ -23,6 +23,55 @@ pub struct Plan {
     /// Die with the enforcer (standalone, where it is the parent); a daemon-started task
     /// outlives its launcher's exec, so it has none.
     pub pdeathsig: bool,
+    /// What [`early`] did already.
+    pub early: Early,
+}
+
+/// The steps of [`apply`] a launcher took while the daemon prepared its task (see [`early`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Early {
+    pub ipc_namespace: bool,
+    pub bounding_set: bool,
+}
+
+/// The steps of [`apply`] that need nothing from the daemon's answer, for a launcher to take
+/// while the daemon works: a private IPC namespace (root only: `ipc_namespace` says whether
+/// the daemon will ask for one) and the empty bounding set. Both only take authority away, and
+/// a launcher the daemon then refuses exits without running anything.
+///
+/// # Safety
+/// As [`apply`]: it changes the calling process's namespaces and capabilities.
+pub unsafe fn early(ipc_namespace: bool, last_cap: u32) -> io::Result<Early> {
+    // SAFETY: as in `apply`.
+    unsafe {
+        if ipc_namespace {
+            check(libc::unshare(libc::CLONE_NEWIPC) as libc::c_long)?;
+        }
+        empty_bounding_set(last_cap)?;
+    }
+    Ok(Early {
+        ipc_namespace,
+        bounding_set: true,
+    })
+}
+
+/// Empties the bounding set (needs CAP_SETPCAP, so before anything else drops it; a process
+/// without it has nothing there it could use under no_new_privs).
+unsafe fn empty_bounding_set(last_cap: u32) -> io::Result<()> {
+    // SAFETY: prctl and geteuid take no pointers.
+    unsafe {
+        let can_setpcap = libc::prctl(libc::PR_CAPBSET_READ, 8 /* CAP_SETPCAP */, 0, 0, 0) == 1
+            && libc::geteuid() == 0;
+        if !can_setpcap {
+            return Ok(());
+        }
+        for cap in 0..=last_cap {
+            check(
+                libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) as libc::c_long,
+            )?;
+        }
+    }
+    Ok(())
 }
 
 /// The identity the command runs as.
@@ -58,24 +107,16 @@ pub unsafe fn apply(plan: &Plan) -> io::Result<()> {
         // 1b. A private System V IPC (and POSIX message queue) namespace, and a cgroup
         //     namespace rooted at the task's cgroup, while the process still has its
         //     capabilities.
-        if plan.ipc_namespace {
+        if plan.ipc_namespace && !plan.early.ipc_namespace {
             check(libc::unshare(libc::CLONE_NEWIPC) as libc::c_long)?;
         }
         if plan.cgroup_namespace {
             check(libc::unshare(libc::CLONE_NEWCGROUP) as libc::c_long)?;
         }
 
-        // 2. Empty the bounding set (needs CAP_SETPCAP, so before anything else drops it; a
-        //    process without it has nothing there it could use under no_new_privs).
-        let can_setpcap = libc::prctl(libc::PR_CAPBSET_READ, 8 /* CAP_SETPCAP */, 0, 0, 0) == 1
-            && libc::geteuid() == 0;
-        for cap in 0..=plan.last_cap {
-            if !can_setpcap {
-                break;
-            }
-            check(
-                libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) as libc::c_long,
-            )?;
+        // 2. Empty the bounding set.
+        if !plan.early.bounding_set {
+            empty_bounding_set(plan.last_cap)?;
         }
 
         // 3. The user (or the enforcer's own original ids: it runs guarded).

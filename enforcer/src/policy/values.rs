@@ -84,6 +84,17 @@ pub fn parse_path(text: &str) -> Result<PathPattern, String> {
     })
 }
 
+/// Parses a `NAME=VALUE` policy variable given on a command line.
+pub fn parse_assignment(s: &str) -> Result<(String, String), String> {
+    let (name, value) = s
+        .split_once('=')
+        .ok_or_else(|| format!("expected NAME=VALUE, got \"{s}\""))?;
+    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        return Err(format!("bad variable name \"{name}\""));
+    }
+    Ok((name.to_owned(), value.to_owned()))
+}
+
 /// Parses a duration such as `90s`, `15m`, `1h30m`, `500ms`.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let expected = "expected a duration such as \"30s\", \"15m\", \"1h30m\" or \"500ms\"";

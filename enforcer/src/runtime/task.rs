@@ -74,7 +74,7 @@ impl Saved {
             std::fs::create_dir_all(dir)?;
         }
         let tmp = path.with_extension("json.tmp");
-        let text = serde_json::to_vec_pretty(self).map_err(io::Error::other)?;
+        let text = serde_json::to_vec(self).map_err(io::Error::other)?;
         std::fs::write(&tmp, text)?;
         std::fs::rename(&tmp, &path)
     }
