@@ -12,7 +12,7 @@ use std::{
 use enforcer_tests::{
     Scratch,
     daemon::{Daemon, assert_refused, base, text},
-    enforcer, mode, probe, require_root,
+    enforcer, launcher, mode, probe, require_root,
 };
 use serde_json::Value;
 
@@ -28,6 +28,122 @@ fn run_task(d: &Daemon, task: &str, args: &[&str], uid: Option<u32>, cmd: &[&str
         c.uid(uid).gid(uid);
     }
     c.output().expect("enforcer run")
+}
+
+/// `enforcer-run --task T --socket S -- cmd`: the lean launcher.
+fn launch(d: &Daemon, task: &str, cmd: &[&str]) -> Output {
+    Command::new(launcher())
+        .args(["--task", task, "--socket", &d.socket(), "--"])
+        .args(cmd)
+        .output()
+        .expect("enforcer-run")
+}
+
+#[test]
+fn the_lean_launcher_starts_the_same_task_and_cannot_nest() {
+    if !require_root("the_lean_launcher_starts_the_same_task_and_cannot_nest") {
+        return;
+    }
+    let s = Scratch::new("launcher");
+    let d = Daemon::start(&s, "launcher", "");
+    d.policy("agent", &base(&s));
+    // A task that may reach the socket and run the launcher: it still cannot start a task.
+    let mut nester = base(&s);
+    nester.unix.push(d.socket());
+    nester.exec.push(launcher().display().to_string());
+    nester.read.push(format!("{}/", s.dir.display()));
+    d.policy("nester", &nester);
+    d.cli(&["reload"]);
+
+    let ok = launch(&d, "agent", &[&probe(), "read", &s.path("ws/notes.txt")]);
+    assert_eq!(ok.status.code(), Some(0), "{}", text(&ok));
+    let out = launch(
+        &d,
+        "agent",
+        &[&probe(), "read", &s.path("outside/secret.txt")],
+    );
+    assert_refused(&out);
+    let secret = mode().reported(&s.path("outside/secret.txt"));
+    let denial = d.wait_event("denial", |e| {
+        e["op"] == "open" && e["target"] == secret.as_str()
+    });
+    assert_eq!(denial["decision"], "deny");
+    assert_eq!(denial["errno"], mode().errno());
+    assert_eq!(denial["task"], "agent");
+    let task_id = denial["task_id"].as_str().unwrap().to_owned();
+    let start = d.wait_event("task_start", |e| {
+        e["op"] == "task_start" && e["task_id"] == task_id.as_str()
+    });
+    assert_eq!(start["via"], "daemon");
+    let end = d.wait_event("task_end", |e| {
+        e["op"] == "task_end" && e["task_id"] == task_id.as_str()
+    });
+    assert_eq!(end["exit_code"], 1, "{end}");
+    assert_eq!(end["cleanup"]["cgroup_removed"], true);
+
+    // Bad input: named, 125 (127 for a missing command), and no task starts.
+    let starts = || {
+        d.events()
+            .iter()
+            .filter(|e| e["op"] == "task_start")
+            .count()
+    };
+    let before = starts();
+    let out = Command::new(launcher())
+        .args(["--task", "agent", "--mode", "lsm", "--", "/bin/true"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(125), "{}", text(&out));
+    assert!(
+        text(&out).contains("unknown option --mode"),
+        "{}",
+        text(&out)
+    );
+    let out = Command::new(launcher())
+        .args([
+            "--task",
+            "agent",
+            "--socket",
+            &s.path("nothing.sock"),
+            "--",
+            "/bin/true",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(125), "{}", text(&out));
+    assert!(text(&out).contains("no daemon answers"), "{}", text(&out));
+    let out = launch(&d, "agent", &["/no/such/command"]);
+    assert_eq!(out.status.code(), Some(127), "{}", text(&out));
+    let out = launch(&d, "agent", &["--policy"]);
+    assert_eq!(out.status.code(), Some(127), "{}", text(&out));
+    assert_eq!(starts(), before, "a refused launch started a task");
+
+    // From inside a task, the launcher gets nothing from the daemon: refused, and said.
+    let launcher = launcher().display().to_string();
+    let out = launch(
+        &d,
+        "nester",
+        &[
+            &launcher,
+            "--task",
+            "agent",
+            "--socket",
+            &d.socket(),
+            "--",
+            &probe(),
+            "whoami",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(125), "{}", text(&out));
+    assert!(
+        text(&out).contains("permission denied: a process inside a task"),
+        "{}",
+        text(&out)
+    );
+    let refused = d.wait_event("control", |e| e["op"] == "control");
+    assert_eq!(refused["decision"], "deny");
+    assert_eq!(refused["task"], "nester");
+    assert_eq!(refused["request"], "start");
 }
 
 #[test]

@@ -59,6 +59,17 @@ pub fn enforcer() -> PathBuf {
     built("enforcer", "ENFORCER_BIN")
 }
 
+/// The lean launcher (`enforcer-run`), built beside the enforcer binary.
+pub fn launcher() -> PathBuf {
+    let path = enforcer().with_file_name("enforcer-run");
+    assert!(
+        path.exists(),
+        "{} is missing: build it first (cargo build --workspace)",
+        path.display()
+    );
+    path
+}
+
 /// The probe binary (tests/probe.rs).
 pub fn probe() -> String {
     built("probe", "PROBE_BIN").display().to_string()

@@ -25,6 +25,13 @@ fn payload(root: &Path) -> anyhow::Result<Vec<(PathBuf, String, u32)>> {
             0o755,
         ),
         (
+            root.join("target")
+                .join(TARGET)
+                .join("release/enforcer-run"),
+            "usr/bin/enforcer-run".to_owned(),
+            0o755,
+        ),
+        (
             root.join("packaging/enforcer.service"),
             "lib/systemd/system/enforcer.service".to_owned(),
             0o644,
@@ -198,6 +205,14 @@ pub fn check(deb: &Path) -> anyhow::Result<()> {
         .context("the packaged enforcer")?;
     let v = String::from_utf8_lossy(&v.stdout);
     ensure!(v.contains(VERSION), "the packaged enforcer says {v:?}");
+    let help = Command::new(scratch.join("usr/bin/enforcer-run"))
+        .arg("--help")
+        .output()
+        .context("the packaged enforcer-run")?;
+    ensure!(
+        help.status.success() && String::from_utf8_lossy(&help.stdout).contains("--task"),
+        "the packaged enforcer-run: {help:?}"
+    );
     let control = scratch.join("DEBIAN");
     step(
         "extract the control files",

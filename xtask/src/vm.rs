@@ -186,7 +186,7 @@ fn initramfs(
         symlink("busybox", root.join("bin").join(applet))?;
         symlink("../../bin/busybox", root.join("usr/bin").join(applet))?;
     }
-    for exe in ["enforcer", "probe", "bench-op"] {
+    for exe in ["enforcer", "enforcer-run", "probe", "bench-op"] {
         fs::copy(bin_dir.join(exe), root.join("t").join(exe))?;
     }
     for (name, exe) in tests {
