@@ -410,13 +410,21 @@ pub fn run(only: Option<&str>) -> anyhow::Result<()> {
     let s = prepare(&root)?;
     match only {
         None => {}
+        Some("startup") => {
+            eprintln!("\n==> task start-up through the daemon");
+            let st = crate::bench_daemon::startup(&s)?;
+            crate::bench_daemon::print_startup(&st);
+            return Ok(());
+        }
         Some("tools") => {
             eprintln!("\n==> real tools through the daemon");
             let tools = crate::bench_tools::run(&s)?;
             crate::bench_tools::print(&tools);
             return Ok(());
         }
-        Some(other) => anyhow::bail!("cargo xtask bench: unknown part {other:?} (try: tools)"),
+        Some(other) => {
+            anyhow::bail!("cargo xtask bench: unknown part {other:?} (try: tools, startup)")
+        }
     }
     // Per-program run time, read back from the kernel after each round.
     let stats_was = fs::read_to_string("/proc/sys/kernel/bpf_stats_enabled").unwrap_or_default();

@@ -163,34 +163,65 @@ pub fn run(s: &Setup) -> anyhow::Result<Value> {
         );
     }
 
-    // Start-up: a plain exec against `enforcer run --task` through the daemon, interleaved.
+    Ok(json!({
+        "rounds": ROUNDS,
+        "ratios": out,
+        "startup": startup(s)?,
+    }))
+}
+
+/// Start-up: a plain exec against `enforcer run --task` and the lean launcher `enforcer-run`
+/// through the daemon, interleaved.
+pub fn startup(s: &Setup) -> anyhow::Result<Value> {
     let daemon = Daemon::start(s)?;
-    let (mut plain, mut via) = (Vec::new(), Vec::new());
-    for _ in 0..15 {
+    let launcher = s.enforcer.with_file_name("enforcer-run");
+    let (mut plain, mut via, mut lean) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..STARTS {
         let t = Instant::now();
         ensure!(Command::new("/usr/bin/true").status()?.success());
         plain.push(t.elapsed().as_secs_f64() * 1e3);
         let t = Instant::now();
-        let status = daemon.run(s).arg("/usr/bin/true").status()?;
+        let status = daemon
+            .run(s)
+            .arg("/usr/bin/true")
+            .stderr(Stdio::null())
+            .status()?;
         via.push(t.elapsed().as_secs_f64() * 1e3);
         ensure!(
             status.success(),
             "enforcer run --task through the daemon: {status}"
         );
+        let t = Instant::now();
+        let status = Command::new(&launcher)
+            .args(["--task", "bench", "--socket"])
+            .arg(&daemon.socket)
+            .args(["--", "/usr/bin/true"])
+            .stderr(Stdio::null())
+            .status()?;
+        lean.push(t.elapsed().as_secs_f64() * 1e3);
+        ensure!(
+            status.success(),
+            "enforcer-run through the daemon: {status}"
+        );
     }
     std::thread::sleep(Duration::from_millis(300));
     daemon.stop()?;
     wait_unloaded()?;
-    let (p, v) = (median(&mut plain), median(&mut via));
+    let (p, v, l) = (median(&mut plain), median(&mut via), median(&mut lean));
     Ok(json!({
-        "rounds": ROUNDS,
-        "ratios": out,
-        "startup": { "plain_ms": p, "via_daemon_ms": v, "ratio": v / p },
+        "starts": STARTS,
+        "plain_ms": p,
+        "via_daemon_ms": v,
+        "ratio": v / p,
+        "launcher_ms": l,
+        "launcher_over_plain_ms": l - p,
     }))
 }
 
+/// Start-ups measured, each kind (medians).
+const STARTS: usize = 40;
+
 pub fn print(r: &Value) {
-    let f = |v: &Value| v.as_f64().unwrap_or(0.0);
     println!("\nthrough the daemon ({} rounds):", r["rounds"]);
     println!("| operation | allowed in task / plain | denied in task / plain |");
     println!("| --- | --- | --- |");
@@ -204,11 +235,20 @@ pub fn print(r: &Value) {
             );
         }
     }
-    let st = &r["startup"];
+    print_startup(&r["startup"]);
+}
+
+pub fn print_startup(st: &Value) {
+    let f = |v: &Value| v.as_f64().unwrap_or(0.0);
     println!(
-        "task start-up through the daemon: {:.2} ms vs {:.2} ms plain exec ({:.1}x)",
-        f(&st["via_daemon_ms"]),
+        "task start-up through the daemon ({} starts, medians), over a plain exec of {:.2} ms:\n\
+         \x20 enforcer-run (the lean launcher): {:.2} ms, +{:.2} ms\n\
+         \x20 enforcer run --task:             {:.2} ms, +{:.2} ms",
+        st["starts"],
         f(&st["plain_ms"]),
-        f(&st["ratio"])
+        f(&st["launcher_ms"]),
+        f(&st["launcher_ms"]) - f(&st["plain_ms"]),
+        f(&st["via_daemon_ms"]),
+        f(&st["via_daemon_ms"]) - f(&st["plain_ms"]),
     );
 }

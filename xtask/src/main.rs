@@ -17,7 +17,7 @@ use anyhow::{Context as _, bail};
 
 fn usage() -> ExitCode {
     eprintln!(
-        "usage: cargo xtask <test|demo|bench [tools]|deb|prev-build|vm-test [--kernel 6.1|6.12|all]>"
+        "usage: cargo xtask <test|demo|bench [tools|startup]|deb|prev-build|vm-test [--kernel 6.1|6.12|all]>"
     );
     ExitCode::from(2)
 }
