@@ -36,6 +36,8 @@ pub struct Core {
     pub pins: PinDir,
     pub root: PathBuf,
     pub policies: PolicySet,
+    /// The set's policies as parsed for tasks, by variables.
+    pub parsed: super::policies::Parsed,
     /// `enforcer events --follow` clients.
     pub follow: crate::sinks::follow::Hub,
     /// Decisions counted for the metrics.
@@ -117,6 +119,7 @@ impl Core {
             pins,
             root,
             policies,
+            parsed: super::policies::Parsed::default(),
             follow,
             counts,
             reloads: (0, 0),

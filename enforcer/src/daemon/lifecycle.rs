@@ -105,7 +105,7 @@ impl Core {
             None => None,
         };
         let vars: policy::Vars = req.vars.clone().into_iter().collect();
-        let parsed = policy::parse(&pf.file, &pf.text, &vars)?;
+        let parsed = self.parsed.get(&pf, &vars)?;
         let plan = setup::plan(parsed, executable.clone(), user.clone(), self.probe.clone())?;
         let slot = self
             .free_slot()

@@ -1,7 +1,7 @@
 //! The daemon's policy directory as one set: read whole, validated whole, and swapped whole.
 //! A bad file keeps the last good set in force; each changed policy gets a new generation.
 use std::{
-    collections::BTreeMap,
+    collections::{BTreeMap, HashMap},
     path::{Path, PathBuf},
 };
 
@@ -16,6 +16,42 @@ pub struct PolicyFile {
     pub sha256: String,
     /// The set generation at which this text came into force.
     pub generation: u32,
+}
+
+/// Policies parsed with a task's variables. Parsing is a pure function of the text and the
+/// variables (no file, clock or environment is read), and a third of a task's planning time
+/// through the daemon: each (file, generation, text, variables) is parsed once. Bounded: when
+/// full it starts over.
+#[derive(Debug, Default)]
+pub struct Parsed {
+    by_key: HashMap<(PathBuf, u32, String, Vars), policy::Policy>,
+}
+
+impl Parsed {
+    const MAX: usize = 64;
+
+    /// `pf` parsed with `vars`: a copy of the one parsed before, or parsed now.
+    pub fn get(
+        &mut self,
+        pf: &PolicyFile,
+        vars: &Vars,
+    ) -> Result<policy::Policy, policy::PolicyErrors> {
+        let key = (
+            pf.file.clone(),
+            pf.generation,
+            pf.sha256.clone(),
+            vars.clone(),
+        );
+        if let Some(p) = self.by_key.get(&key) {
+            return Ok(p.clone());
+        }
+        let p = policy::parse(&pf.file, &pf.text, vars)?;
+        if self.by_key.len() >= Self::MAX {
+            self.by_key.clear();
+        }
+        self.by_key.insert(key, p.clone());
+        Ok(p)
+    }
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -262,5 +298,39 @@ mod tests {
         let (last, change) = next.replace(read(&d.0).unwrap());
         assert_eq!(change.removed, vec!["r"]);
         assert_eq!(last.generation, 2);
+    }
+
+    #[test]
+    fn a_policy_is_parsed_once_per_variables_and_a_bad_one_never_kept() {
+        let pf = |text: &str, generation| PolicyFile {
+            name: "p".into(),
+            file: PathBuf::from("/etc/enforcer/policies/p.toml"),
+            text: text.into(),
+            sha256: format!("{:x}", <sha2::Sha256 as sha2::Digest>::digest(text)),
+            generation,
+        };
+        let vars = |ws: &str| Vars::from([("workspace".to_owned(), ws.to_owned())]);
+        let mut parsed = Parsed::default();
+        let a = parsed.get(&pf(P, 1), &vars("/a")).expect("parses");
+        let file = Path::new("/etc/enforcer/policies/p.toml");
+        assert_eq!(a, policy::parse(file, P, &vars("/a")).expect("parses"));
+        assert_eq!(parsed.get(&pf(P, 1), &vars("/a")).expect("kept"), a);
+        assert_eq!(parsed.by_key.len(), 1);
+        // Other variables, another generation: parsed for themselves.
+        let b = parsed.get(&pf(P, 1), &vars("/b")).expect("parses");
+        assert_ne!(a, b);
+        parsed.get(&pf(P, 2), &vars("/a")).expect("parses");
+        assert_eq!(parsed.by_key.len(), 3);
+        // An empty variable is an error each time, and nothing is kept of it.
+        assert!(parsed.get(&pf(P, 1), &vars(" ")).is_err());
+        assert!(parsed.get(&pf(P, 1), &vars(" ")).is_err());
+        assert_eq!(parsed.by_key.len(), 3);
+        // Full: it starts over.
+        for i in 0..Parsed::MAX {
+            parsed
+                .get(&pf(P, 1), &vars(&format!("/w{i}")))
+                .expect("parses");
+        }
+        assert!(parsed.by_key.len() <= Parsed::MAX);
     }
 }

@@ -52,6 +52,8 @@ impl Core {
         };
         let (set, change) = self.policies.replace(files);
         self.policies = set;
+        // Parsed again for the next tasks (running ones keep theirs).
+        self.parsed = super::policies::Parsed::default();
         self.state.generation = self.policies.generation;
         self.state.policies = self
             .policies
