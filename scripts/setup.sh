@@ -12,6 +12,7 @@ APT_PACKAGES=(
     "rsyslog"                     # the syslog receiver of the sink tests
     "rsyslog-openssl"             # ... over TLS
     "openssl"                     # the sink tests' certificates
+    "dnsmasq-base"                # the upstream resolver of the DNS tests
 )
 
 say() { printf 'setup: %s\n' "$*" >&2; }

@@ -11,6 +11,7 @@
 //! - [`exit_code`]: the statuses `enforcer run` exits with when the command did not decide.
 pub mod bpf;
 pub mod daemon;
+pub mod dns;
 pub mod envelope;
 pub mod events;
 pub mod exit_code;
