@@ -30,6 +30,21 @@ fn run_task(d: &Daemon, task: &str, args: &[&str], uid: Option<u32>, cmd: &[&str
     c.output().expect("enforcer run")
 }
 
+/// The probe's read of `outside/secret.txt` was refused by the kernel, and its denial event
+/// (of `task`, with the mode's errno and enforcer) is in the daemon's events.
+fn secret_refused(d: &Daemon, s: &Scratch, out: &Output, task: &str) -> Value {
+    assert_refused(out);
+    let secret = mode().reported(&s.path("outside/secret.txt"));
+    let denial = d.wait_event("denial", |e| {
+        e["op"] == "open" && e["target"] == secret.as_str()
+    });
+    assert_eq!(denial["decision"], "deny");
+    assert_eq!(denial["errno"], mode().errno());
+    assert_eq!(denial["enforced_by"], mode().file_enforcer());
+    assert_eq!(denial["task"], task);
+    denial
+}
+
 /// `enforcer-run --task T --socket S -- cmd`: the lean launcher.
 fn launch(d: &Daemon, task: &str, cmd: &[&str]) -> Output {
     Command::new(launcher())
@@ -62,14 +77,7 @@ fn the_lean_launcher_starts_the_same_task_and_cannot_nest() {
         "agent",
         &[&probe(), "read", &s.path("outside/secret.txt")],
     );
-    assert_refused(&out);
-    let secret = mode().reported(&s.path("outside/secret.txt"));
-    let denial = d.wait_event("denial", |e| {
-        e["op"] == "open" && e["target"] == secret.as_str()
-    });
-    assert_eq!(denial["decision"], "deny");
-    assert_eq!(denial["errno"], mode().errno());
-    assert_eq!(denial["task"], "agent");
+    let denial = secret_refused(&d, &s, &out, "agent");
     let task_id = denial["task_id"].as_str().unwrap().to_owned();
     let start = d.wait_event("task_start", |e| {
         e["op"] == "task_start" && e["task_id"] == task_id.as_str()
@@ -179,15 +187,7 @@ fn tasks_start_through_the_daemon_and_leave_nothing_behind() {
         None,
         &[&probe(), "read", &s.path("outside/secret.txt")],
     );
-    assert_refused(&out);
-    let secret = mode().reported(&s.path("outside/secret.txt"));
-    let denial = d.wait_event("denial", |e| {
-        e["op"] == "open" && e["target"] == secret.as_str()
-    });
-    assert_eq!(denial["decision"], "deny");
-    assert_eq!(denial["errno"], mode().errno());
-    assert_eq!(denial["enforced_by"], mode().file_enforcer());
-    assert_eq!(denial["task"], "agent");
+    let denial = secret_refused(&d, &s, &out, "agent");
     assert_eq!(denial["policy"]["name"], "agent");
     assert!(denial["policy"]["generation"].as_u64().unwrap() >= 1);
     let task_id = denial["task_id"].as_str().unwrap().to_owned();

@@ -91,7 +91,7 @@ pub fn connect(socket: &Path) -> Option<UnixStream> {
 }
 
 /// `enforcer run` through the daemon. Returns only on failure (the exit status to use).
-pub fn run_via_daemon(stream: UnixStream, mut req: StartRequest, command: &[OsString]) -> i32 {
+pub fn run_via_daemon(mut stream: UnixStream, mut req: StartRequest, command: &[OsString]) -> i32 {
     let Some(first) = command.first() else {
         eprintln!("enforcer: no command given after --");
         return exit_code::NOT_FOUND;
@@ -115,7 +115,6 @@ pub fn run_via_daemon(stream: UnixStream, mut req: StartRequest, command: &[OsSt
         .iter()
         .map(|a| a.to_string_lossy().into_owned())
         .collect();
-    let mut stream = stream;
     if let Err(e) = send(&mut stream, &Op::Start(req)) {
         eprintln!("enforcer: {e}");
         return exit_code::SETUP_FAILED;
